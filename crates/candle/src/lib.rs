@@ -1,0 +1,256 @@
+//! neural-style-candle: the default backend, pure Rust on the CPU.
+//!
+//! Convolutions and Gram matrices go through candle-core's CPU kernels
+//! (im2col + GEMM). The input gradient of a 3×3 "same" convolution is itself
+//! a 3×3 "same" convolution with the kernel transposed (in ↔ out) and flipped
+//! spatially, so the backward pass reuses the same fast path instead of
+//! candle's `conv_transpose2d` (a direct loop on CPU) and never computes a
+//! weight gradient. candle's autograd is not used at all: its max-pool
+//! backward is wrong (DESIGN.md), and core's hand-written backward needs only
+//! these primitives. Pooling backward, ReLU masks, the losses and the
+//! optimisers' vector operations are plain loops over the tensors' memory.
+
+mod ops;
+
+use candle_core::{DType, Device, Storage, Tensor};
+use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
+use neural_style_core::weights::ConvWeights;
+use neural_style_core::{Error, Result};
+
+/// The candle backend (CPU).
+#[derive(Clone, Debug)]
+pub struct CandleBackend {
+    device: Device,
+    threads: usize,
+}
+
+/// A convolution prepared for candle: the kernel, the bias, and the
+/// transposed-and-flipped kernel used by the backward pass.
+pub struct CandleConv {
+    weight: Tensor,
+    bias: Tensor,
+    weight_t: Tensor,
+}
+
+pub(crate) fn err(e: impl std::fmt::Display) -> Error {
+    Error::backend("candle", e)
+}
+
+impl CandleBackend {
+    /// A CPU backend. Thread count is process-wide (rayon's global pool);
+    /// see [`set_threads`].
+    pub fn cpu() -> Self {
+        CandleBackend {
+            device: Device::Cpu,
+            threads: rayon::current_num_threads(),
+        }
+    }
+
+    /// The devices this backend can use.
+    pub fn devices() -> Vec<String> {
+        vec![format!("cpu ({} threads)", rayon::current_num_threads())]
+    }
+}
+
+/// Set the number of CPU threads (call once, before any computation).
+pub fn set_threads(n: usize) -> Result<()> {
+    // candle reads RAYON_NUM_THREADS for its own pools; rayon's global pool
+    // is configured explicitly.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| Error::config("--threads", e.to_string()))
+}
+
+/// Run `f` on the contiguous f32 data of a CPU tensor.
+pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(err("expected a CPU tensor"));
+    };
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| err("expected a contiguous tensor"))?;
+    let s = cpu.as_slice::<f32>().map_err(err)?;
+    Ok(f(&s[a..b]))
+}
+
+fn tensor(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Result<Tensor> {
+    Tensor::from_vec(data, (shape[0], shape[1], shape[2]), device).map_err(err)
+}
+
+impl CandleBackend {
+    fn new_like(&self, data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+        Tensor::from_vec(data, like.shape(), &self.device).map_err(err)
+    }
+
+    fn map2(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+    ) -> Result<Tensor> {
+        let out = with_slice(a, |a| {
+            with_slice(b, |b| {
+                let mut out = vec![0.0f32; a.len()];
+                f(a, b, &mut out);
+                out
+            })
+        })??;
+        self.new_like(out, a)
+    }
+}
+
+impl VecOps for CandleBackend {
+    type Vector = Tensor;
+
+    fn dot(&self, a: &Tensor, b: &Tensor) -> Result<f64> {
+        with_slice(a, |a| with_slice(b, |b| ops::dot(a, b)))?
+    }
+    fn norm1(&self, a: &Tensor) -> Result<f64> {
+        with_slice(a, ops::norm1)
+    }
+    fn axpy(&self, alpha: f64, x: &Tensor, y: &mut Tensor) -> Result<()> {
+        let a = alpha as f32;
+        *y = self.map2(y, x, |y, x, out| ops::zip_map(out, y, x, |y, x| y + a * x))?;
+        Ok(())
+    }
+    fn scale(&self, alpha: f64, x: &mut Tensor) -> Result<()> {
+        *x = (&*x * alpha).map_err(err)?;
+        Ok(())
+    }
+    fn zeros_like(&self, like: &Tensor) -> Result<Tensor> {
+        like.zeros_like().map_err(err)
+    }
+    fn adam_update(
+        &self,
+        x: &mut Tensor,
+        g: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        c: AdamCoeffs,
+    ) -> Result<()> {
+        let mut xs = self.download(x)?;
+        let mut ms = self.download(m)?;
+        let mut vs = self.download(v)?;
+        with_slice(g, |g| ops::adam(&mut xs, g, &mut ms, &mut vs, c))?;
+        *x = self.new_like(xs, x)?;
+        *m = self.new_like(ms, m)?;
+        *v = self.new_like(vs, v)?;
+        Ok(())
+    }
+}
+
+impl Backend for CandleBackend {
+    type Tensor = Tensor;
+    type Conv = CandleConv;
+
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+    fn device(&self) -> String {
+        format!("cpu ({} threads)", self.threads)
+    }
+    fn upload(&self, data: &[f32], shape: [usize; 3]) -> Result<Tensor> {
+        tensor(data.to_vec(), shape, &self.device)
+    }
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        t.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    }
+    fn dims(&self, t: &Tensor) -> [usize; 3] {
+        let d = t.dims();
+        [d[0], d[1], d[2]]
+    }
+
+    fn prepare_conv(&self, w: &ConvWeights) -> Result<CandleConv> {
+        let (o, i) = (w.out_channels, w.in_channels);
+        let weight = Tensor::from_vec(w.weight.clone(), (o, i, 3, 3), &self.device).map_err(err)?;
+        let bias = Tensor::from_vec(w.bias.clone(), (o, 1, 1), &self.device).map_err(err)?;
+        let weight_t = Tensor::from_vec(
+            ops::transpose_flip(&w.weight, o, i),
+            (i, o, 3, 3),
+            &self.device,
+        )
+        .map_err(err)?;
+        Ok(CandleConv {
+            weight,
+            bias,
+            weight_t,
+        })
+    }
+
+    fn conv3x3(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
+        x.unsqueeze(0)
+            .and_then(|x| x.conv2d(&conv.weight, 1, 1, 1, 1))
+            .and_then(|y| y.squeeze(0))
+            .and_then(|y| y.broadcast_add(&conv.bias))
+            .map_err(err)
+    }
+    fn conv3x3_backward(&self, dy: &Tensor, conv: &CandleConv) -> Result<Tensor> {
+        dy.unsqueeze(0)
+            .and_then(|d| d.conv2d(&conv.weight_t, 1, 1, 1, 1))
+            .and_then(|d| d.squeeze(0))
+            .map_err(err)
+    }
+    fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        x.relu().map_err(err)
+    }
+    fn relu_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        self.map2(y, dy, |y, dy, out| {
+            ops::zip_map(out, y, dy, |y, d| if y > 0.0 { d } else { 0.0 })
+        })
+    }
+    fn pool(&self, x: &Tensor, kind: Pooling) -> Result<Tensor> {
+        let [c, h, w] = self.dims(x);
+        let out = with_slice(x, |x| ops::pool(x, c, h, w, kind))?;
+        tensor(out, [c, h / 2, w / 2], &self.device)
+    }
+    fn pool_backward(&self, x: &Tensor, dy: &Tensor, kind: Pooling) -> Result<Tensor> {
+        let [c, h, w] = self.dims(x);
+        let out = with_slice(x, |x| {
+            with_slice(dy, |dy| ops::pool_backward(x, dy, c, h, w, kind))
+        })??;
+        tensor(out, [c, h, w], &self.device)
+    }
+
+    fn gram(&self, f: &Tensor) -> Result<Tensor> {
+        let [c, h, w] = self.dims(f);
+        let n = (c * h * w) as f64;
+        f.reshape((c, h * w))
+            .and_then(|f| f.matmul(&f.t()?))
+            .and_then(|g| g.affine(1.0 / n, 0.0))
+            .and_then(|g| g.unsqueeze(0))
+            .map_err(err)
+    }
+    fn gram_backward(&self, f: &Tensor, dg: &Tensor) -> Result<Tensor> {
+        let [c, h, w] = self.dims(f);
+        let n = (c * h * w) as f64;
+        let dg = dg.squeeze(0).map_err(err)?;
+        (|| {
+            let sym = (&dg + dg.t()?)?;
+            sym.matmul(&f.reshape((c, h * w))?)?
+                .affine(1.0 / n, 0.0)?
+                .reshape((c, h, w))
+        })()
+        .map_err(err)
+    }
+    fn mse_grad(&self, a: &Tensor, target: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
+        let (value, grad) = with_slice(a, |a| with_slice(target, |t| ops::mse_grad(a, t, scale)))??;
+        Ok((value, self.new_like(grad, a)?))
+    }
+    fn tv_grad(&self, x: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
+        let [c, h, w] = self.dims(x);
+        let (value, grad) = with_slice(x, |x| ops::tv_grad(x, c, h, w, scale))?;
+        Ok((value, self.new_like(grad, x)?))
+    }
+
+    fn conv3x3_relu(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
+        self.relu(&self.conv3x3(x, conv)?)
+    }
+}
+
+/// The dtype every tensor of this backend uses.
+pub const DTYPE: DType = DType::F32;

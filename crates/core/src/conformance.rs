@@ -1,0 +1,197 @@
+//! Conformance checks written once and run against every backend: each
+//! backend's crate calls these from its tests (and the front-end's parity
+//! suite calls them for every compiled backend).
+//!
+//! The yardstick is [`crate::reference`] — an independent f64
+//! implementation — so tolerances only have to absorb float32 arithmetic in
+//! a different summation order.
+
+use crate::backend::{Backend, Pooling};
+use crate::layers::LayerId;
+use crate::objective::{Loss, LossParts, Objective, ObjectiveSpec};
+use crate::pixel::CaffeImage;
+use crate::reference;
+use crate::vgg::{FeatureExtractor, Vgg};
+use crate::weights::Vgg19Weights;
+
+/// Relative error allowed on activations (f32 vs f64, short sums).
+pub const ACTIVATION_TOL: f64 = 1e-5;
+/// Relative error allowed on each loss part (f32 sums over many terms).
+pub const LOSS_TOL: f64 = 1e-4;
+/// `‖a − b‖ / ‖b‖` allowed on the gradient (two f32 passes through the net).
+pub const GRADIENT_TOL: f64 = 1e-4;
+
+/// `‖a − b‖ / ‖b‖` (0 when both are zero).
+pub fn rel_l2(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        a.abs()
+    } else {
+        (a - b).abs() / b.abs()
+    }
+}
+
+/// One evaluation problem: weights, objective, images.
+pub struct Case {
+    pub name: String,
+    pub weights: Vgg19Weights,
+    pub spec: ObjectiveSpec,
+    pub content: CaffeImage,
+    pub styles: Vec<(CaffeImage, f64)>,
+    pub x: CaffeImage,
+}
+
+/// Small seeded cases covering max/avg pooling, pre/post-ReLU and pooling
+/// layers, several style images with blend weights, odd sizes.
+pub fn tiny_cases() -> Vec<Case> {
+    let l = |n: &str| LayerId::parse(n).expect("valid layer");
+    let mut cases = Vec::new();
+    for (i, pooling) in [Pooling::Max, Pooling::Avg].into_iter().enumerate() {
+        let seed = 10 + i as u64;
+        cases.push(Case {
+            name: format!("synthetic {pooling:?}, two styles, mixed layers"),
+            weights: Vgg19Weights::synthetic(seed, [6, 8, 8, 12, 12]),
+            spec: ObjectiveSpec {
+                content_layers: vec![(l("relu4_2"), 1.0), (l("conv2_1"), 0.3)],
+                style_layers: vec![
+                    (l("relu1_1"), 1.0),
+                    (l("pool1"), 0.5),
+                    (l("conv3_2"), 2.0),
+                    (l("relu5_1"), 1.0),
+                ],
+                content_weight: 5.0,
+                style_weight: 100.0,
+                tv_weight: 1e-3,
+                pooling,
+            },
+            content: CaffeImage::noise(37, 34, seed),
+            styles: vec![
+                (CaffeImage::noise(40, 32, seed + 100), 0.7),
+                (CaffeImage::noise(33, 35, seed + 200), 0.3),
+            ],
+            x: CaffeImage::noise(37, 34, seed + 300),
+        });
+    }
+    cases
+}
+
+/// What a backend produced on a case, next to the reference.
+#[derive(Debug)]
+pub struct Comparison {
+    pub parts: LossParts,
+    pub reference: LossParts,
+    pub gradient_rel: f64,
+    pub activation_rel: Vec<(LayerId, f64)>,
+}
+
+impl Comparison {
+    /// Every figure within the tolerances above.
+    pub fn check(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        for (what, a, b) in [
+            ("content", self.parts.content, self.reference.content),
+            ("style", self.parts.style, self.reference.style),
+            ("tv", self.parts.tv, self.reference.tv),
+            ("total", self.parts.total, self.reference.total),
+        ] {
+            if rel(a, b) > LOSS_TOL {
+                errs.push(format!(
+                    "{what}: {a} vs reference {b} (rel {:.2e})",
+                    rel(a, b)
+                ));
+            }
+        }
+        if !(self.gradient_rel <= GRADIENT_TOL) {
+            errs.push(format!("gradient: rel {:.2e}", self.gradient_rel));
+        }
+        for (l, r) in &self.activation_rel {
+            if !(*r <= ACTIVATION_TOL) {
+                errs.push(format!("activation {l}: rel {r:.2e}"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+}
+
+/// Evaluate `case` on `backend` and on the reference.
+pub fn compare<B: Backend>(backend: B, case: &Case) -> crate::Result<Comparison> {
+    compare_with_weights(backend, case, &case.weights)
+}
+
+/// As [`compare`], but the backend runs with `backend_weights` while the
+/// reference keeps the case's: shows that the checks can fail.
+pub fn compare_with_weights<B: Backend>(
+    backend: B,
+    case: &Case,
+    backend_weights: &Vgg19Weights,
+) -> crate::Result<Comparison> {
+    let net = Vgg::new(backend, backend_weights, case.spec.pooling)?;
+    let objective = Objective::new(&net, case.spec.clone(), &case.content, &case.styles)?;
+    let b = net.backend();
+    let x = b.upload(&case.x.data, case.x.shape())?;
+    let (parts, grad) = objective.evaluate(&x)?;
+    let grad = b.download(&grad)?;
+    let (reference, ref_grad) = reference::evaluate(
+        &case.weights,
+        &case.spec,
+        &case.content,
+        &case.styles,
+        &case.x,
+    );
+
+    let layers: Vec<LayerId> = crate::layers::table()
+        .iter()
+        .map(|l| l.id)
+        .filter(|l| Some(*l) <= case.spec.deepest())
+        .collect();
+    let ours = net.features(&x, &layers)?;
+    let theirs = reference::features(&case.weights, &case.x, &layers, case.spec.pooling);
+    let activation_rel = layers
+        .iter()
+        .zip(ours.iter().zip(&theirs))
+        .map(|(l, (a, r))| Ok((*l, rel_l2(&b.download(a)?, r))))
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(Comparison {
+        parts,
+        reference,
+        gradient_rel: rel_l2(&grad, &ref_grad),
+        activation_rel,
+    })
+}
+
+/// Run every tiny case; panics with every failure listed.
+pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
+    let mut failures = Vec::new();
+    for case in tiny_cases() {
+        match compare(backend.clone(), &case) {
+            Ok(c) => {
+                eprintln!(
+                    "{}: gradient rel {:.1e}, total rel {:.1e}, worst activation rel {:.1e}",
+                    case.name,
+                    c.gradient_rel,
+                    rel(c.parts.total, c.reference.total),
+                    c.activation_rel.iter().map(|r| r.1).fold(0.0, f64::max)
+                );
+                if let Err(e) = c.check() {
+                    failures.push(format!("{}: {e}", case.name));
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

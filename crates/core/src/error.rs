@@ -1,0 +1,76 @@
+//! One error type for the whole core. Every variant renders as a single line
+//! that names the culprit (a file, a flag, a layer) and, where there is one,
+//! what to do about it.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image file that cannot be used (undecodable, empty, unsupported extension...).
+    #[error("{}: {msg}", path.display())]
+    Image { path: PathBuf, msg: String },
+    /// A weights file that is missing, corrupt or of the wrong shape.
+    #[error("weights {}: {msg}", path.display())]
+    Weights { path: PathBuf, msg: String },
+    /// The weights could not be fetched; the message says how to get them by hand.
+    #[error("{0}")]
+    Fetch(String),
+    /// An unknown or unusable layer name.
+    #[error("unknown layer `{name}`: {hint}")]
+    Layer { name: String, hint: String },
+    /// A bad option value; `flag` is the command-line spelling (`--size`).
+    #[error("{flag}: {msg}")]
+    Config { flag: String, msg: String },
+    /// The backend failed (device, kernel, engine error).
+    #[error("backend {backend}: {msg}")]
+    Backend { backend: String, msg: String },
+    /// The objective or its gradient stopped being finite.
+    #[error("the loss became non-finite ({what}) at iteration {iteration}: lower --learning-rate or the loss weights")]
+    NonFinite { what: String, iteration: usize },
+    /// The run was interrupted (Ctrl-C); the best image so far was kept.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+    pub fn image(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Image {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn weights(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn config(flag: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            flag: flag.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn backend(backend: impl Into<String>, msg: impl std::fmt::Display) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            msg: msg.to_string(),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! neural-style-core: everything about Gatys-style neural style transfer that
+//! does not depend on a compute engine.
+//!
+//! * [`layers`] — the VGG19 layer table and its names (`relu4_2`, `pool4`,
+//!   Keras aliases `block4_conv2`).
+//! * [`weights`] — the 8-bit VGG19 weights: fetch, convert, verify, load.
+//! * [`pixel`], [`image_io`] — the Caffe pixel space and image files.
+//! * [`backend`] — the traits a compute backend implements.
+//! * [`vgg`], [`objective`] — the network and the canonical objective with
+//!   its hand-written gradient, written once over the backend traits.
+//! * [`optim`] — L-BFGS and Adam over the backend's vector operations.
+//! * [`run`] — the optimisation loop: progress, saving, best image.
+
+pub mod backend;
+pub mod conformance;
+pub mod error;
+pub mod image_io;
+pub mod layers;
+pub mod objective;
+pub mod optim;
+pub mod pixel;
+pub mod reference;
+pub mod rng;
+pub mod run;
+pub mod vgg;
+pub mod weights;
+
+pub use error::{Error, Result};

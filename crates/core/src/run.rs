@@ -1,0 +1,164 @@
+//! The optimisation loop: evaluate, report, keep the best image, update.
+//!
+//! Architecture invariant: the loop never loses the user's work. It keeps a
+//! device copy of the best point seen so far and returns it however the run
+//! ends — completed, converged, or interrupted (Ctrl-C sets the flag passed
+//! in; the loop finishes the evaluation in flight and returns).
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::objective::{Loss, LossParts, Objective};
+use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer, Step};
+use crate::pixel::CaffeImage;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Lbfgs(LbfgsConfig),
+    Adam(AdamConfig),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    pub iterations: usize,
+    pub optimizer: OptimizerKind,
+}
+
+/// What one iteration produced.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct IterationReport {
+    /// 1-based.
+    pub iteration: usize,
+    pub of: usize,
+    #[serde(flatten)]
+    pub loss: LossParts,
+    pub grad_norm: f64,
+    /// Seconds since the loop started.
+    pub elapsed: f64,
+}
+
+/// Why the loop ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    Completed,
+    /// The optimiser could not make progress (its reason).
+    Converged(String),
+    Interrupted,
+}
+
+pub struct RunOutcome {
+    pub best: CaffeImage,
+    pub best_loss: f64,
+    pub best_iteration: usize,
+    pub iterations: usize,
+    pub stop: StopReason,
+    pub elapsed: Duration,
+}
+
+/// Callbacks of the loop (progress bar, frames, JSON log…).
+pub trait Observer {
+    /// Called after each evaluation with the point that was evaluated;
+    /// `image` downloads it (only call it when needed).
+    fn on_iteration(
+        &mut self,
+        report: &IterationReport,
+        image: &mut dyn FnMut() -> Result<CaffeImage>,
+    ) -> Result<()>;
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+impl Observer for Silent {
+    fn on_iteration(
+        &mut self,
+        _: &IterationReport,
+        _: &mut dyn FnMut() -> Result<CaffeImage>,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn download<B: Backend>(b: &B, t: &B::Tensor) -> Result<CaffeImage> {
+    let [_, h, w] = b.dims(t);
+    Ok(CaffeImage {
+        width: w,
+        height: h,
+        data: b.download(t)?,
+    })
+}
+
+/// Optimise from `init` for `opts.iterations` evaluations.
+pub fn run<B: Backend>(
+    objective: &Objective<'_, B>,
+    init: &CaffeImage,
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+    interrupt: &AtomicBool,
+) -> Result<RunOutcome> {
+    let b = objective.net().backend();
+    let mut optimizer: Box<dyn Optimizer<B>> = match opts.optimizer {
+        OptimizerKind::Lbfgs(c) => Box::new(Lbfgs::new(c)),
+        OptimizerKind::Adam(c) => Box::new(Adam::new(c)),
+    };
+    let start = Instant::now();
+    let mut x = b.upload(&init.data, init.shape())?;
+    let mut best = x.clone();
+    let mut best_loss = f64::INFINITY;
+    let mut best_iteration = 0;
+    let mut stop = StopReason::Completed;
+    let mut done = 0;
+    for iteration in 1..=opts.iterations {
+        if interrupt.load(Ordering::SeqCst) {
+            stop = StopReason::Interrupted;
+            break;
+        }
+        let (loss, grad) = objective.evaluate(&x)?;
+        let grad_norm = b.dot(&grad, &grad)?.sqrt();
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                what: format!("total = {}", loss.total),
+                iteration,
+            });
+        }
+        if !grad_norm.is_finite() {
+            return Err(Error::NonFinite {
+                what: "gradient".into(),
+                iteration,
+            });
+        }
+        done = iteration;
+        if loss.total < best_loss {
+            best_loss = loss.total;
+            best_iteration = iteration;
+            b.copy_from(&mut best, &x)?;
+        }
+        let report = IterationReport {
+            iteration,
+            of: opts.iterations,
+            loss,
+            grad_norm,
+            elapsed: start.elapsed().as_secs_f64(),
+        };
+        observer.on_iteration(&report, &mut || download(b, &x))?;
+        if iteration == opts.iterations {
+            break; // the last evaluation is not followed by a move
+        }
+        if let Step::Stop(why) = optimizer.update(b, &mut x, loss.total, &grad)? {
+            stop = StopReason::Converged(why);
+            break;
+        }
+    }
+    if done == 0 {
+        // Interrupted before the first evaluation: the start is the best we have.
+        best = x;
+    }
+    Ok(RunOutcome {
+        best: download(b, &best)?,
+        best_loss,
+        best_iteration,
+        iterations: done,
+        stop,
+        elapsed: start.elapsed(),
+    })
+}

