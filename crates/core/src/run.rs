@@ -162,3 +162,45 @@ pub fn run<B: Backend>(
         elapsed: start.elapsed(),
     })
 }
+
+/// Estimated peak memory, in bytes, of optimising an `h×w` image: the
+/// activations kept for the backward pass, the largest transients of one
+/// layer (convolution output, its gradient and an im2col tile), the network's
+/// weights and the optimiser's state. Used to refuse a `--size` that cannot
+/// fit before any work starts.
+pub fn estimate_memory(
+    h: usize,
+    w: usize,
+    deepest: crate::layers::LayerId,
+    widths: [usize; 5],
+    optimizer: &OptimizerKind,
+) -> u64 {
+    use crate::layers::{table, LayerKind};
+    let mut kept = 0usize;
+    let mut largest = 3 * h * w;
+    for l in &table()[..=deepest.0] {
+        let (lh, lw) = crate::layers::output_hw(l.id, h, w);
+        let size = l.id.channels(widths) * lh * lw;
+        largest = largest.max(size);
+        if matches!(l.kind, LayerKind::Relu { .. }) {
+            kept += size;
+        }
+    }
+    let image = 3 * h * w;
+    let optimiser = match optimizer {
+        OptimizerKind::Lbfgs(c) => (2 * c.history + 4) * image,
+        OptimizerKind::Adam(_) => 4 * image,
+    };
+    // Weights twice (the kernel and its transposed/flipped copy): ~20 M floats.
+    let weights = 2 * 20_100_000;
+    let floats = kept + 4 * largest + optimiser + weights + 8 * image;
+    floats as u64 * 4
+}
+
+/// Memory the system can give us now (Linux `MemAvailable`), if known.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

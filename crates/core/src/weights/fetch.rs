@@ -201,6 +201,12 @@ pub(super) fn fetch_with(
                     "{python} -m pip download failed ({}): {last}",
                     o.status
                 ));
+                // Only a missing interpreter (a shim's 127) or a missing pip is worth trying
+                // the next interpreter for; pip's own failure (no network...) would repeat.
+                let no_python = o.status.code() == Some(127);
+                if !no_python && !stderr.contains("No module named pip") {
+                    break;
+                }
             }
             Ok(_) => {
                 let wheel = find_wheel(tmp.path()).ok_or_else(|| {

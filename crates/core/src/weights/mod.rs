@@ -74,10 +74,7 @@ pub const KERAS_CONV_NAMES: [&str; 16] = [
     "block5_conv3",
     "block5_conv4",
 ];
-/// Convolutions per block.
-pub const CONVS_PER_BLOCK: [usize; 5] = [2, 2, 4, 4, 4];
-/// Output channels per block of the real VGG19.
-pub const VGG19_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+pub use crate::layers::{CONVS_PER_BLOCK, VGG19_WIDTHS};
 
 /// The block (0-based) of each of the 16 convolutions.
 fn block_of(layer: usize) -> usize {
@@ -230,11 +227,12 @@ impl QuantizedVgg19 {
                 entries.len()
             )));
         }
-        let q = QuantizedVgg19 { convs };
-        q.dequantize(name.display().to_string())
-            .check_finite()
-            .map_err(bad)?;
-        Ok(q)
+        for (layer, c) in CONV_NAMES.iter().zip(&convs) {
+            if !c.table.iter().chain(&c.bias).all(|x| x.is_finite()) {
+                return Err(bad(format!("`{layer}` holds non-finite values")));
+            }
+        }
+        Ok(QuantizedVgg19 { convs })
     }
 
     /// The metadata [`QuantizedVgg19::to_safetensors_bytes`] always writes.

@@ -1,0 +1,109 @@
+//! Which backends this build has, and running generic code on one of them.
+//!
+//! Architecture invariant: this module is the only place that names the
+//! backend crates. A backend whose Cargo feature is off still has a name
+//! here, and selecting it says how to enable it.
+
+use neural_style_core::backend::Backend;
+use neural_style_core::{Error, Result};
+
+/// Every backend the project has, enabled in this build or not.
+pub const ALL: &[&str] = &["candle", "tch", "cuda"];
+
+/// The backend used when `--backend` is not given.
+pub const DEFAULT: &str = "candle";
+
+/// What `neural-style backends` prints for one backend.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendInfo {
+    pub name: &'static str,
+    pub enabled: bool,
+    /// Devices it found, or why it has none.
+    pub devices: Vec<String>,
+}
+
+/// All backends with their status in this build.
+pub fn list() -> Vec<BackendInfo> {
+    ALL.iter()
+        .map(|&name| {
+            let devices = match name {
+                #[cfg(feature = "candle")]
+                "candle" => neural_style_candle::CandleBackend::devices(),
+                _ => Vec::new(),
+            };
+            BackendInfo {
+                name,
+                enabled: enabled(name),
+                devices,
+            }
+        })
+        .collect()
+}
+
+/// Whether `name` is compiled into this build.
+pub fn enabled(name: &str) -> bool {
+    match name {
+        "candle" => cfg!(feature = "candle"),
+        _ => false,
+    }
+}
+
+/// Code that runs on whichever backend is selected.
+pub trait WithBackend {
+    type Output;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Self::Output>;
+}
+
+/// Backend selection from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub name: String,
+    /// `--device` (backend-specific; `cpu` for candle).
+    pub device: Option<String>,
+}
+
+/// Set the CPU thread count (process-wide; call once before any work).
+pub fn set_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Err(Error::config("--threads", "must be at least 1"));
+    }
+    #[cfg(feature = "candle")]
+    neural_style_candle::set_threads(threads)?;
+    Ok(())
+}
+
+/// Run `job` on the selected backend.
+pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
+    if !ALL.contains(&sel.name.as_str()) {
+        return Err(Error::config(
+            "--backend",
+            format!(
+                "unknown backend `{}`; this project has {}",
+                sel.name,
+                ALL.join(", ")
+            ),
+        ));
+    }
+    if !enabled(&sel.name) {
+        return Err(Error::config(
+            "--backend",
+            format!(
+                "backend `{0}` is not enabled in this build; rebuild with `--features {0}`",
+                sel.name
+            ),
+        ));
+    }
+    match sel.name.as_str() {
+        #[cfg(feature = "candle")]
+        "candle" => {
+            if let Some(d) = sel.device.as_deref().filter(|d| *d != "cpu") {
+                return Err(Error::config(
+                    "--device",
+                    format!("the candle backend runs on `cpu` only, not `{d}`"),
+                ));
+            }
+            job.run(neural_style_candle::CandleBackend::cpu())
+        }
+        _ => unreachable!("enabled() lists only compiled backends"),
+    }
+}
