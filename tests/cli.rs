@@ -1,0 +1,982 @@
+//! End-to-end tests of the `neural-style` binary: real VGG19 weights (found,
+//! or fetched on first use like a user would), small images made in a
+//! temporary directory, two threads.
+//!
+//! Every failure test checks the error contract: a non-zero exit (1), one
+//! line on stderr that starts with `error:` and names the culprit, and
+//! nothing left behind in the working directory (no output, no temporary
+//! file, no frames directory).
+
+use image::{ImageFormat, ImageReader, Rgb, RgbImage};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+
+/// The binary, run in `dir`, ignoring any weights path from the environment
+/// so that the run finds (or fetches) the weights as a fresh user's would.
+fn command(args: &[&str], dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .current_dir(dir)
+        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    command(args, dir).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "expected success: {}", describe(out));
+}
+
+/// The content: 80×60 (so `--size 64` makes it 64×48), a gradient with a
+/// checkerboard on top.
+fn content_image() -> RgbImage {
+    RgbImage::from_fn(80, 60, |x, y| {
+        let check = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 };
+        Rgb([(x * 3) as u8, (y * 4) as u8, check])
+    })
+}
+
+/// A style: diagonal stripes, `phase` shifts them and the colours.
+fn style_image(phase: u32) -> RgbImage {
+    RgbImage::from_fn(48, 48, |x, y| {
+        let on = ((x + y + phase) / 6) % 2 == 0;
+        if on {
+            Rgb([230, (60 + phase * 20) as u8, 30])
+        } else {
+            Rgb([20, 40, (250 - x * 4) as u8])
+        }
+    })
+}
+
+/// A temporary directory holding `c.png` (content), `s.png` and `s2.png` (styles).
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    content_image().save(dir.path().join("c.png")).unwrap();
+    style_image(0).save(dir.path().join("s.png")).unwrap();
+    style_image(3).save(dir.path().join("s2.png")).unwrap();
+    dir
+}
+
+/// Every path under `dir`, relative, directories included.
+fn listing(dir: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.insert(p.strip_prefix(root).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Runs a command that must fail cleanly: exit status 1, exactly one line
+/// on stderr starting with `error:` and containing every `culprit`, and the
+/// directory exactly as it was before. Returns the error line.
+#[track_caller]
+fn assert_fails(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
+    let before = listing(dir);
+    let out = run(args, dir);
+    check_failure(&out, dir, &before, culprits)
+}
+
+#[track_caller]
+fn check_failure(out: &Output, dir: &Path, before: &BTreeSet<String>, culprits: &[&str]) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clean failure: {}",
+        describe(out)
+    );
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr must be exactly one line: {}",
+        describe(out)
+    );
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{}", describe(out));
+    for c in culprits {
+        assert!(line.contains(c), "the error should name `{c}`: {line}");
+    }
+    assert_eq!(
+        listing(dir),
+        *before,
+        "a failed run must leave nothing behind ({line})"
+    );
+    line.to_string()
+}
+
+/// The paint flags shared by the failure tests (valid unless overridden).
+fn paint_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--size",
+        "32",
+        "--iterations",
+        "2",
+        "--threads",
+        "2",
+        "--print-every",
+        "0",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn decode(path: &Path) -> (ImageFormat, RgbImage) {
+    let reader = ImageReader::open(path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap();
+    let format = reader.format().expect("a known image format");
+    (format, reader.decode().unwrap().to_rgb8())
+}
+
+/// The content at 64×48, resized the way the core does it (Lanczos3 in float).
+fn content_at_64() -> RgbImage {
+    let src = image::DynamicImage::ImageRgb8(content_image()).to_rgb32f();
+    let small = image::imageops::resize(&src, 64, 48, image::imageops::FilterType::Lanczos3);
+    image::DynamicImage::ImageRgb32F(small).to_rgb8()
+}
+
+fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs())
+        .sum();
+    sum / a.as_raw().len() as f64
+}
+
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number `{key}` in {v}"))
+}
+
+// ---------------------------------------------------------------- painting
+
+#[test]
+fn paints_with_real_weights_logs_and_saves_frames() {
+    let dir = fixture();
+    let d = dir.path();
+    let out = run(
+        &[
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "--size",
+            "64",
+            "--iterations",
+            "5",
+            "--output",
+            "out.png",
+            "--json-log",
+            "log.jsonl",
+            "--save-every",
+            "2",
+            "--threads",
+            "2",
+        ],
+        d,
+    );
+    assert_ok(&out);
+
+    let (format, img) = decode(&d.join("out.png"));
+    assert_eq!(format, ImageFormat::Png);
+    assert_eq!(img.dimensions(), (64, 48));
+    let diff = mean_abs_diff(&img, &content_at_64());
+    eprintln!("DIFF {diff}");
+    assert!(
+        diff > 1.0,
+        "the output should be painted, not the content (mean |Δ| = {diff})"
+    );
+
+    let log = json_lines(&d.join("log.jsonl"));
+    assert_eq!(log.len(), 5, "one JSON line per iteration");
+    for (i, line) in log.iter().enumerate() {
+        assert_eq!(num(line, "iteration"), (i + 1) as f64, "{line}");
+        for key in ["content", "style", "tv", "total", "elapsed"] {
+            assert!(num(line, key).is_finite(), "{key} in {line}");
+        }
+    }
+    let (first, last) = (num(&log[0], "total"), num(&log[4], "total"));
+    assert!(last < first, "the loss should go down: {first} -> {last}");
+    assert!(num(&log[4], "elapsed") >= num(&log[0], "elapsed"));
+
+    let frames = d.join("out_frames");
+    let names: Vec<String> = listing(&frames).into_iter().collect();
+    assert_eq!(
+        names,
+        ["out_00002.png", "out_00004.png", "out_00005.png"],
+        "frames every 2 iterations and the last one"
+    );
+    for n in &names {
+        assert_eq!(decode(&frames.join(n)).1.dimensions(), (64, 48));
+    }
+    // Nothing else (no temporary files) beside the inputs and outputs.
+    let expected: BTreeSet<String> = [
+        "c.png",
+        "s.png",
+        "s2.png",
+        "out.png",
+        "log.jsonl",
+        "out_frames",
+        "out_frames/out_00002.png",
+        "out_frames/out_00004.png",
+        "out_frames/out_00005.png",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(listing(d), expected);
+}
+
+#[test]
+fn jpeg_output_adam_and_blended_styles() {
+    let dir = fixture();
+    let d = dir.path();
+    let out = run(
+        &[
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "s2.png",
+            "--style-blend-weights",
+            "1,3",
+            "--optimizer",
+            "adam",
+            "--size",
+            "64",
+            "--iterations",
+            "3",
+            "--output",
+            "out.jpg",
+            "--threads",
+            "2",
+            "--quiet",
+        ],
+        d,
+    );
+    assert_ok(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet prints nothing: {}",
+        describe(&out)
+    );
+    let (format, img) = decode(&d.join("out.jpg"));
+    assert_eq!(format, ImageFormat::Jpeg);
+    assert_eq!(img.dimensions(), (64, 48));
+}
+
+#[test]
+fn noise_init_with_a_seed_is_deterministic() {
+    let dir = fixture();
+    let d = dir.path();
+    let paint = |output: &str| {
+        let out = run(
+            &[
+                "--content",
+                "c.png",
+                "--style",
+                "s.png",
+                "--init",
+                "noise",
+                "--seed",
+                "3",
+                "--size",
+                "64",
+                "--iterations",
+                "2",
+                "--output",
+                output,
+                "--threads",
+                "2",
+                "-q",
+            ],
+            d,
+        );
+        assert_ok(&out);
+        std::fs::read(d.join(output)).unwrap()
+    };
+    let a = paint("a.png");
+    let b = paint("b.png");
+    assert!(a == b, "the same seed must give the same image");
+    let img = image::load_from_memory(&a).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (64, 48));
+    assert!(mean_abs_diff(&img, &content_at_64()) > 1.0);
+}
+
+// -------------------------------------------------------------------- loss
+
+fn loss_json(out: &Output) -> serde_json::Map<String, Value> {
+    assert_ok(out);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one JSON object: {}", describe(out));
+    let v: Value = serde_json::from_str(lines[0]).expect("JSON");
+    let obj = v.as_object().expect("a JSON object").clone();
+    let keys: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["content", "style", "tv", "total", "grad_norm"])
+    );
+    for (k, v) in &obj {
+        let x = v.as_f64().unwrap_or_else(|| panic!("{k} is not a number"));
+        assert!(x.is_finite() && x >= 0.0, "{k} = {x}");
+    }
+    obj
+}
+
+#[track_caller]
+fn assert_total(obj: &serde_json::Map<String, Value>, wc: f64, ws: f64, wt: f64) {
+    let get = |k: &str| obj[k].as_f64().unwrap();
+    let want = wc * get("content") + ws * get("style") + wt * get("tv");
+    let total = get("total");
+    assert!(
+        (total - want).abs() <= 1e-6 * want.abs().max(1e-300),
+        "total {total} != {wc}·content + {ws}·style + {wt}·tv = {want}"
+    );
+}
+
+#[test]
+fn loss_prints_the_objective_as_json() {
+    let dir = fixture();
+    let d = dir.path();
+    let base = [
+        "loss",
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--size",
+        "64",
+        "--threads",
+        "2",
+        "--json",
+    ];
+
+    // At the content image itself: no content loss, the default weights.
+    let mut args = base.to_vec();
+    args.extend(["--image", "c.png"]);
+    let at_content = loss_json(&run(&args, d));
+    assert_eq!(at_content["content"].as_f64(), Some(0.0));
+    assert!(at_content["style"].as_f64().unwrap() > 0.0);
+    assert!(at_content["grad_norm"].as_f64().unwrap() > 0.0);
+    assert_total(&at_content, 5.0, 100.0, 1e-3);
+
+    // An image of another size (48×48 vs 64×48) is resized to the content's.
+    let mut args = base.to_vec();
+    args.extend(["--image", "s2.png"]);
+    let other = loss_json(&run(&args, d));
+    assert!(other["content"].as_f64().unwrap() > 0.0);
+    assert_total(&other, 5.0, 100.0, 1e-3);
+
+    // Average pooling, a conv layer for content, Keras names and a pool for style.
+    let mut args = base.to_vec();
+    args.extend([
+        "--image",
+        "s2.png",
+        "--pooling",
+        "avg",
+        "--content-layers",
+        "conv4_2",
+        "--style-layers",
+        "block1_conv1,pool2",
+        "--content-weight",
+        "2",
+        "--style-weight",
+        "30",
+        "--tv-weight",
+        "0.5",
+    ]);
+    let custom = loss_json(&run(&args, d));
+    assert!(custom["content"].as_f64().unwrap() > 0.0);
+    assert!(custom["style"].as_f64().unwrap() > 0.0);
+    assert_total(&custom, 2.0, 30.0, 0.5);
+
+    assert_eq!(
+        listing(d),
+        ["c.png", "s.png", "s2.png"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        "loss writes no file"
+    );
+}
+
+// ---------------------------------------------------- layers and backends
+
+#[test]
+fn layers_lists_names_and_keras_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["layers"], dir.path());
+    assert_ok(&out);
+    let stdout = text(&out.stdout);
+    let row = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"relu4_2"))
+        .unwrap_or_else(|| panic!("no relu4_2 in\n{stdout}"));
+    assert_eq!(row[1], "block4_conv2", "{row:?}");
+    assert_eq!(row[2], "512", "{row:?}");
+    for name in ["conv1_1", "relu1_1", "pool2", "relu5_4"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing from\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn backends_lists_candle_and_the_disabled_ones() {
+    let dir = fixture();
+    let d = dir.path();
+    let out = run(&["backends"], d);
+    assert_ok(&out);
+    let stdout = text(&out.stdout);
+    let candle = stdout
+        .lines()
+        .find(|l| l.starts_with("candle"))
+        .unwrap_or_else(|| panic!("no candle in\n{stdout}"));
+    assert!(
+        candle.contains("(default)") && candle.contains("cpu"),
+        "{candle}"
+    );
+    for name in ["tch", "cuda"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{stdout}"));
+        assert!(line.contains("not enabled"), "{line}");
+        assert!(line.contains(&format!("--features {name}")), "{line}");
+    }
+
+    let out = run(&["backends", "--json"], d);
+    assert_ok(&out);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let enabled = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {list}"))["enabled"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(enabled("candle"));
+    assert!(!enabled("tch"));
+    assert!(!enabled("cuda"));
+
+    let paint = |backend: &'static str| {
+        paint_args(&[
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "--output",
+            "out.png",
+            "--backend",
+            backend,
+        ])
+    };
+    let e = assert_fails(&paint("tch"), d, &["--backend", "`--features tch`"]);
+    assert!(e.contains("not enabled"), "{e}");
+    assert_fails(&paint("nope"), d, &["--backend", "nope"]);
+    assert_fails(
+        &[
+            "loss",
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "--image",
+            "c.png",
+            "--size",
+            "32",
+            "--threads",
+            "2",
+            "--backend",
+            "tch",
+        ],
+        d,
+        &["--backend", "`--features tch`"],
+    );
+}
+
+// -------------------------------------------------------------- bad input
+
+#[test]
+fn missing_content_file() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "missing.png",
+        "--style",
+        "s.png",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["missing.png"]);
+}
+
+#[test]
+fn directory_given_as_style() {
+    let dir = fixture();
+    std::fs::create_dir(dir.path().join("paintings")).unwrap();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "paintings",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["paintings"]);
+}
+
+#[test]
+fn undecodable_image() {
+    let dir = fixture();
+    // Pseudo-random bytes under an image's name.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(dir.path().join("photo.jpg"), bytes).unwrap();
+    let args = paint_args(&[
+        "--content",
+        "photo.jpg",
+        "--style",
+        "s.png",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["photo.jpg"]);
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header declares `width × height` (and no pixel data).
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+#[test]
+fn zero_sized_images() {
+    let dir = fixture();
+    let d = dir.path();
+    // GIF: 0×0 logical screen and a 0×0 frame.
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend([0, 0, 0, 0, 0, 0, 0]);
+    gif.extend([0x2c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+    gif.push(0x3b);
+    std::fs::write(d.join("empty.gif"), gif).unwrap();
+    std::fs::write(d.join("flat.png"), png_header_only(0, 5)).unwrap();
+
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "empty.gif",
+        "--output",
+        "out.png",
+    ]);
+    let e = assert_fails(&args, d, &["empty.gif"]);
+    assert!(e.contains("zero"), "{e}");
+    let args = paint_args(&[
+        "--content",
+        "flat.png",
+        "--style",
+        "s.png",
+        "--output",
+        "out.png",
+    ]);
+    let e = assert_fails(&args, d, &["flat.png"]);
+    assert!(e.contains("zero"), "{e}");
+}
+
+#[test]
+fn unknown_layer_name() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--style-layers",
+        "relu1_1,relu9_1",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["--style-layers", "relu9_1"]);
+}
+
+#[test]
+fn garbage_weights_file() {
+    let dir = fixture();
+    std::fs::write(
+        dir.path().join("vgg.safetensors"),
+        b"these are not the weights you are looking for",
+    )
+    .unwrap();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--weights",
+        "vgg.safetensors",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["vgg.safetensors"]);
+}
+
+#[test]
+fn weights_of_the_wrong_shape() {
+    let dir = fixture();
+    // A well-formed VGG19-shaped network, but 4 channels wide instead of 64…512.
+    neural_style::core::weights::Vgg19Weights::synthetic(1, [4; 5])
+        .save_safetensors(&dir.path().join("narrow.safetensors"))
+        .unwrap();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--weights",
+        "narrow.safetensors",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["narrow.safetensors"]);
+}
+
+#[test]
+fn non_finite_loss() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--style-weight",
+        "1e300",
+        "--output",
+        "out.png",
+        "--quiet",
+    ]);
+    assert_fails(&args, dir.path(), &["non-finite"]);
+}
+
+#[test]
+fn unsupported_output_extension() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "out.bmp2",
+    ]);
+    assert_fails(&args, dir.path(), &["--output", "out.bmp2"]);
+}
+
+#[test]
+fn output_directory_missing() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "renders/out.png",
+        "--save-every",
+        "1",
+    ]);
+    assert_fails(&args, dir.path(), &["--output", "renders"]);
+}
+
+#[cfg(unix)] // `sh` and `ulimit`
+#[test]
+fn size_too_large_for_memory() {
+    let dir = fixture();
+    let d = dir.path();
+    let before = listing(d);
+    let args = [
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "out.png",
+        "--size",
+        "60000",
+        "--iterations",
+        "2",
+        "--threads",
+        "2",
+    ];
+    // Cap the address space (8 GiB): the run must refuse before allocating
+    // anything of the requested size, and a run that tries must not take the
+    // test machine down with it.
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(&args)
+        .current_dir(d)
+        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = Guard(Some(c.spawn().unwrap()));
+    let out = child.wait_with_deadline(Duration::from_secs(60));
+    check_failure(&out, d, &before, &["--size", "GiB"]);
+}
+
+#[test]
+fn bad_config_file() {
+    let dir = fixture();
+    std::fs::write(
+        dir.path().join("style.toml"),
+        "size = 32\nstyle-wieght = 3\n",
+    )
+    .unwrap();
+    let args = paint_args(&[
+        "--config",
+        "style.toml",
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(
+        &args,
+        dir.path(),
+        &["--config", "style.toml", "line 2", "style-wieght"],
+    );
+}
+
+#[test]
+fn blend_weights_do_not_match_the_styles() {
+    let dir = fixture();
+    let args = paint_args(&[
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--style-blend-weights",
+        "1,2",
+        "--output",
+        "out.png",
+    ]);
+    assert_fails(&args, dir.path(), &["--style-blend-weights"]);
+}
+
+// ------------------------------------------------------------------ Ctrl-C
+
+/// A child process that is killed if the test fails before it ends.
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child is still held")
+    }
+
+    /// Waits for the child to end (failing the test after `limit`).
+    fn wait_with_deadline(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        while self.child().try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < limit,
+                "the command did not finish within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let child = self.0.take().unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn complete_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches('\n').count())
+        .unwrap_or(0)
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
+}
+
+#[cfg(unix)] // SIGINT through `kill`
+#[test]
+fn ctrl_c_saves_the_best_image_and_exits_130() {
+    let dir = fixture();
+    let d = dir.path();
+    let log: PathBuf = d.join("log.jsonl");
+    let frames = d.join("frames");
+    let child = command(
+        &[
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "--size",
+            "64",
+            "--iterations",
+            "100000",
+            "--output",
+            "out.png",
+            "--json-log",
+            "log.jsonl",
+            "--save-every",
+            "1",
+            "--frames-dir",
+            "frames",
+            "--threads",
+            "2",
+            "--quiet",
+        ],
+        d,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut child = Guard(Some(child));
+
+    // Wait for two lines of the JSON log, or for the third frame: the frame
+    // and the log line of an iteration are written together, so by then the
+    // first two log lines must be readable.
+    let start = Instant::now();
+    let lines_at_third_frame = loop {
+        let lines = complete_lines(&log);
+        if lines >= 2 {
+            break lines;
+        }
+        if count_files(&frames) >= 3 {
+            break complete_lines(&log);
+        }
+        if let Some(status) = child.child().try_wait().unwrap() {
+            panic!("the run ended early: {status:?}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no progress after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let pid = child.child().id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_deadline(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+
+    let (format, img) = decode(&d.join("out.png"));
+    assert_eq!(format, ImageFormat::Png);
+    assert_eq!(img.dimensions(), (64, 48));
+    // The log is complete and valid once the run has ended.
+    let entries = json_lines(&log);
+    assert!(entries.len() >= 2, "{} log lines", entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(num(e, "iteration"), (i + 1) as f64);
+    }
+    assert!(
+        lines_at_third_frame >= 2,
+        "the JSON log must be written line by line while the run goes: it held \
+         {lines_at_third_frame} complete lines after 3 iterations"
+    );
+}
