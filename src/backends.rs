@@ -42,10 +42,7 @@ pub fn list() -> Vec<BackendInfo> {
 
 /// Whether `name` is compiled into this build.
 pub fn enabled(name: &str) -> bool {
-    match name {
-        "candle" => cfg!(feature = "candle"),
-        _ => false,
-    }
+    name == "candle" && cfg!(feature = "candle")
 }
 
 /// Code that runs on whichever backend is selected.

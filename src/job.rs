@@ -20,27 +20,31 @@ pub struct Inputs {
     pub styles: Vec<(CaffeImage, f64)>,
 }
 
-/// Load the content at `--size` and the styles at their size.
+/// Load the content at `--size` and the styles at their size, refusing
+/// (before any resampling) a run that would not fit in memory.
 pub fn load_inputs(s: &Settings) -> Result<Inputs> {
-    let content = Picture::load(&s.content)?.resize_longest(s.size);
+    let content = Picture::load(&s.content)?;
+    let (cw, ch) = content.size_longest(s.size);
     let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
-    let pixels = content.width as f64 * content.height as f64 * s.style_scale;
-    let styles = s
-        .styles
-        .iter()
-        .zip(blend)
-        .map(|(path, b)| {
-            let p = Picture::load(path)?;
-            let p = match s.style_size {
-                Some(side) => p.resize_longest(side),
-                None => p.resize_to_pixels(pixels),
-            };
-            Ok((p.to_caffe(), b))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let pixels = cw as f64 * ch as f64 * s.style_scale;
+    let mut styles = Vec::with_capacity(s.styles.len());
+    for path in &s.styles {
+        let p = Picture::load(path)?;
+        let size = match s.style_size {
+            Some(side) => p.size_longest(side),
+            None => p.size_for_pixels(pixels),
+        };
+        styles.push((p, size));
+    }
+    let style_sizes: Vec<(u32, u32)> = styles.iter().map(|s| s.1).collect();
+    check_memory(s, (cw, ch), &style_sizes)?;
     Ok(Inputs {
-        content: content.to_caffe(),
-        styles,
+        content: content.resize_to(cw, ch).to_caffe(),
+        styles: styles
+            .into_iter()
+            .zip(blend)
+            .map(|((p, (w, h)), b)| (p.resize_to(w, h).to_caffe(), b))
+            .collect(),
     })
 }
 
@@ -67,39 +71,36 @@ pub fn load_at_size(path: &Path, w: usize, h: usize) -> Result<CaffeImage> {
 }
 
 /// Refuse, before starting, a run that would not fit in memory.
-pub fn check_memory(s: &Settings, inputs: &Inputs) -> Result<()> {
+fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
     let Some(deepest) = s.spec.deepest() else {
         return Ok(());
     };
-    let c = &inputs.content;
-    let mut need = estimate_memory(
-        c.height,
-        c.width,
-        deepest,
-        layers::VGG19_WIDTHS,
-        &s.optimizer,
-    );
-    for (st, _) in &inputs.styles {
-        // Style targets need a forward pass only; count its largest layers.
-        need = need.max(estimate_memory(
-            st.height,
-            st.width,
+    let estimate = |(w, h): (u32, u32)| {
+        estimate_memory(
+            h as usize,
+            w as usize,
             deepest,
             layers::VGG19_WIDTHS,
             &s.optimizer,
-        ));
-    }
+        )
+    };
+    // Style targets need a forward pass only, but count them like the content.
+    let need = styles
+        .iter()
+        .map(|&d| estimate(d))
+        .fold(estimate(content), u64::max);
     if let Some(avail) = run::available_memory() {
         if need > avail {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             return Err(Error::config(
                 "--size",
                 format!(
                     "a {}×{} run needs about {:.1} GiB but only {:.1} GiB is available; \
                      lower --size (or --style-size / --lbfgs-history)",
-                    c.width,
-                    c.height,
-                    need as f64 / (1u64 << 30) as f64,
-                    avail as f64 / (1u64 << 30) as f64
+                    content.0,
+                    content.1,
+                    gib(need),
+                    gib(avail)
                 ),
             ));
         }
@@ -110,7 +111,23 @@ pub fn check_memory(s: &Settings, inputs: &Inputs) -> Result<()> {
 /// Find (or fetch, once) and load the weights.
 pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
     let path = weights::ensure(s.weights.as_deref(), log)?;
-    Vgg19Weights::load(&path)
+    let w = Vgg19Weights::load(&path)?;
+    // The loader accepts any consistent widths (tests use small networks);
+    // the style-transfer settings are those of the real VGG19.
+    for (i, c) in w.convs.iter().enumerate() {
+        let want = layers::VGG19_WIDTHS[layers::conv_block(i) - 1];
+        if c.out_channels != want {
+            return Err(Error::weights(
+                &path,
+                format!(
+                    "{} has {} output channels, VGG19 has {want}; this is not a VGG19 weights file",
+                    layers::conv_name(i),
+                    c.out_channels
+                ),
+            ));
+        }
+    }
+    Ok(w)
 }
 
 pub fn selection(s: &Settings) -> Selection {

@@ -57,7 +57,7 @@ struct RunArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Evaluate the objective at --image and print its parts.
-    Loss(LossArgs),
+    Loss(Box<LossArgs>),
     /// List the VGG19 layer names.
     Layers,
     /// List the backends of this build and their devices.
@@ -126,8 +126,21 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .clone()
         .ok_or_else(|| Error::config("--output", "an output file is required"))?;
     check_output_path(&output)?;
+    if run.save_every == Some(0) {
+        return Err(Error::config("--save-every", "must be at least 1"));
+    }
+    set_threads(s.threads)?;
+    let quiet = run.quiet;
+    let mut log = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let inputs = job::load_inputs(&s)?;
+    let init = job::initial_image(&s, &inputs.content)?;
+    let weights = job::load_weights(&s, &mut log)?;
+    // Inputs are good: only now create the frames directory and the log.
     let frames = match run.save_every {
-        Some(0) => return Err(Error::config("--save-every", "must be at least 1")),
         Some(n) => {
             let dir = run.frames_dir.clone().unwrap_or_else(|| {
                 let stem = output.file_stem().unwrap_or_default().to_string_lossy();
@@ -141,21 +154,10 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let json_log = match &run.json_log {
         Some(p) => Some((
             p.clone(),
-            std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+            std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
         )),
         None => None,
     };
-    set_threads(s.threads)?;
-    let quiet = run.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    };
-    let inputs = job::load_inputs(&s)?;
-    job::check_memory(&s, &inputs)?;
-    let init = job::initial_image(&s, &inputs.content)?;
-    let weights = job::load_weights(&s, &mut log)?;
 
     let interrupt = Arc::new(AtomicBool::new(false));
     {
@@ -165,7 +167,9 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
                 eprintln!("\ninterrupted again: quitting without saving");
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupted: finishing this iteration and saving the best image so far (Ctrl-C again to quit now)");
+            if !quiet {
+                eprintln!("\ninterrupted: finishing this iteration and saving the best image so far (Ctrl-C again to quit now)");
+            }
         });
     }
     let bar = if quiet {
@@ -254,7 +258,7 @@ struct CliObserver {
     print_every: usize,
     frames: Option<(usize, PathBuf)>,
     stem: String,
-    json_log: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
 }
 
 impl CliObserver {

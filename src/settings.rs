@@ -378,7 +378,7 @@ pub fn load_config(path: &Path) -> Result<StyleArgs> {
         let msg = e.message().to_string();
         let line = e
             .span()
-            .map(|s| text[..s.start].lines().count().max(1))
+            .map(|s| text[..s.start].matches('\n').count() + 1)
             .map(|l| format!("line {l}: "))
             .unwrap_or_default();
         Error::config("--config", format!("{}: {line}{msg}", path.display()))

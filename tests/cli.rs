@@ -226,7 +226,6 @@ fn paints_with_real_weights_logs_and_saves_frames() {
     assert_eq!(format, ImageFormat::Png);
     assert_eq!(img.dimensions(), (64, 48));
     let diff = mean_abs_diff(&img, &content_at_64());
-    eprintln!("DIFF {diff}");
     assert!(
         diff > 1.0,
         "the output should be painted, not the content (mean |Δ| = {diff})"
@@ -803,7 +802,7 @@ fn size_too_large_for_memory() {
     c.arg("-c")
         .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" \"$@\"")
         .arg(BIN)
-        .args(&args)
+        .args(args)
         .current_dir(d)
         .env_remove(neural_style::core::weights::WEIGHTS_ENV)
         .env_remove("RUST_BACKTRACE")

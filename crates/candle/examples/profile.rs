@@ -28,6 +28,20 @@ fn main() {
             y = Some(b.conv3x3_relu(&x, &conv).unwrap());
         }
         *totals.entry("conv fwd").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+        // candle's own conv2d on the same input, for comparison.
+        let kt = candle_core::Tensor::from_vec(
+            c.weight.clone(),
+            (c.out_channels, c.in_channels, 3, 3),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let x4 = x.unsqueeze(0).unwrap();
+        let t = Instant::now();
+        for _ in 0..reps {
+            x4.conv2d(&kt, 1, 1, 1, 1).unwrap();
+        }
+        *totals.entry("(candle conv2d fwd)").or_default() +=
+            t.elapsed().as_secs_f64() / reps as f64;
         let y = y.unwrap();
         let t = Instant::now();
         for _ in 0..reps {
@@ -64,7 +78,11 @@ fn main() {
         }
     }
     let _ = (ch, hh, ww);
-    let sum: f64 = totals.values().sum();
+    let sum: f64 = totals
+        .iter()
+        .filter(|(k, _)| !k.starts_with('('))
+        .map(|(_, v)| v)
+        .sum();
     for (k, v) in &totals {
         println!("{k:10} {:.3} s", v);
     }

@@ -10,9 +10,11 @@
 //! these primitives. Pooling backward, ReLU masks, the losses and the
 //! optimisers' vector operations are plain loops over the tensors' memory.
 
+mod conv;
 mod ops;
 
 use candle_core::{DType, Device, Storage, Tensor};
+use conv::Epilogue;
 use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
@@ -24,12 +26,14 @@ pub struct CandleBackend {
     threads: usize,
 }
 
-/// A convolution prepared for candle: the kernel, the bias, and the
-/// transposed-and-flipped kernel used by the backward pass.
+/// A convolution prepared for this backend: the kernel (OIHW), the bias, and
+/// the transposed-and-flipped kernel used by the backward pass.
 pub struct CandleConv {
-    weight: Tensor,
-    bias: Tensor,
-    weight_t: Tensor,
+    c_in: usize,
+    c_out: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    weight_t: Vec<f32>,
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> Error {
@@ -102,6 +106,27 @@ impl CandleBackend {
     }
 }
 
+fn check_channels(got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "convolution expects {want} channels, got {got}"
+        )))
+    }
+}
+
+impl CandleBackend {
+    fn conv(&self, x: &Tensor, k: &CandleConv, epilogue: Epilogue) -> Result<Tensor> {
+        let [c, h, w] = self.dims(x);
+        check_channels(c, k.c_in)?;
+        let out = with_slice(x, |x| {
+            conv::conv3x3(x, c, h, w, &k.weight, Some(&k.bias), k.c_out, epilogue)
+        })?;
+        tensor(out, [k.c_out, h, w], &self.device)
+    }
+}
+
 impl VecOps for CandleBackend {
     type Vector = Tensor;
 
@@ -167,33 +192,25 @@ impl Backend for CandleBackend {
 
     fn prepare_conv(&self, w: &ConvWeights) -> Result<CandleConv> {
         let (o, i) = (w.out_channels, w.in_channels);
-        let weight = Tensor::from_vec(w.weight.clone(), (o, i, 3, 3), &self.device).map_err(err)?;
-        let bias = Tensor::from_vec(w.bias.clone(), (o, 1, 1), &self.device).map_err(err)?;
-        let weight_t = Tensor::from_vec(
-            ops::transpose_flip(&w.weight, o, i),
-            (i, o, 3, 3),
-            &self.device,
-        )
-        .map_err(err)?;
         Ok(CandleConv {
-            weight,
-            bias,
-            weight_t,
+            c_in: i,
+            c_out: o,
+            weight: w.weight.clone(),
+            bias: w.bias.clone(),
+            weight_t: ops::transpose_flip(&w.weight, o, i),
         })
     }
 
     fn conv3x3(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
-        x.unsqueeze(0)
-            .and_then(|x| x.conv2d(&conv.weight, 1, 1, 1, 1))
-            .and_then(|y| y.squeeze(0))
-            .and_then(|y| y.broadcast_add(&conv.bias))
-            .map_err(err)
+        self.conv(x, conv, Epilogue::None)
     }
-    fn conv3x3_backward(&self, dy: &Tensor, conv: &CandleConv) -> Result<Tensor> {
-        dy.unsqueeze(0)
-            .and_then(|d| d.conv2d(&conv.weight_t, 1, 1, 1, 1))
-            .and_then(|d| d.squeeze(0))
-            .map_err(err)
+    fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
+        let [c, h, w] = self.dims(dy);
+        check_channels(c, k.c_out)?;
+        let out = with_slice(dy, |dy| {
+            conv::conv3x3(dy, c, h, w, &k.weight_t, None, k.c_in, Epilogue::None)
+        })?;
+        tensor(out, [k.c_in, h, w], &self.device)
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         x.relu().map_err(err)
@@ -248,7 +265,7 @@ impl Backend for CandleBackend {
     }
 
     fn conv3x3_relu(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
-        self.relu(&self.conv3x3(x, conv)?)
+        self.conv(x, conv, Epilogue::Relu)
     }
 }
 

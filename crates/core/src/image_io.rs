@@ -330,14 +330,19 @@ impl Picture {
     /// Resized so that the longer side is `longest` pixels, aspect kept, each
     /// side at least 1. Returns an exact copy when the size already matches.
     pub fn resize_longest(&self, longest: u32) -> Picture {
+        let (nw, nh) = self.size_longest(longest);
+        self.resize_to(nw, nh)
+    }
+
+    /// The size [`Picture::resize_longest`] gives, without resizing.
+    pub fn size_longest(&self, longest: u32) -> (u32, u32) {
         let longest = longest.max(1);
         let (w, h) = (self.width.max(1) as f64, self.height.max(1) as f64);
-        let (nw, nh) = if w >= h {
+        if w >= h {
             (longest, side(h * longest as f64 / w))
         } else {
             (side(w * longest as f64 / h), longest)
-        };
-        self.resize_to(nw, nh)
+        }
     }
 
     /// Resized to exactly `width × height` (Lanczos3); a zero side is taken as
@@ -372,12 +377,18 @@ impl Picture {
     /// each side at least 1. Returns an exact copy when the size already
     /// matches (or `pixels` is not a positive finite number).
     pub fn resize_to_pixels(&self, pixels: f64) -> Picture {
+        let (nw, nh) = self.size_for_pixels(pixels);
+        self.resize_to(nw, nh)
+    }
+
+    /// The size [`Picture::resize_to_pixels`] gives, without resizing.
+    pub fn size_for_pixels(&self, pixels: f64) -> (u32, u32) {
         if !(pixels.is_finite() && pixels > 0.0) {
-            return self.clone();
+            return (self.width, self.height);
         }
         let (w, h) = (self.width.max(1) as f64, self.height.max(1) as f64);
         let scale = (pixels / (w * h)).sqrt();
-        self.resize_to(side(w * scale), side(h * scale))
+        (side(w * scale), side(h * scale))
     }
 
     /// Into the network's pixel space (BGR, minus the Caffe mean, planar).

@@ -87,6 +87,15 @@ pub fn conv_name(conv: usize) -> &'static str {
     &id.name
 }
 
+/// Block (1-based) of convolution number `conv` (0-based).
+pub fn conv_block(conv: usize) -> usize {
+    table()
+        .iter()
+        .find(|l| l.kind == LayerKind::Conv { conv })
+        .expect("conv index out of range")
+        .block
+}
+
 impl LayerId {
     pub fn layer(self) -> &'static Layer {
         &table()[self.0]

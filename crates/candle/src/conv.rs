@@ -1,0 +1,195 @@
+//! 3×3, stride-1, zero-padded convolution as im2col + one GEMM per tile of
+//! output rows, with the bias folded into the GEMM's accumulator and the
+//! ReLU applied while the tile is still in cache.
+//!
+//! Tiles are independent: each worker builds its own im2col block
+//! (`C_in·9 × pixels`) and multiplies it by the whole kernel matrix
+//! (`C_out × C_in·9`), writing a disjoint column range of the output. When a
+//! layer has fewer tiles than threads, the GEMM itself is parallel instead.
+
+use rayon::prelude::*;
+
+/// Upper bound on pixels per tile (keeps the im2col block to a few MB).
+const MAX_TILE_PIXELS: usize = 4096;
+
+/// Epilogue applied to each output tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    None,
+    Relu,
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: workers write disjoint column ranges of the output.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `y = conv3x3(x, kernel) + bias`, optionally ReLU'd. `kernel` is OIHW
+/// (`c_out × c_in × 3 × 3`, i.e. a row-major `c_out × c_in·9` matrix).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3(
+    x: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    c_out: usize,
+    epilogue: Epilogue,
+) -> Vec<f32> {
+    assert_eq!(x.len(), c_in * h * w);
+    assert_eq!(kernel.len(), c_out * c_in * 9);
+    let hw = h * w;
+    let mut y = vec![0.0f32; c_out * hw];
+    if hw == 0 {
+        return y;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    // Rows per tile: at most MAX_TILE_PIXELS pixels, and at least `threads` tiles when possible.
+    let rows = (MAX_TILE_PIXELS / w)
+        .clamp(1, h)
+        .min(h.div_ceil(threads).max(1));
+    let tiles = h.div_ceil(rows);
+    let inner = if tiles < threads {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let k = c_in * 9;
+    let out = SendPtr(y.as_mut_ptr());
+    let out = &out;
+    (0..tiles).into_par_iter().for_each(|t| {
+        let r0 = t * rows;
+        let r1 = (r0 + rows).min(h);
+        let p0 = r0 * w;
+        let np = (r1 - r0) * w;
+        let mut col = vec![0.0f32; k * np];
+        im2col_rows(x, c_in, h, w, r0, r1, &mut col);
+        // SAFETY: this tile owns columns p0..p0+np of every output row.
+        unsafe {
+            let dst = out.0.add(p0);
+            if let Some(b) = bias {
+                for (o, bv) in b.iter().enumerate() {
+                    std::slice::from_raw_parts_mut(dst.add(o * hw), np).fill(*bv);
+                }
+            }
+            gemm::gemm(
+                c_out,
+                np,
+                k,
+                dst,
+                1,
+                hw as isize,
+                bias.is_some(),
+                kernel.as_ptr(),
+                1,
+                k as isize,
+                col.as_ptr(),
+                1,
+                np as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                inner,
+            );
+            if epilogue == Epilogue::Relu {
+                for o in 0..c_out {
+                    for v in std::slice::from_raw_parts_mut(dst.add(o * hw), np) {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+        }
+    });
+    y
+}
+
+/// im2col for output rows `r0..r1`: row `(i·9 + ky·3 + kx)` of `col` holds
+/// `x[i, r+ky−1, c+kx−1]` (zero outside) for each output pixel `(r, c)`.
+fn im2col_rows(x: &[f32], c_in: usize, h: usize, w: usize, r0: usize, r1: usize, col: &mut [f32]) {
+    let np = (r1 - r0) * w;
+    for i in 0..c_in {
+        let plane = &x[i * h * w..(i + 1) * h * w];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let row = &mut col[((i * 3 + ky) * 3 + kx) * np..][..np];
+                for (ri, r) in (r0..r1).enumerate() {
+                    let dst = &mut row[ri * w..(ri + 1) * w];
+                    let sy = r as isize + ky as isize - 1;
+                    if sy < 0 || sy >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[sy as usize * w..(sy as usize + 1) * w];
+                    match kx {
+                        0 => {
+                            dst[0] = 0.0;
+                            dst[1..].copy_from_slice(&src[..w - 1]);
+                        }
+                        1 => dst.copy_from_slice(src),
+                        _ => {
+                            dst[..w - 1].copy_from_slice(&src[1..]);
+                            dst[w - 1] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(x: &[f32], c_in: usize, h: usize, w: usize, k: &[f32], b: &[f32]) -> Vec<f32> {
+        let c_out = b.len();
+        let mut y = vec![0.0; c_out * h * w];
+        for o in 0..c_out {
+            for r in 0..h {
+                for c in 0..w {
+                    let mut s = b[o] as f64;
+                    for i in 0..c_in {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (sy, sx) = (r + ky, c + kx);
+                                if sy >= 1 && sx >= 1 && sy <= h && sx <= w {
+                                    s += k[((o * c_in + i) * 3 + ky) * 3 + kx] as f64
+                                        * x[(i * h + sy - 1) * w + sx - 1] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[(o * h + r) * w + c] = s as f32;
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_a_direct_convolution_on_awkward_shapes() {
+        let mut rng = neural_style_core::rng::Rng::new(5);
+        for (c_in, c_out, h, w) in [(3, 5, 7, 1), (2, 3, 1, 9), (4, 7, 13, 11), (1, 1, 1, 1)] {
+            let x: Vec<f32> = (0..c_in * h * w).map(|_| rng.normal() as f32).collect();
+            let k: Vec<f32> = (0..c_out * c_in * 9).map(|_| rng.normal() as f32).collect();
+            let b: Vec<f32> = (0..c_out).map(|_| rng.normal() as f32).collect();
+            let want = direct(&x, c_in, h, w, &k, &b);
+            let got = conv3x3(&x, c_in, h, w, &k, Some(&b), c_out, Epilogue::None);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+            }
+            let relu = conv3x3(&x, c_in, h, w, &k, Some(&b), c_out, Epilogue::Relu);
+            for (g, w) in relu.iter().zip(&want) {
+                assert!((g - w.max(0.0)).abs() < 1e-4);
+            }
+            let nobias = conv3x3(&x, c_in, h, w, &k, None, c_out, Epilogue::None);
+            let zero = direct(&x, c_in, h, w, &k, &vec![0.0; c_out]);
+            for (g, w) in nobias.iter().zip(&zero) {
+                assert!((g - w).abs() < 1e-4);
+            }
+        }
+    }
+}
