@@ -54,15 +54,53 @@ fn backend_features() -> Vec<&'static str> {
     vec!["candle"]
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+/// Totals of cargo test's `test result:` lines.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                let Ok(n) = n.parse::<u64>() else { continue };
+                match what {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Run `cargo test …`, echoing its output and adding up its results.
+fn cargo_test(args: &[&str], totals: &mut Totals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let mut child = Command::new(cargo)
         .args(args)
         .current_dir(root())
         .env("NEURAL_STYLE_REQUIRE_WEIGHTS", "1")
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .context("running cargo")?;
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.add_line(&line);
+    }
+    let status = child.wait()?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -72,16 +110,27 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     fetch_weights(&[])?;
     let features = backend_features().join(",");
-    let mut args = vec![
-        "test",
-        "--workspace",
-        "--all-targets",
-        "--no-default-features",
-        "--features",
-        &features,
-    ];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)?;
-    // Doc tests are not covered by --all-targets.
-    cargo(&["test", "--workspace", "--doc"])
+    let mut totals = Totals::default();
+    // Doc tests first; then every library, binary, test and example target
+    // (benches are measured by `cargo bench`, not run as tests).
+    let result = cargo_test(&["test", "--workspace", "--doc"], &mut totals).and_then(|_| {
+        let mut args = vec![
+            "test",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
+            "--no-default-features",
+            "--features",
+            &features,
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        cargo_test(&args, &mut totals)
+    });
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    result
 }

@@ -106,6 +106,55 @@ pub fn conv3x3(
     y
 }
 
+/// `F Fᵀ / n` for a row-major `c × m` matrix `f`. The reduction dimension
+/// `m` (pixels) is long and `c` small, so the work is split along `m` across
+/// threads (each a single-threaded GEMM into its own `c × c` block), then
+/// summed — a GEMM parallel over its `c × c` output would leave threads idle.
+pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
+    assert_eq!(f.len(), c * m);
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = m.div_ceil(threads).max(1);
+    let partial: Vec<Vec<f32>> = (0..m.div_ceil(chunk))
+        .into_par_iter()
+        .map(|t| {
+            let (k0, k1) = (t * chunk, ((t + 1) * chunk).min(m));
+            let mut g = vec![0.0f32; c * c];
+            // SAFETY: all pointers and strides stay inside `f` and `g`.
+            unsafe {
+                gemm::gemm(
+                    c,
+                    c,
+                    k1 - k0,
+                    g.as_mut_ptr(),
+                    1,
+                    c as isize,
+                    false,
+                    f.as_ptr().add(k0),
+                    1,
+                    m as isize,
+                    f.as_ptr().add(k0),
+                    m as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            g
+        })
+        .collect();
+    let scale = (1.0 / n) as f32;
+    let mut g = vec![0.0f32; c * c];
+    for p in &partial {
+        g.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    g.iter_mut().for_each(|v| *v *= scale);
+    g
+}
+
 /// im2col for output rows `r0..r1`: row `(i·9 + ky·3 + kx)` of `col` holds
 /// `x[i, r+ky−1, c+kx−1]` (zero outside) for each output pixel `(r, c)`.
 fn im2col_rows(x: &[f32], c_in: usize, h: usize, w: usize, r0: usize, r1: usize, col: &mut [f32]) {
@@ -167,6 +216,24 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn gram_matches_a_direct_sum() {
+        let mut rng = neural_style_core::rng::Rng::new(8);
+        for (c, m) in [(3, 7), (5, 1000), (1, 1)] {
+            let f: Vec<f32> = (0..c * m).map(|_| rng.normal() as f32).collect();
+            let g = gram(&f, c, m, 2.0);
+            for a in 0..c {
+                for b in 0..c {
+                    let want: f64 = (0..m)
+                        .map(|k| f[a * m + k] as f64 * f[b * m + k] as f64)
+                        .sum::<f64>()
+                        / 2.0;
+                    assert!((g[a * c + b] as f64 - want).abs() < 1e-3, "{a},{b}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -235,12 +235,8 @@ impl Backend for CandleBackend {
 
     fn gram(&self, f: &Tensor) -> Result<Tensor> {
         let [c, h, w] = self.dims(f);
-        let n = (c * h * w) as f64;
-        f.reshape((c, h * w))
-            .and_then(|f| f.matmul(&f.t()?))
-            .and_then(|g| g.affine(1.0 / n, 0.0))
-            .and_then(|g| g.unsqueeze(0))
-            .map_err(err)
+        let g = with_slice(f, |f| conv::gram(f, c, h * w, (c * h * w) as f64))?;
+        tensor(g, [1, c, c], &self.device)
     }
     fn gram_backward(&self, f: &Tensor, dg: &Tensor) -> Result<Tensor> {
         let [c, h, w] = self.dims(f);
