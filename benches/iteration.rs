@@ -50,6 +50,7 @@ impl WithBackend for Bench<'_> {
 }
 
 fn main() -> Result<()> {
+    neural_style::tune_allocator();
     let threads = std::env::var("THREADS")
         .ok()
         .and_then(|t| t.parse().ok())

@@ -87,6 +87,7 @@ struct LossArgs {
 }
 
 fn main() -> ExitCode {
+    neural_style::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         None => paint(&cli.style, &cli.run),
