@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use neural_style_core::backend::Pooling;
 use neural_style_core::layers::{parse_list, LayerId};
 use neural_style_core::objective::ObjectiveSpec;
-use neural_style_core::optim::{AdamConfig, LbfgsConfig};
+use neural_style_core::optim::{AdamConfig, LbfgsConfig, LineSearch};
 use neural_style_core::run::OptimizerKind;
 use neural_style_core::{Error, Result};
 use serde::Deserialize;
@@ -17,6 +17,13 @@ use std::path::{Path, PathBuf};
 pub enum OptimizerName {
     Lbfgs,
     Adam,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineSearchName {
+    None,
+    Backtracking,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -84,6 +91,9 @@ pub struct StyleArgs {
     /// L-BFGS history size [default: 100].
     #[arg(long, value_name = "M")]
     pub lbfgs_history: Option<usize>,
+    /// L-BFGS line search [default: none, as Torch's optim.lbfgs].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub lbfgs_line_search: Option<LineSearchName>,
     /// Weight of the content loss [default: 5].
     #[arg(long, value_name = "W")]
     pub content_weight: Option<f64>,
@@ -169,7 +179,7 @@ impl StyleArgs {
     /// `top` overrides `self` field by field.
     fn overlay(mut self, top: &StyleArgs) -> StyleArgs {
         overlay!(self, top; content, style_blend_weights, size, style_scale, style_size,
-            iterations, optimizer, learning_rate, lbfgs_history, content_weight, style_weight,
+            iterations, optimizer, learning_rate, lbfgs_history, lbfgs_line_search, content_weight, style_weight,
             tv_weight, content_layers, style_layers, content_layer_weights, style_layer_weights,
             pooling, init, init_image, seed, backend, device, threads, weights, config, preset);
         if !top.style.is_empty() {
@@ -228,6 +238,10 @@ impl StyleArgs {
             OptimizerName::Lbfgs => OptimizerKind::Lbfgs(LbfgsConfig {
                 history: a.lbfgs_history.unwrap_or(100),
                 lr: lr.unwrap_or(1.0),
+                line_search: match a.lbfgs_line_search {
+                    None | Some(LineSearchName::None) => LineSearch::None,
+                    Some(LineSearchName::Backtracking) => LineSearch::Backtracking,
+                },
             }),
             OptimizerName::Adam => OptimizerKind::Adam(AdamConfig {
                 lr: lr.unwrap_or(10.0),

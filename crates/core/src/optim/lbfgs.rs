@@ -1,12 +1,28 @@
 //! L-BFGS as in Torch's `optim.lbfgs` (which the reference implementations
 //! use): two-loop recursion over the last `history` pairs, initial Hessian
-//! `γ = sᵀy / yᵀy`, pairs with `yᵀs ≤ 1e-10` skipped, no line search, and a
-//! first step scaled by `min(1, 1/‖g‖₁)`. One evaluation per iteration.
+//! `γ = sᵀy / yᵀy`, pairs with `yᵀs ≤ 1e-10` skipped, no line search by
+//! default, and a first step scaled by `min(1, 1/‖g‖₁)`. One evaluation per
+//! iteration.
+//!
+//! With [`LineSearch::Backtracking`], a step whose loss breaks the Armijo
+//! condition `f(x + t d) ≤ f(x) + 1e-4 · t · gᵀd` is halved (from the trial
+//! point, so each trial is still one evaluation = one iteration) until it
+//! holds; only accepted steps update the curvature history.
 
 use super::{Optimizer, Step};
 use crate::backend::VecOps;
 use crate::error::Result;
 use std::collections::VecDeque;
+
+/// Line search of [`Lbfgs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LineSearch {
+    /// Take the step as computed (Torch's default, and the anchors').
+    #[default]
+    None,
+    /// Halve the step until the Armijo condition holds.
+    Backtracking,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LbfgsConfig {
@@ -14,6 +30,7 @@ pub struct LbfgsConfig {
     pub history: usize,
     /// Step size (Torch's `learningRate`, 1 by default).
     pub lr: f64,
+    pub line_search: LineSearch,
 }
 
 impl Default for LbfgsConfig {
@@ -21,8 +38,24 @@ impl Default for LbfgsConfig {
         LbfgsConfig {
             history: 100,
             lr: 1.0,
+            line_search: LineSearch::None,
         }
     }
+}
+
+/// Armijo constant of the backtracking line search.
+const ARMIJO_C1: f64 = 1e-4;
+/// Backtracking gives up below this fraction of the first trial step.
+const MIN_STEP_FRACTION: f64 = 1e-12;
+
+/// A step being tried by the backtracking line search.
+#[derive(Clone, Copy, Debug)]
+struct Trial {
+    /// Loss and `gᵀd` at the point the step starts from.
+    f0: f64,
+    gtd0: f64,
+    /// The first step length tried.
+    t0: f64,
 }
 
 struct Pair<V> {
@@ -43,6 +76,7 @@ pub struct Lbfgs<V> {
     /// Pairs skipped because `yᵀs` was not positive (reported by `stats`).
     skipped: usize,
     resets: usize,
+    trial: Option<Trial>,
 }
 
 impl<V> Lbfgs<V> {
@@ -59,6 +93,7 @@ impl<V> Lbfgs<V> {
             hdiag: 1.0,
             skipped: 0,
             resets: 0,
+            trial: None,
         }
     }
 
@@ -127,7 +162,25 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
         "lbfgs"
     }
 
-    fn update(&mut self, ops: &O, x: &mut O::Vector, _loss: f64, g: &O::Vector) -> Result<Step> {
+    fn update(&mut self, ops: &O, x: &mut O::Vector, loss: f64, g: &O::Vector) -> Result<Step> {
+        if let Some(trial) = self.trial.take() {
+            let d = self.d.as_ref().expect("a trial has a direction");
+            let armijo = loss <= trial.f0 + ARMIJO_C1 * self.t * trial.gtd0;
+            if !armijo {
+                if self.t < trial.t0 * MIN_STEP_FRACTION {
+                    return Ok(Step::Stop(format!(
+                        "L-BFGS: the backtracking line search found no decrease along the \
+                         search direction (step {:.1e}); the loss cannot be lowered further",
+                        self.t
+                    )));
+                }
+                // Back from x0 + t·d to x0 + (t/2)·d.
+                ops.axpy(-0.5 * self.t, d, x)?;
+                self.t *= 0.5;
+                self.trial = Some(trial);
+                return Ok(Step::Continue);
+            }
+        }
         let g1 = ops.norm1(g)?;
         if !g1.is_finite() {
             return Ok(Step::Stop("L-BFGS: the gradient is not finite".into()));
@@ -171,6 +224,13 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
         ops.axpy(t, &d, x)?;
         self.t = t;
         self.d = Some(d);
+        if self.cfg.line_search == LineSearch::Backtracking {
+            self.trial = Some(Trial {
+                f0: loss,
+                gtd0: gtd,
+                t0: t,
+            });
+        }
         match &mut self.g_prev {
             Some(prev) => ops.copy_from(prev, g)?,
             None => self.g_prev = Some(g.clone()),
@@ -199,9 +259,46 @@ mod tests {
         let mut opt = Lbfgs::new(LbfgsConfig {
             history: 10,
             lr: 0.1,
+            ..Default::default()
         });
         let (x, loss, stop) = minimise(&mut opt, rosenbrock, vec![-1.2, 1.0], 5000);
         assert!(loss < 1e-6, "loss {loss} at {x:?}, stop {stop:?}");
+    }
+
+    #[test]
+    fn backtracking_converges_on_rosenbrock_and_quadratic() {
+        let cfg = LbfgsConfig {
+            history: 10,
+            lr: 1.0,
+            line_search: LineSearch::Backtracking,
+        };
+        let (x, loss, stop) = minimise(&mut Lbfgs::new(cfg), rosenbrock, vec![-1.2, 1.0], 300);
+        assert!(loss < 1e-8, "loss {loss} at {x:?}, stop {stop:?}");
+        let (_, loss, stop) = minimise(&mut Lbfgs::new(cfg), quadratic, vec![0.0; 50], 300);
+        assert!(loss < 1e-10, "loss {loss}, stop {stop:?}");
+    }
+
+    #[test]
+    fn backtracking_stops_and_says_why_when_nothing_decreases() {
+        // A "loss" that rises whatever the step: the search must give up, loudly.
+        let mut opt = Lbfgs::new(LbfgsConfig {
+            line_search: LineSearch::Backtracking,
+            ..Default::default()
+        });
+        let mut calls = 0.0;
+        let mut x = vec![1.0, 1.0];
+        let mut stop = None;
+        for _ in 0..200 {
+            calls += 1.0;
+            let g = vec![1.0, 1.0];
+            if let Step::Stop(why) =
+                Optimizer::<HostOps>::update(&mut opt, &HostOps, &mut x, calls, &g).unwrap()
+            {
+                stop = Some(why);
+                break;
+            }
+        }
+        assert!(stop.expect("must stop").contains("line search"));
     }
 
     #[test]
@@ -218,7 +315,7 @@ mod tests {
     fn history_is_bounded_and_recycled() {
         let mut opt = Lbfgs::new(LbfgsConfig {
             history: 3,
-            lr: 1.0,
+            ..Default::default()
         });
         let _ = minimise(&mut opt, quadratic, vec![0.0; 20], 12);
         assert_eq!(opt.stats().0, 3);
