@@ -137,6 +137,19 @@ pub fn selection(s: &Settings) -> Selection {
     }
 }
 
+/// Build the network and the objective (targets computed) on `backend`.
+fn with_objective<B: Backend, R>(
+    backend: B,
+    s: &Settings,
+    weights: &Vgg19Weights,
+    inputs: &Inputs,
+    f: impl FnOnce(&Objective<'_, B>) -> Result<R>,
+) -> Result<R> {
+    let net = Vgg::new(backend, weights, s.spec.pooling)?;
+    let objective = Objective::new(&net, s.spec.clone(), &inputs.content, &inputs.styles)?;
+    f(&objective)
+}
+
 /// The main job: optimise an image.
 pub struct StyleJob<'a> {
     pub settings: &'a Settings,
@@ -153,19 +166,17 @@ impl WithBackend for StyleJob<'_> {
     type Output = RunOutcome;
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<RunOutcome> {
         (self.on_ready)(backend.name(), &backend.device());
-        let s = self.settings;
-        let net = Vgg::new(backend, self.weights, s.spec.pooling)?;
-        let objective = Objective::new(
-            &net,
-            s.spec.clone(),
-            &self.inputs.content,
-            &self.inputs.styles,
-        )?;
         let opts = RunOptions {
-            iterations: s.iterations,
-            optimizer: s.optimizer,
+            iterations: self.settings.iterations,
+            optimizer: self.settings.optimizer,
         };
-        run::run(&objective, &self.init, &opts, self.observer, self.interrupt)
+        with_objective(
+            backend,
+            self.settings,
+            self.weights,
+            self.inputs,
+            |objective| run::run(objective, &self.init, &opts, self.observer, self.interrupt),
+        )
     }
 }
 
@@ -189,19 +200,20 @@ pub struct LossJob<'a> {
 impl WithBackend for LossJob<'_> {
     type Output = LossReport;
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<LossReport> {
-        let s = self.settings;
-        let net = Vgg::new(backend, self.weights, s.spec.pooling)?;
-        let objective = Objective::new(
-            &net,
-            s.spec.clone(),
-            &self.inputs.content,
-            &self.inputs.styles,
-        )?;
-        let b = net.backend();
-        let x = b.upload(&self.image.data, self.image.shape())?;
-        let (parts, grad) = objective.evaluate(&x)?;
-        let grad_norm = b.dot(&grad, &grad)?.sqrt();
-        Ok(LossReport { parts, grad_norm })
+        let image = self.image;
+        with_objective(
+            backend,
+            self.settings,
+            self.weights,
+            self.inputs,
+            |objective| {
+                let b = objective.net().backend();
+                let x = b.upload(&image.data, image.shape())?;
+                let (parts, grad) = objective.evaluate(&x)?;
+                let grad_norm = b.dot(&grad, &grad)?.sqrt();
+                Ok(LossReport { parts, grad_norm })
+            },
+        )
     }
 }
 
