@@ -1,19 +1,21 @@
 //! neural-style-candle: the default backend, pure Rust on the CPU.
 //!
-//! Convolutions and Gram matrices go through candle-core's CPU kernels
-//! (im2col + GEMM). The input gradient of a 3×3 "same" convolution is itself
-//! a 3×3 "same" convolution with the kernel transposed (in ↔ out) and flipped
-//! spatially, so the backward pass reuses the same fast path instead of
-//! candle's `conv_transpose2d` (a direct loop on CPU) and never computes a
-//! weight gradient. candle's autograd is not used at all: its max-pool
-//! backward is wrong (DESIGN.md), and core's hand-written backward needs only
-//! these primitives. Pooling backward, ReLU masks, the losses and the
-//! optimisers' vector operations are plain loops over the tensors' memory.
+//! Tensors are candle-core CPU tensors (f32). Convolutions are our own
+//! im2col + GEMM (`conv.rs`, about 2× candle's `conv2d` on these shapes). The
+//! input gradient of a 3×3 "same" convolution is itself a 3×3 "same"
+//! convolution with the kernel transposed (in ↔ out) and flipped spatially,
+//! so the backward pass reuses the same fast path instead of candle's
+//! `conv_transpose2d` (a direct loop on CPU) and never computes a weight
+//! gradient. candle's autograd is not used at all: its max-pool backward is
+//! wrong (DESIGN.md), and core's hand-written backward needs only these
+//! primitives. Pooling and its backward, ReLU masks, the losses and the
+//! optimisers' vector operations are plain loops over the tensors' memory
+//! (`ops.rs`).
 
 mod conv;
 mod ops;
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{Device, Storage, Tensor};
 use conv::Epilogue;
 use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
@@ -264,6 +266,3 @@ impl Backend for CandleBackend {
         self.conv(x, conv, Epilogue::Relu)
     }
 }
-
-/// The dtype every tensor of this backend uses.
-pub const DTYPE: DType = DType::F32;
