@@ -178,8 +178,14 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     } else {
         let bar = ProgressBar::new(s.iterations as u64);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {per_sec} ETA {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {its} ETA {eta}")
+                .expect("valid template")
+                .with_key(
+                    "its",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.2} it/s", s.per_sec());
+                    },
+                ),
         );
         bar
     };
