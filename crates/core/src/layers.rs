@@ -78,22 +78,22 @@ pub fn table() -> &'static [Layer] {
     })
 }
 
-/// Name of convolution number `conv` (0-based) as `conv{b}_{i}`.
-pub fn conv_name(conv: usize) -> &'static str {
-    let id = table()
-        .iter()
-        .find(|l| l.kind == LayerKind::Conv { conv })
-        .expect("conv index out of range");
-    &id.name
-}
-
-/// Block (1-based) of convolution number `conv` (0-based).
-pub fn conv_block(conv: usize) -> usize {
+/// The table row of convolution number `conv` (0-based).
+fn conv_layer(conv: usize) -> &'static Layer {
     table()
         .iter()
         .find(|l| l.kind == LayerKind::Conv { conv })
         .expect("conv index out of range")
-        .block
+}
+
+/// Name of convolution number `conv` (0-based) as `conv{b}_{i}`.
+pub fn conv_name(conv: usize) -> &'static str {
+    &conv_layer(conv).name
+}
+
+/// Block (1-based) of convolution number `conv` (0-based).
+pub fn conv_block(conv: usize) -> usize {
+    conv_layer(conv).block
 }
 
 impl LayerId {

@@ -258,12 +258,10 @@ impl<B: Backend> Loss for Objective<'_, B> {
             grads.push((*layer, b.gram_backward(f, &dg)?));
         }
         let mut grad = self.net.backward(&trace, grads)?;
+        let (tv, tv_grad) = b.tv_grad(x, s.tv_weight)?;
+        parts.tv = tv;
         if s.tv_weight != 0.0 {
-            let (tv, g) = b.tv_grad(x, s.tv_weight)?;
-            parts.tv = tv;
-            b.axpy(1.0, &g, &mut grad)?;
-        } else {
-            parts.tv = b.tv_grad(x, 0.0)?.0;
+            b.axpy(1.0, &tv_grad, &mut grad)?;
         }
         parts.total = s.content_weight * parts.content
             + s.style_weight * parts.style

