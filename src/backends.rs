@@ -29,6 +29,8 @@ pub fn list() -> Vec<BackendInfo> {
             let devices = match name {
                 #[cfg(feature = "candle")]
                 "candle" => neural_style_candle::CandleBackend::devices(),
+                #[cfg(feature = "tch")]
+                "tch" => neural_style_tch::TchBackend::devices(),
                 _ => Vec::new(),
             };
             BackendInfo {
@@ -42,7 +44,21 @@ pub fn list() -> Vec<BackendInfo> {
 
 /// Whether `name` is compiled into this build.
 pub fn enabled(name: &str) -> bool {
-    name == "candle" && cfg!(feature = "candle")
+    match name {
+        "candle" => cfg!(feature = "candle"),
+        "tch" => cfg!(feature = "tch"),
+        _ => false,
+    }
+}
+
+/// How to get a build with backend `name`.
+pub fn how_to_enable(name: &str) -> String {
+    match name {
+        "tch" => "install libtorch with `cargo xtask libtorch`, then rebuild with \
+                  `--features tch` in the environment it prints"
+            .to_string(),
+        _ => format!("rebuild with `--features {name}`"),
+    }
 }
 
 /// Code that runs on whichever backend is selected.
@@ -66,6 +82,8 @@ pub fn set_threads(threads: usize) -> Result<()> {
     }
     #[cfg(feature = "candle")]
     neural_style_candle::set_threads(threads)?;
+    #[cfg(feature = "tch")]
+    neural_style_tch::set_threads(threads)?;
     Ok(())
 }
 
@@ -85,8 +103,9 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
         return Err(Error::config(
             "--backend",
             format!(
-                "backend `{0}` is not enabled in this build; rebuild with `--features {0}`",
-                sel.name
+                "backend `{}` is not enabled in this build; {}",
+                sel.name,
+                how_to_enable(&sel.name)
             ),
         ));
     }
@@ -101,6 +120,10 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
             }
             job.run(neural_style_candle::CandleBackend::cpu())
         }
+        #[cfg(feature = "tch")]
+        "tch" => job.run(neural_style_tch::TchBackend::new(
+            sel.device.as_deref().unwrap_or("cpu"),
+        )?),
         _ => unreachable!("enabled() lists only compiled backends"),
     }
 }

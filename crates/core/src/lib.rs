@@ -10,6 +10,8 @@
 //!   its hand-written gradient, written once over the backend traits.
 //! * [`optim`] — L-BFGS and Adam over the backend's vector operations.
 //! * [`run`] — the optimisation loop: progress, saving, best image.
+//! * [`conformance`], [`parity`] — checks run against every backend: against
+//!   an independent f64 reference, and backend against backend.
 
 pub mod backend;
 pub mod conformance;
@@ -18,6 +20,7 @@ pub mod image_io;
 pub mod layers;
 pub mod objective;
 pub mod optim;
+pub mod parity;
 pub mod pixel;
 pub mod reference;
 pub mod rng;
