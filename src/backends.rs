@@ -44,11 +44,7 @@ pub fn list() -> Vec<BackendInfo> {
 
 /// Whether `name` is compiled into this build.
 pub fn enabled(name: &str) -> bool {
-    match name {
-        "candle" => cfg!(feature = "candle"),
-        "tch" => cfg!(feature = "tch"),
-        _ => false,
-    }
+    (name == "candle" && cfg!(feature = "candle")) || (name == "tch" && cfg!(feature = "tch"))
 }
 
 /// How to get a build with backend `name`.

@@ -117,9 +117,10 @@ pub fn env(venv: &Path, torch_dir: &Path) -> Vec<(String, String)> {
         ("LIBTORCH_USE_PYTORCH".into(), "1".into()),
         ("VIRTUAL_ENV".into(), venv.display().to_string()),
         ("PATH".into(), prepend("PATH", &venv.join("bin"))),
+        // Not prepended: under `cargo run` the inherited value is cargo's own.
         (
             "LD_LIBRARY_PATH".into(),
-            prepend("LD_LIBRARY_PATH", &torch_dir.join("lib")),
+            torch_dir.join("lib").display().to_string(),
         ),
     ]
 }
