@@ -9,13 +9,18 @@
 //! * [`vgg`], [`objective`] — the network and the canonical objective with
 //!   its hand-written gradient, written once over the backend traits.
 //! * [`optim`] — L-BFGS and Adam over the backend's vector operations.
-//! * [`run`] — the optimisation loop: progress, saving, best image.
+//! * [`run`] — the optimisation loop: progress, saving, best image; several
+//!   scales in a row (multi-resolution).
+//! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
+//!   style masks.
 
 pub mod backend;
+pub mod color;
 pub mod conformance;
 pub mod error;
 pub mod image_io;
 pub mod layers;
+pub mod mask;
 pub mod objective;
 pub mod optim;
 pub mod pixel;
