@@ -223,7 +223,12 @@ mod tests {
         let (m1, c1) = mean_cov(&out.rgb);
         let (m2, c2) = mean_cov(&content.rgb);
         for i in 0..3 {
-            assert!((m1[i] - m2[i]).abs() < 1e-2, "mean {i}: {} vs {}", m1[i], m2[i]);
+            assert!(
+                (m1[i] - m2[i]).abs() < 1e-2,
+                "mean {i}: {} vs {}",
+                m1[i],
+                m2[i]
+            );
             for j in 0..3 {
                 assert!(
                     (c1[i][j] - c2[i][j]).abs() < 1e-2 * c2[i][i].max(1.0),
@@ -258,6 +263,9 @@ mod tests {
         }
         // Round trip of the colour transform.
         let back = rgb(ycbcr([12.0, 200.0, 99.0]));
-        assert!(back.iter().zip([12.0, 200.0, 99.0]).all(|(a, b)| (a - b).abs() < 1e-3));
+        assert!(back
+            .iter()
+            .zip([12.0, 200.0, 99.0])
+            .all(|(a, b)| (a - b).abs() < 1e-3));
     }
 }

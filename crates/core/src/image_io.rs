@@ -252,7 +252,11 @@ pub fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage
     let p = Picture {
         width: img.width as u32,
         height: img.height as u32,
-        rgb: img.to_rgb().into_iter().map(|v| v.clamp(0.0, 255.0)).collect(),
+        rgb: img
+            .to_rgb()
+            .into_iter()
+            .map(|v| v.clamp(0.0, 255.0))
+            .collect(),
     };
     p.resize_to(width as u32, height as u32).to_caffe()
 }
