@@ -10,6 +10,9 @@
 //!   symmetric eigen-decomposition ([`sym_eigen3`], cyclic Jacobi), so that
 //!   the new covariance is exactly `Σc` (before clamping to 0–255).
 
+// 3×3 matrix algebra reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use crate::image_io::Picture;
 use crate::pixel::CaffeImage;
 

@@ -283,8 +283,8 @@ pub fn evaluate_masked(
                 for a in 0..f.c {
                     for b in 0..f.c {
                         let s = dg[a * f.c + b] + dg[b * f.c + a];
-                        for k in 0..m {
-                            g.d[a * m + k] += s * mk[k] * mk[k] * f.d[b * m + k] / nm;
+                        for (k, mv) in mk.iter().enumerate() {
+                            g.d[a * m + k] += s * mv * mv * f.d[b * m + k] / nm;
                         }
                     }
                 }
