@@ -129,28 +129,22 @@ pub struct PlotPoint {
 /// tv_weight·tv) and the total over the iterations, log scale, as SVG.
 pub fn plot_losses(points: &[PlotPoint], weights: [f64; 3]) -> Result<String> {
     use plotters::prelude::*;
-    let series: [(&str, RGBColor, Box<dyn Fn(&LossParts) -> f64>); 4] = [
-        ("total", BLACK, Box::new(|p: &LossParts| p.total)),
-        (
-            "content",
-            RGBColor(31, 119, 180),
-            Box::new(move |p: &LossParts| weights[0] * p.content),
-        ),
-        (
-            "style",
-            RGBColor(214, 39, 40),
-            Box::new(move |p: &LossParts| weights[1] * p.style),
-        ),
-        (
-            "tv",
-            RGBColor(44, 160, 44),
-            Box::new(move |p: &LossParts| weights[2] * p.tv),
-        ),
+    let part = |p: &LossParts, k: usize| match k {
+        0 => p.total,
+        1 => weights[0] * p.content,
+        2 => weights[1] * p.style,
+        _ => weights[2] * p.tv,
+    };
+    let series = [
+        ("total", BLACK, 0),
+        ("content", RGBColor(31, 119, 180), 1),
+        ("style", RGBColor(214, 39, 40), 2),
+        ("tv", RGBColor(44, 160, 44), 3),
     ];
     let values = || {
         points
             .iter()
-            .flat_map(|pt| series.iter().map(|s| (s.2)(&pt.parts)))
+            .flat_map(|pt| series.iter().map(|s| part(&pt.parts, s.2)))
             .filter(|v| v.is_finite() && *v > 0.0)
     };
     let lo = values().fold(f64::INFINITY, f64::min);
@@ -180,10 +174,10 @@ pub fn plot_losses(points: &[PlotPoint], weights: [f64; 3]) -> Result<String> {
             .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()
             .map_err(|e| plot_err(&e))?;
-        for (name, color, f) in &series {
+        for (name, color, k) in &series {
             let pts: Vec<(usize, f64)> = points
                 .iter()
-                .map(|p| (p.iteration, f(&p.parts)))
+                .map(|p| (p.iteration, part(&p.parts, *k)))
                 .filter(|(_, v)| v.is_finite() && *v > 0.0)
                 .collect();
             if pts.is_empty() {
