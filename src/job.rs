@@ -2,50 +2,136 @@
 //! images, check memory, load the weights, and run on the selected backend.
 
 use crate::backends::{dispatch, Selection, WithBackend};
+use crate::batch::BatchJob;
 use crate::settings::{InitName, Settings};
-use neural_style_core::backend::Backend;
+use neural_style_core::backend::{Backend, Pooling};
+use neural_style_core::color;
 use neural_style_core::image_io::Picture;
-use neural_style_core::objective::{normalise_blend, Loss, LossParts, Objective};
+use neural_style_core::mask::Mask;
+use neural_style_core::objective::{
+    normalise_blend, style_grams, Loss, LossParts, Objective, StyleTerm,
+};
 use neural_style_core::pixel::CaffeImage;
-use neural_style_core::run::{self, estimate_memory, Observer, RunOptions, RunOutcome};
+use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome, Silent, StopReason};
 use neural_style_core::vgg::Vgg;
 use neural_style_core::weights::{self, Vgg19Weights};
 use neural_style_core::{layers, Error, Result};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Images in the network's space, at the sizes they will be used.
 pub struct Inputs {
     pub content: CaffeImage,
     pub styles: Vec<(CaffeImage, f64)>,
+    /// One optional mask per style, at the content's size.
+    pub masks: Vec<Option<Mask>>,
+    /// What each style's Gram targets depend on besides the layers and
+    /// pooling (file, size, colour matching): styles with the same key share
+    /// targets in a batch.
+    pub style_keys: Vec<String>,
+}
+
+/// The decoded input files of a job, before sizing: decoded once, sized
+/// for each scale of a multi-resolution run.
+pub struct Sources {
+    content: Picture,
+    styles: Vec<Picture>,
+    masks: Vec<Option<Picture>>,
+    blend: Vec<f64>,
+}
+
+/// Decode the content, styles and masks, refusing (before any resampling) a
+/// run that would not fit in memory and a mask that is all black.
+pub fn load_sources(s: &Settings) -> Result<Sources> {
+    let content = Picture::load(&s.content)?;
+    let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+    let styles = s
+        .styles
+        .iter()
+        .map(|p| Picture::load(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut masks = Vec::with_capacity(s.masks.len());
+    for m in &s.masks {
+        masks.push(match m {
+            None => None,
+            Some(path) => {
+                let p = Picture::load(path)?;
+                if Mask::from_picture(&p).is_black() {
+                    return Err(Error::image(
+                        path,
+                        "the mask is all black, so its style applies nowhere: paint where it applies in white",
+                    ));
+                }
+                Some(p)
+            }
+        });
+    }
+    let sources = Sources {
+        content,
+        styles,
+        masks,
+        blend,
+    };
+    let (cw, ch) = sources.content.size_longest(s.size);
+    let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
+        .map(|i| sources.style_size(s, i, (cw, ch)))
+        .collect();
+    check_memory(s, (cw, ch), &style_sizes)?;
+    Ok(sources)
+}
+
+impl Sources {
+    fn style_size(&self, s: &Settings, i: usize, (cw, ch): (u32, u32)) -> (u32, u32) {
+        match s.style_size {
+            Some(side) => self.styles[i].size_longest(side),
+            None => self.styles[i].size_for_pixels(cw as f64 * ch as f64 * s.style_scale),
+        }
+    }
+
+    /// The inputs with the content's longest side `size`: styles resized
+    /// (and colour-matched to the content with `--color-match`), masks
+    /// resized to the content's size.
+    pub fn at(&self, s: &Settings, size: u32) -> Result<Inputs> {
+        let (cw, ch) = self.content.size_longest(size);
+        let content = self.content.resize_to(cw, ch);
+        let mut styles = Vec::with_capacity(self.styles.len());
+        let mut style_keys = Vec::with_capacity(self.styles.len());
+        for (i, (p, path)) in self.styles.iter().zip(&s.styles).enumerate() {
+            let (w, h) = self.style_size(s, i, (cw, ch));
+            let mut img = p.resize_to(w, h);
+            if s.color_match {
+                img = color::match_colors(&img, &content);
+            }
+            styles.push((img.to_caffe(), self.blend[i]));
+            style_keys.push(format!(
+                "{}|{w}x{h}|{}",
+                path.display(),
+                if s.color_match {
+                    format!("matched to {} at {cw}x{ch}", s.content.display())
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let masks = self
+            .masks
+            .iter()
+            .map(|m| m.as_ref().map(|p| Mask::from_picture(&p.resize_to(cw, ch))))
+            .collect();
+        Ok(Inputs {
+            content: content.to_caffe(),
+            styles,
+            masks,
+            style_keys,
+        })
+    }
 }
 
 /// Load the content at `--size` and the styles at their size, refusing
 /// (before any resampling) a run that would not fit in memory.
 pub fn load_inputs(s: &Settings) -> Result<Inputs> {
-    let content = Picture::load(&s.content)?;
-    let (cw, ch) = content.size_longest(s.size);
-    let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
-    let pixels = cw as f64 * ch as f64 * s.style_scale;
-    let mut styles = Vec::with_capacity(s.styles.len());
-    for path in &s.styles {
-        let p = Picture::load(path)?;
-        let size = match s.style_size {
-            Some(side) => p.size_longest(side),
-            None => p.size_for_pixels(pixels),
-        };
-        styles.push((p, size));
-    }
-    let style_sizes: Vec<(u32, u32)> = styles.iter().map(|s| s.1).collect();
-    check_memory(s, (cw, ch), &style_sizes)?;
-    Ok(Inputs {
-        content: content.resize_to(cw, ch).to_caffe(),
-        styles: styles
-            .into_iter()
-            .zip(blend)
-            .map(|((p, (w, h)), b)| (p.resize_to(w, h).to_caffe(), b))
-            .collect(),
-    })
+    load_sources(s)?.at(s, s.size)
 }
 
 /// The starting image for a run.
@@ -137,24 +223,101 @@ pub fn selection(s: &Settings) -> Selection {
     }
 }
 
-/// Build the network and the objective (targets computed) on `backend`.
-fn with_objective<B: Backend, R>(
+/// What a process keeps across the jobs it runs on one backend (a batch, a
+/// comparison): the network for each pooling, and the style targets.
+pub struct Session<'w, B: Backend> {
     backend: B,
+    weights: &'w Vgg19Weights,
+    nets: Vec<Vgg<B>>,
+    /// Gram targets by style key and objective layers/pooling.
+    grams: HashMap<String, Vec<B::Tensor>>,
+}
+
+impl<'w, B: Backend + Clone> Session<'w, B> {
+    pub fn new(backend: B, weights: &'w Vgg19Weights) -> Self {
+        Session {
+            backend,
+            weights,
+            nets: Vec::new(),
+            grams: HashMap::new(),
+        }
+    }
+
+    /// The network with this pooling (built on first use).
+    fn net_index(&mut self, pooling: Pooling) -> Result<usize> {
+        if let Some(i) = self.nets.iter().position(|n| n.pooling() == pooling) {
+            return Ok(i);
+        }
+        self.nets
+            .push(Vgg::new(self.backend.clone(), self.weights, pooling)?);
+        Ok(self.nets.len() - 1)
+    }
+
+    /// Paint one image: every scale of `s`, from `init`.
+    pub fn paint(
+        &mut self,
+        s: &Settings,
+        sources: &Sources,
+        init: &CaffeImage,
+        observer: &mut dyn Observer,
+        interrupt: &AtomicBool,
+    ) -> Result<RunOutcome> {
+        let i = self.net_index(s.spec.pooling)?;
+        let net = &self.nets[i];
+        let grams = &mut self.grams;
+        let iterations: Vec<usize> = s.scales.iter().map(|x| x.1).collect();
+        let mut objective_at = |k: usize| {
+            let inputs = sources.at(s, s.scales[k].0)?;
+            build_objective(net, s, &inputs, grams)
+        };
+        run::run_scales(
+            &iterations,
+            &mut objective_at,
+            init,
+            s.optimizer,
+            observer,
+            interrupt,
+        )
+    }
+}
+
+/// The objective on `net`, style targets taken from (or added to) `grams`.
+fn build_objective<'n, B: Backend>(
+    net: &'n Vgg<B>,
     s: &Settings,
-    weights: &Vgg19Weights,
     inputs: &Inputs,
-    f: impl FnOnce(&Objective<'_, B>) -> Result<R>,
-) -> Result<R> {
-    let net = Vgg::new(backend, weights, s.spec.pooling)?;
-    let objective = Objective::new(&net, s.spec.clone(), &inputs.content, &inputs.styles)?;
-    f(&objective)
+    grams: &mut HashMap<String, Vec<B::Tensor>>,
+) -> Result<Objective<'n, B>> {
+    let mut terms = Vec::with_capacity(inputs.styles.len());
+    for (((img, w), mask), key) in inputs
+        .styles
+        .iter()
+        .zip(&inputs.masks)
+        .zip(&inputs.style_keys)
+    {
+        let key = format!("{key}|{:?}|{:?}", s.spec.style_layers, s.spec.pooling);
+        let g = match grams.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let g = style_grams(net, &s.spec, img)?;
+                grams.insert(key, g.clone());
+                g
+            }
+        };
+        terms.push(StyleTerm {
+            grams: g,
+            weight: *w,
+            mask: mask.clone(),
+        });
+    }
+    Objective::with_styles(net, s.spec.clone(), &inputs.content, terms)
 }
 
 /// The main job: optimise an image.
 pub struct StyleJob<'a> {
     pub settings: &'a Settings,
     pub weights: &'a Vgg19Weights,
-    pub inputs: &'a Inputs,
+    pub sources: &'a Sources,
     pub init: CaffeImage,
     pub observer: &'a mut dyn Observer,
     pub interrupt: &'a AtomicBool,
@@ -166,16 +329,12 @@ impl WithBackend for StyleJob<'_> {
     type Output = RunOutcome;
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<RunOutcome> {
         (self.on_ready)(backend.name(), &backend.device());
-        let opts = RunOptions {
-            iterations: self.settings.iterations,
-            optimizer: self.settings.optimizer,
-        };
-        with_objective(
-            backend,
+        Session::new(backend, self.weights).paint(
             self.settings,
-            self.weights,
-            self.inputs,
-            |objective| run::run(objective, &self.init, &opts, self.observer, self.interrupt),
+            self.sources,
+            &self.init,
+            self.observer,
+            self.interrupt,
         )
     }
 }
@@ -200,20 +359,13 @@ pub struct LossJob<'a> {
 impl WithBackend for LossJob<'_> {
     type Output = LossReport;
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<LossReport> {
-        let image = self.image;
-        with_objective(
-            backend,
-            self.settings,
-            self.weights,
-            self.inputs,
-            |objective| {
-                let b = objective.net().backend();
-                let x = b.upload(&image.data, image.shape())?;
-                let (parts, grad) = objective.evaluate(&x)?;
-                let grad_norm = b.dot(&grad, &grad)?.sqrt();
-                Ok(LossReport { parts, grad_norm })
-            },
-        )
+        let net = Vgg::new(backend, self.weights, self.settings.spec.pooling)?;
+        let objective = build_objective(&net, self.settings, self.inputs, &mut HashMap::new())?;
+        let b = net.backend();
+        let x = b.upload(&self.image.data, self.image.shape())?;
+        let (parts, grad) = objective.evaluate(&x)?;
+        let grad_norm = b.dot(&grad, &grad)?.sqrt();
+        Ok(LossReport { parts, grad_norm })
     }
 }
 
@@ -233,4 +385,130 @@ pub fn evaluate_loss(
             image,
         },
     )
+}
+
+/// `--original-colors`: the output's luminance with the content's colours
+/// (the content is resized to the image's size when they differ).
+pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImage {
+    if s.original_colors {
+        color::original_colors(img, content)
+    } else {
+        img.clone()
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Default)]
+pub struct BatchSummary {
+    pub written: usize,
+    pub skipped: usize,
+    pub interrupted: bool,
+}
+
+/// Run a batch's jobs on one backend: the network is built once (per
+/// pooling) and each style's targets are computed once per size.
+pub struct BatchRun<'a> {
+    pub jobs: &'a [BatchJob],
+    pub weights: &'a Vgg19Weights,
+    pub interrupt: &'a AtomicBool,
+    pub log: &'a mut dyn FnMut(&str),
+}
+
+impl WithBackend for BatchRun<'_> {
+    type Output = BatchSummary;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<BatchSummary> {
+        let mut session = Session::new(backend, self.weights);
+        let mut summary = BatchSummary::default();
+        for (k, j) in self.jobs.iter().enumerate() {
+            if self.interrupt.load(Ordering::SeqCst) {
+                summary.interrupted = true;
+                break;
+            }
+            let s = &j.settings;
+            if j.output.exists() {
+                summary.skipped += 1;
+                continue;
+            }
+            (self.log)(&format!(
+                "[{}/{}] job {}: {} in the style of {} -> {}",
+                k + 1,
+                self.jobs.len(),
+                j.index,
+                s.content.display(),
+                s.styles
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                j.output.display()
+            ));
+            let sources = load_sources(s)?;
+            let content = sources.at(s, s.size)?.content;
+            let init = initial_image(s, &content)?;
+            let out = session.paint(s, &sources, &init, &mut Silent, self.interrupt)?;
+            if out.stop == StopReason::Interrupted {
+                summary.interrupted = true;
+                break;
+            }
+            Picture::from_caffe(&finish(s, &out.best, &content)).save(&j.output)?;
+            summary.written += 1;
+            (self.log)(&format!(
+                "wrote {} (loss {:.4e}, {:.1} s)",
+                j.output.display(),
+                out.best_loss,
+                out.elapsed.as_secs_f64()
+            ));
+        }
+        Ok(summary)
+    }
+}
+
+/// `compare`: one content and style at several content/style weight ratios
+/// (`content_weight / style_weight`; the content weight is kept, the style
+/// weight set from it). The style targets are computed once.
+pub struct CompareRun<'a> {
+    pub settings: &'a Settings,
+    pub ratios: &'a [f64],
+    pub weights: &'a Vgg19Weights,
+    pub sources: &'a Sources,
+    pub init: &'a CaffeImage,
+    pub content: &'a CaffeImage,
+    pub interrupt: &'a AtomicBool,
+    pub log: &'a mut dyn FnMut(&str),
+}
+
+impl WithBackend for CompareRun<'_> {
+    /// The image of each ratio finished (the last one may be interrupted),
+    /// and whether the run was interrupted.
+    type Output = (Vec<(f64, CaffeImage)>, bool);
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Self::Output> {
+        let mut session = Session::new(backend, self.weights);
+        let mut done = Vec::new();
+        for &ratio in self.ratios {
+            let mut s = self.settings.clone();
+            s.spec.style_weight = s.spec.content_weight / ratio;
+            (self.log)(&format!(
+                "content/style {} (style weight {:.4})",
+                ratio_label(ratio),
+                s.spec.style_weight
+            ));
+            let out = session.paint(&s, self.sources, self.init, &mut Silent, self.interrupt)?;
+            done.push((ratio, finish(&s, &out.best, self.content)));
+            if out.stop == StopReason::Interrupted {
+                return Ok((done, true));
+            }
+        }
+        Ok((done, false))
+    }
+}
+
+/// `1e-2`, `0.5`, `10`: the shortest of the plain and exponent forms.
+pub fn ratio_label(r: f64) -> String {
+    let plain = format!("{r}");
+    let exp = format!("{r:e}");
+    if exp.len() < plain.len() {
+        exp
+    } else {
+        plain
+    }
 }

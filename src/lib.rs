@@ -7,7 +7,9 @@
 //! ([`job`]).
 
 pub mod backends;
+pub mod batch;
 pub mod job;
+pub mod pictures;
 pub mod settings;
 
 pub use neural_style_core as core;

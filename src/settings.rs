@@ -139,6 +139,30 @@ pub struct StyleArgs {
     /// VGG19 weights file [default: found or fetched automatically].
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
+    /// Spatial mask per style image, in the order of --style (white = that
+    /// style applies there; any size, resized to the content); `none` for a
+    /// style without a mask.
+    #[arg(long, value_name = "FILE|none", num_args = 1..)]
+    #[serde(default)]
+    pub style_mask: Vec<PathBuf>,
+    /// Keep the content's colours: the output's luminance with the content's chrominance (YCbCr).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub original_colors: Option<bool>,
+    /// Give each style image the content's colour mean and covariance before taking its features.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub color_match: Option<bool>,
+    /// Multi-resolution: the longest side at each scale, comma-separated (the last is the output's size; overrides --size).
+    #[arg(long, value_delimiter = ',', value_name = "PX,PX,...")]
+    pub scales: Option<Vec<u32>>,
+    /// Multi-resolution with three scales: --size/2, --size/√2, --size.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub multires: Option<bool>,
+    /// Iterations at each scale, comma-separated [default: --iterations at every scale].
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    pub scale_iterations: Option<Vec<usize>>,
+    /// Output image of a batch job (`output = "..."` in a jobs file; the main job takes --output).
+    #[arg(skip)]
+    pub output: Option<PathBuf>,
     /// Settings file (TOML, keys as the long flags); flags override it.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -167,6 +191,20 @@ pub struct Settings {
     pub device: Option<String>,
     pub threads: Option<usize>,
     pub weights: Option<PathBuf>,
+    /// One optional mask file per style image.
+    pub masks: Vec<Option<PathBuf>>,
+    pub original_colors: bool,
+    pub color_match: bool,
+    /// `(longest side, iterations)` of each scale; one entry without
+    /// multi-resolution. The last size is `size`.
+    pub scales: Vec<(u32, usize)>,
+}
+
+impl Settings {
+    /// Iterations over all scales.
+    pub fn total_iterations(&self) -> usize {
+        self.scales.iter().map(|s| s.1).sum()
+    }
 }
 
 macro_rules! overlay {
@@ -181,11 +219,21 @@ impl StyleArgs {
         overlay!(self, top; content, style_blend_weights, size, style_scale, style_size,
             iterations, optimizer, learning_rate, lbfgs_history, lbfgs_line_search, content_weight, style_weight,
             tv_weight, content_layers, style_layers, content_layer_weights, style_layer_weights,
-            pooling, init, init_image, seed, backend, device, threads, weights, config, preset);
+            pooling, init, init_image, seed, backend, device, threads, weights, config, preset,
+            original_colors, color_match, scales, multires, scale_iterations, output);
         if !top.style.is_empty() {
             self.style = top.style.clone();
         }
+        if !top.style_mask.is_empty() {
+            self.style_mask = top.style_mask.clone();
+        }
         self
+    }
+
+    /// `top` overrides `self` field by field (the layering of batch jobs over
+    /// their `[defaults]`).
+    pub fn under(self, top: &StyleArgs) -> StyleArgs {
+        self.overlay(top)
     }
 
     fn preset(p: Preset) -> StyleArgs {
@@ -307,6 +355,25 @@ impl StyleArgs {
         if iterations == 0 {
             return Err(Error::config("--iterations", "must be at least 1"));
         }
+        let masks = match a.style_mask.len() {
+            0 => vec![None; a.style.len()],
+            n if n == a.style.len() => a
+                .style_mask
+                .iter()
+                .map(|p| (p.as_os_str() != "none").then(|| p.clone()))
+                .collect(),
+            n => {
+                return Err(Error::config(
+                    "--style-mask",
+                    format!(
+                        "{n} masks for {} style images: give one per style, `none` for no mask",
+                        a.style.len()
+                    ),
+                ))
+            }
+        };
+        let scales = scales(&a, size, iterations)?;
+        let size = scales.last().map(|s| s.0).unwrap_or(size);
         Ok(Settings {
             content,
             styles: a.style.clone(),
@@ -327,8 +394,54 @@ impl StyleArgs {
             device: a.device.clone(),
             threads: a.threads,
             weights: a.weights.clone(),
+            masks,
+            original_colors: a.original_colors.unwrap_or(false),
+            color_match: a.color_match.unwrap_or(false),
+            scales,
         })
     }
+}
+
+/// The multi-resolution schedule: `--scales`, or `--multires` (three scales
+/// in a geometric progression of ratio √2 ending at `--size`), or just
+/// `--size`; iterations from `--scale-iterations` or `--iterations` at each.
+fn scales(a: &StyleArgs, size: u32, iterations: usize) -> Result<Vec<(u32, usize)>> {
+    let sizes: Vec<u32> = match (&a.scales, a.multires.unwrap_or(false)) {
+        (Some(_), true) => {
+            return Err(Error::config(
+                "--multires",
+                "give either --multires or --scales, not both",
+            ))
+        }
+        (Some(list), false) => {
+            if list.is_empty() || list.contains(&0) {
+                return Err(Error::config(
+                    "--scales",
+                    "sizes must be at least 1 pixel, e.g. --scales 256,362,512",
+                ));
+            }
+            list.clone()
+        }
+        (None, true) => [0.5, std::f64::consts::FRAC_1_SQRT_2, 1.0]
+            .iter()
+            .map(|f| ((size as f64 * f).round() as u32).max(1))
+            .collect(),
+        (None, false) => vec![size],
+    };
+    let its = match &a.scale_iterations {
+        None => vec![iterations; sizes.len()],
+        Some(list) if list.len() != sizes.len() => {
+            return Err(Error::config(
+                "--scale-iterations",
+                format!("{} counts for {} scales", list.len(), sizes.len()),
+            ))
+        }
+        Some(list) if list.contains(&0) => {
+            return Err(Error::config("--scale-iterations", "must be at least 1"))
+        }
+        Some(list) => list.clone(),
+    };
+    Ok(sizes.into_iter().zip(its).collect())
 }
 
 fn positive(flag: &str, v: f64) -> Result<f64> {
@@ -388,14 +501,33 @@ fn layer_weights(
 /// Read a TOML settings file (keys as the long flags, e.g. `style-weight = 50`).
 pub fn load_config(path: &Path) -> Result<StyleArgs> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    toml::from_str(&text).map_err(|e| {
-        let msg = e.message().to_string();
+    let args: StyleArgs = parse_toml("--config", path, &text)?;
+    if args.output.is_some() {
+        return Err(Error::config(
+            "--config",
+            format!(
+                "{}: `output` belongs to batch jobs; give --output on the command line",
+                path.display()
+            ),
+        ));
+    }
+    Ok(args)
+}
+
+/// Parse TOML; an error names `flag`, the file and the line.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    path: &Path,
+    text: &str,
+) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
         let line = e
             .span()
             .map(|s| text[..s.start].matches('\n').count() + 1)
             .map(|l| format!("line {l}: "))
             .unwrap_or_default();
-        Error::config("--config", format!("{}: {line}{msg}", path.display()))
+        Error::config(flag, format!("{}: {line}{msg}", path.display()))
     })
 }
 
@@ -456,6 +588,46 @@ mod tests {
         std::fs::write(&cfg, "size = 256\nstyle-wieght = 3\n").unwrap();
         let e = a.resolve().unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("style-wieght"), "{e}");
+    }
+
+    #[test]
+    fn scales_masks_and_colours() {
+        let mut a = args("c.jpg");
+        a.multires = Some(true);
+        a.size = Some(512);
+        a.iterations = Some(10);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.scales, vec![(256, 10), (362, 10), (512, 10)]);
+        assert_eq!(s.total_iterations(), 30);
+        let mut a = args("c.jpg");
+        a.scales = Some(vec![100, 200]);
+        a.scale_iterations = Some(vec![5, 3]);
+        let s = a.resolve().unwrap();
+        assert_eq!((s.size, s.scales.clone()), (200, vec![(100, 5), (200, 3)]));
+        a.scale_iterations = Some(vec![5]);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("--scale-iterations"), "{e}");
+        a.scale_iterations = None;
+        a.multires = Some(true);
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--multires"));
+
+        let mut a = args("c.jpg");
+        a.style = vec!["a.jpg".into(), "b.jpg".into()];
+        a.style_mask = vec!["m.png".into(), "none".into()];
+        a.original_colors = Some(true);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.masks, vec![Some(PathBuf::from("m.png")), None]);
+        assert!(s.original_colors && !s.color_match);
+        a.style_mask = vec!["m.png".into()];
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--style-mask"));
     }
 
     #[test]

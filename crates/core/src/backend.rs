@@ -135,6 +135,25 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     fn conv3x3_relu(&self, x: &Self::Tensor, conv: &Self::Conv) -> Result<Self::Tensor> {
         self.relu(&self.conv3x3(x, conv)?)
     }
+    /// `x ⊙ m`: every channel of a `C×H×W` tensor multiplied by a `1×H×W`
+    /// mask (spatial style masks, [`crate::mask`]). Being linear in `x`, its
+    /// backward is the same product. The default downloads both, multiplies on
+    /// the host and uploads the result; override it to stay on the device.
+    fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor> {
+        let [c, h, w] = self.dims(x);
+        let m = self.download(mask)?;
+        if m.len() != h * w {
+            return Err(crate::Error::backend(
+                self.name(),
+                format!("mask of {} values for a {w}×{h} tensor", m.len()),
+            ));
+        }
+        let mut d = self.download(x)?;
+        for plane in d.chunks_exact_mut(h * w) {
+            plane.iter_mut().zip(&m).for_each(|(v, mv)| *v *= mv);
+        }
+        self.upload(&d, [c, h, w])
+    }
     /// Wait for queued device work (timings); no-op on synchronous devices.
     fn synchronize(&self) -> Result<()> {
         Ok(())

@@ -8,7 +8,8 @@
 
 use crate::backend::{Backend, Pooling};
 use crate::layers::LayerId;
-use crate::objective::{Loss, LossParts, Objective, ObjectiveSpec};
+use crate::mask::Mask;
+use crate::objective::{style_grams, Loss, LossParts, Objective, ObjectiveSpec, StyleTerm};
 use crate::pixel::CaffeImage;
 use crate::reference;
 use crate::vgg::{FeatureExtractor, Vgg};
@@ -48,11 +49,35 @@ pub struct Case {
     pub spec: ObjectiveSpec,
     pub content: CaffeImage,
     pub styles: Vec<(CaffeImage, f64)>,
+    /// One optional spatial mask per style (content-sized), or empty: none.
+    pub masks: Vec<Option<Mask>>,
     pub x: CaffeImage,
 }
 
+impl Case {
+    /// The case's objective on `net` (masked styles as separate terms).
+    pub fn objective<'n, B: Backend>(&self, net: &'n Vgg<B>) -> crate::Result<Objective<'n, B>> {
+        if self.masks.is_empty() {
+            return Objective::new(net, self.spec.clone(), &self.content, &self.styles);
+        }
+        let terms = self
+            .styles
+            .iter()
+            .zip(&self.masks)
+            .map(|((img, w), mask)| {
+                Ok(StyleTerm {
+                    grams: style_grams(net, &self.spec, img)?,
+                    weight: *w,
+                    mask: mask.clone(),
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        Objective::with_styles(net, self.spec.clone(), &self.content, terms)
+    }
+}
+
 /// Small seeded cases covering max/avg pooling, pre/post-ReLU and pooling
-/// layers, several style images with blend weights, odd sizes.
+/// layers, several style images with blend weights, spatial masks, odd sizes.
 pub fn tiny_cases() -> Vec<Case> {
     let l = |n: &str| LayerId::parse(n).expect("valid layer");
     let mut cases = Vec::new();
@@ -79,9 +104,52 @@ pub fn tiny_cases() -> Vec<Case> {
                 (CaffeImage::noise(40, 32, seed + 100), 0.7),
                 (CaffeImage::noise(33, 35, seed + 200), 0.3),
             ],
+            masks: Vec::new(),
             x: CaffeImage::noise(37, 34, seed + 300),
         });
     }
+    // Spatial masks: a soft mask with a black band, a hard one, and one style
+    // left unmasked (folded path and masked terms together).
+    let (w, h) = (37, 34);
+    let soft = Mask {
+        width: w,
+        height: h,
+        data: (0..w * h)
+            .map(|i| ((i % w) as f32 / 20.0 - 0.3).clamp(0.0, 1.0))
+            .collect(),
+    };
+    let hard = Mask {
+        width: w,
+        height: h,
+        data: (0..w * h)
+            .map(|i| if i / w < h / 2 { 1.0 } else { 0.0 })
+            .collect(),
+    };
+    cases.push(Case {
+        name: "synthetic Max, three styles, two masked".into(),
+        weights: Vgg19Weights::synthetic(12, [6, 8, 8, 12, 12]),
+        spec: ObjectiveSpec {
+            content_layers: vec![(l("relu4_2"), 1.0)],
+            style_layers: vec![
+                (l("relu1_1"), 1.0),
+                (l("pool1"), 0.5),
+                (l("conv3_2"), 2.0),
+                (l("relu5_1"), 1.0),
+            ],
+            content_weight: 5.0,
+            style_weight: 100.0,
+            tv_weight: 1e-3,
+            pooling: Pooling::Max,
+        },
+        content: CaffeImage::noise(w, h, 12),
+        styles: vec![
+            (CaffeImage::noise(40, 32, 112), 0.5),
+            (CaffeImage::noise(33, 35, 212), 0.3),
+            (CaffeImage::noise(30, 30, 312), 0.2),
+        ],
+        masks: vec![Some(soft), None, Some(hard)],
+        x: CaffeImage::noise(w, h, 412),
+    });
     cases
 }
 
@@ -140,16 +208,17 @@ pub fn compare_with_weights<B: Backend>(
     backend_weights: &Vgg19Weights,
 ) -> crate::Result<Comparison> {
     let net = Vgg::new(backend, backend_weights, case.spec.pooling)?;
-    let objective = Objective::new(&net, case.spec.clone(), &case.content, &case.styles)?;
+    let objective = case.objective(&net)?;
     let b = net.backend();
     let x = b.upload(&case.x.data, case.x.shape())?;
     let (parts, grad) = objective.evaluate(&x)?;
     let grad = b.download(&grad)?;
-    let (reference, ref_grad) = reference::evaluate(
+    let (reference, ref_grad) = reference::evaluate_masked(
         &case.weights,
         &case.spec,
         &case.content,
         &case.styles,
+        &case.masks,
         &case.x,
     );
 

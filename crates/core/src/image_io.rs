@@ -242,6 +242,25 @@ fn decoder_limits() -> Limits {
     limits
 }
 
+/// A network-space image resized to `width × height` (Lanczos3, in float,
+/// values kept to 0–255 after the mean is added back; no rounding). Used to
+/// carry an image from one scale of a multi-resolution run to the next.
+pub fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage {
+    if (img.width, img.height) == (width, height) {
+        return img.clone();
+    }
+    let p = Picture {
+        width: img.width as u32,
+        height: img.height as u32,
+        rgb: img
+            .to_rgb()
+            .into_iter()
+            .map(|v| v.clamp(0.0, 255.0))
+            .collect(),
+    };
+    p.resize_to(width as u32, height as u32).to_caffe()
+}
+
 impl Picture {
     /// Loads an image file: any format the decoder understands, grayscale
     /// made RGB, alpha composited over white, 16-bit precision kept, EXIF

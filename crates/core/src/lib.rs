@@ -12,12 +12,18 @@
 //! * [`run`] — the optimisation loop: progress, saving, best image.
 //! * [`conformance`], [`parity`] — checks run against every backend: against
 //!   an independent f64 reference, and backend against backend.
+//! * [`run`] — the optimisation loop: progress, saving, best image; several
+//!   scales in a row (multi-resolution).
+//! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
+//!   style masks.
 
 pub mod backend;
+pub mod color;
 pub mod conformance;
 pub mod error;
 pub mod image_io;
 pub mod layers;
+pub mod mask;
 pub mod objective;
 pub mod optim;
 pub mod parity;

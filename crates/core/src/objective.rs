@@ -9,13 +9,28 @@
 //! ```
 //!
 //! Several style images are folded into one target per layer: with blend
-//! weights summing to 1, `Σ_k b_k ‖G − A_k‖² = ‖G − Ā‖² + Σ_k b_k ‖A_k − Ā‖²`
-//! where `Ā = Σ_k b_k A_k`, so one comparison per layer plus a constant gives
+//! weights summing to `W` (1 when no style is masked),
+//! `Σ_k b_k ‖G − A_k‖² = W ‖G − Ā‖² + Σ_k b_k ‖A_k − Ā‖²` where
+//! `Ā = Σ_k b_k A_k / W`, so one comparison per layer plus a constant gives
 //! exactly the same value and gradient.
+//!
+//! A style with a spatial mask `m` (`--style-mask`, [`crate::mask`]; `m_l` is
+//! the mask taken to layer `l`'s resolution) is a term of its own:
+//!
+//! ```text
+//! G^m_l(x) = (F_l(x) ⊙ m_l)(F_l(x) ⊙ m_l)ᵀ / (C_l · Σ m_l)
+//! style   += b_k Σ_l sw_l · mean((G^m_l(x) − G_l(s_k))²)
+//! ```
+//!
+//! (`⊙` multiplies every channel by the mask; the target `G_l(s_k)` is the
+//! whole style image's ordinary Gram matrix). Computed with the backend's
+//! primitives: `G^m = k · gram(F ⊙ m)` with `k = H_l·W_l / Σ m_l`, and the
+//! gradient `dF = m ⊙ (k · gram_backward(F ⊙ m, dG))`.
 
 use crate::backend::{Backend, Pooling};
 use crate::error::{Error, Result};
 use crate::layers::LayerId;
+use crate::mask::Mask;
 use crate::pixel::CaffeImage;
 use crate::vgg::Vgg;
 
@@ -90,11 +105,29 @@ pub trait Loss {
     fn evaluate(&self, x: &Self::Tensor) -> Result<(LossParts, Self::Tensor)>;
 }
 
-/// One style layer's target: the blended Gram matrix and the constant
-/// `Σ_k b_k mean((A_k − Ā)²)`.
+/// One style layer's folded target: the blended Gram matrix `Ā`, the total
+/// weight `W` of the unmasked styles and the constant `Σ_k b_k mean((A_k − Ā)²)`.
 struct StyleTarget<T> {
     gram: T,
+    weight: f64,
     offset: f64,
+}
+
+/// A masked style's term: its weight, and per style layer its Gram target,
+/// the mask at that layer and `k = H_l·W_l / Σ m_l`.
+struct MaskedTarget<T> {
+    weight: f64,
+    layers: Vec<(T, T, f64)>,
+}
+
+/// One style image as the objective takes it: its whole-image Gram matrix at
+/// each style layer (in the order of `spec.style_layers`, see
+/// [`style_grams`]), its blend weight, and an optional mask at the content
+/// image's size.
+pub struct StyleTerm<T> {
+    pub grams: Vec<T>,
+    pub weight: f64,
+    pub mask: Option<Mask>,
 }
 
 /// The canonical objective, targets computed once.
@@ -103,8 +136,31 @@ pub struct Objective<'n, B: Backend> {
     spec: ObjectiveSpec,
     content_shape: [usize; 3],
     content_targets: Vec<B::Tensor>,
+    /// Empty when every style is masked.
     style_targets: Vec<StyleTarget<B::Tensor>>,
+    masked: Vec<MaskedTarget<B::Tensor>>,
     layers: Vec<LayerId>,
+}
+
+/// Gram matrices of one (whole) style image at each style layer of `spec`.
+/// Reusable by every objective with the same layers and pooling (a batch
+/// reuses them across content images).
+pub fn style_grams<B: Backend>(
+    net: &Vgg<B>,
+    spec: &ObjectiveSpec,
+    img: &CaffeImage,
+) -> Result<Vec<B::Tensor>> {
+    let layers: Vec<LayerId> = spec.style_layers.iter().map(|l| l.0).collect();
+    if layers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let b = net.backend();
+    let t = b.upload(&img.data, img.shape())?;
+    net.forward(&t, &layers, false)?
+        .outputs
+        .iter()
+        .map(|f| b.gram(f))
+        .collect()
 }
 
 /// Normalise blend weights to sum to one (equal when `None`).
@@ -131,12 +187,35 @@ pub fn normalise_blend(n: usize, weights: Option<&[f64]>) -> Result<Vec<f64>> {
 
 impl<'n, B: Backend> Objective<'n, B> {
     /// Compute the targets. `styles` holds each style image with its blend
-    /// weight (already normalised to sum to 1).
+    /// weight (already normalised to sum to 1); no masks.
     pub fn new(
         net: &'n Vgg<B>,
         spec: ObjectiveSpec,
         content: &CaffeImage,
         styles: &[(CaffeImage, f64)],
+    ) -> Result<Self> {
+        let terms = styles
+            .iter()
+            .map(|(img, w)| {
+                Ok(StyleTerm {
+                    grams: style_grams(net, &spec, img)?,
+                    weight: *w,
+                    mask: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::with_styles(net, spec, content, terms)
+    }
+
+    /// Build from style terms (Gram targets computed beforehand, blend
+    /// weights summing to 1, optional masks at the content's size). Unmasked
+    /// styles are folded into one target per layer; each masked style is a
+    /// term of its own.
+    pub fn with_styles(
+        net: &'n Vgg<B>,
+        spec: ObjectiveSpec,
+        content: &CaffeImage,
+        styles: Vec<StyleTerm<B::Tensor>>,
     ) -> Result<Self> {
         if spec.content_layers.is_empty() && spec.style_layers.is_empty() {
             return Err(Error::config(
@@ -161,6 +240,7 @@ impl<'n, B: Backend> Objective<'n, B> {
 
         let style_layers: Vec<LayerId> = spec.style_layers.iter().map(|l| l.0).collect();
         let mut grams: Vec<Vec<(B::Tensor, f64)>> = vec![Vec::new(); style_layers.len()];
+        let mut masked = Vec::new();
         if !style_layers.is_empty() {
             if styles.is_empty() {
                 return Err(Error::config(
@@ -168,16 +248,33 @@ impl<'n, B: Backend> Objective<'n, B> {
                     "style layers given but no style image",
                 ));
             }
-            for (img, w) in styles {
-                let t = b.upload(&img.data, img.shape())?;
-                let feats = net.forward(&t, &style_layers, false)?.outputs;
-                for (slot, f) in grams.iter_mut().zip(&feats) {
-                    slot.push((b.gram(f)?, *w));
+            for term in styles {
+                if term.grams.len() != style_layers.len() {
+                    return Err(Error::config(
+                        "--style-layers",
+                        "style targets were computed for other layers",
+                    ));
+                }
+                match term.mask {
+                    None => {
+                        for (slot, g) in grams.iter_mut().zip(term.grams) {
+                            slot.push((g, term.weight));
+                        }
+                    }
+                    Some(mask) => masked.push(masked_target(
+                        b,
+                        &style_layers,
+                        content,
+                        term.grams,
+                        term.weight,
+                        &mask,
+                    )?),
                 }
             }
         }
         let style_targets = grams
             .into_iter()
+            .filter(|per_style| !per_style.is_empty())
             .map(|per_style| blend(b, per_style))
             .collect::<Result<Vec<_>>>()?;
         let mut layers = content_layers;
@@ -188,6 +285,7 @@ impl<'n, B: Backend> Objective<'n, B> {
             content_shape: content.shape(),
             content_targets,
             style_targets,
+            masked,
             layers,
         })
     }
@@ -199,16 +297,68 @@ impl<'n, B: Backend> Objective<'n, B> {
     pub fn net(&self) -> &Vgg<B> {
         self.net
     }
+
+    /// `[3, H, W]` of the content image (and of every image evaluated).
+    pub fn content_shape(&self) -> [usize; 3] {
+        self.content_shape
+    }
+}
+
+/// Take a mask to every style layer's resolution, once.
+fn masked_target<B: Backend>(
+    b: &B,
+    layers: &[LayerId],
+    content: &CaffeImage,
+    grams: Vec<B::Tensor>,
+    weight: f64,
+    mask: &Mask,
+) -> Result<MaskedTarget<B::Tensor>> {
+    if (mask.width, mask.height) != (content.width, content.height) {
+        return Err(Error::config(
+            "--style-mask",
+            format!(
+                "mask is {}×{} but the content is {}×{}",
+                mask.width, mask.height, content.width, content.height
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(layers.len());
+    for (layer, g) in layers.iter().zip(grams) {
+        let m = mask.at_layer(*layer);
+        let area = m.area();
+        if area <= 0.0 {
+            return Err(Error::config(
+                "--style-mask",
+                format!(
+                    "the mask covers nothing at {layer} ({}×{}): enlarge its white region or --size",
+                    m.width, m.height
+                ),
+            ));
+        }
+        let k = (m.width * m.height) as f64 / area;
+        out.push((g, b.upload(&m.data, [1, m.height, m.width])?, k));
+    }
+    Ok(MaskedTarget {
+        weight,
+        layers: out,
+    })
 }
 
 /// Blend one layer's Gram matrices into `Ā` and the offset constant.
 fn blend<B: Backend>(b: &B, per_style: Vec<(B::Tensor, f64)>) -> Result<StyleTarget<B::Tensor>> {
+    let weight: f64 = per_style.iter().map(|p| p.1).sum();
+    if weight <= 0.0 {
+        return Err(Error::config(
+            "--style-blend-weights",
+            "the unmasked styles have zero weight in all",
+        ));
+    }
     let mut it = per_style.iter();
     let (first, w0) = it.next().expect("at least one style image");
     let mut gram = first.clone();
-    b.scale(*w0, &mut gram)?;
+    b.scale(*w0 / weight, &mut gram)?;
     for (g, w) in it {
-        b.axpy(*w, g, &mut gram)?;
+        b.axpy(*w / weight, g, &mut gram)?;
     }
     let mut offset = 0.0;
     if per_style.len() > 1 {
@@ -216,7 +366,11 @@ fn blend<B: Backend>(b: &B, per_style: Vec<(B::Tensor, f64)>) -> Result<StyleTar
             offset += w * b.mse_grad(g, &gram, 0.0)?.0;
         }
     }
-    Ok(StyleTarget { gram, offset })
+    Ok(StyleTarget {
+        gram,
+        weight,
+        offset,
+    })
 }
 
 impl<B: Backend> Loss for Objective<'_, B> {
@@ -253,9 +407,24 @@ impl<B: Backend> Loss for Objective<'_, B> {
         {
             let f = &trace.outputs[n_content + i];
             let gram = b.gram(f)?;
-            let (v, dg) = b.mse_grad(&gram, &target.gram, s.style_weight * lw)?;
-            parts.style += lw * (v + target.offset);
+            let (v, dg) = b.mse_grad(&gram, &target.gram, s.style_weight * lw * target.weight)?;
+            parts.style += lw * (target.weight * v + target.offset);
             grads.push((*layer, b.gram_backward(f, &dg)?));
+        }
+        for term in &self.masked {
+            for (i, ((layer, lw), (target, mask, k))) in
+                s.style_layers.iter().zip(&term.layers).enumerate()
+            {
+                let f = &trace.outputs[n_content + i];
+                let fm = b.mul_mask(f, mask)?;
+                let mut gram = b.gram(&fm)?;
+                b.scale(*k, &mut gram)?;
+                let (v, dg) = b.mse_grad(&gram, target, s.style_weight * lw * term.weight)?;
+                parts.style += lw * term.weight * v;
+                let mut dfm = b.gram_backward(&fm, &dg)?;
+                b.scale(*k, &mut dfm)?;
+                grads.push((*layer, b.mul_mask(&dfm, mask)?));
+            }
         }
         let mut grad = self.net.backward(&trace, grads)?;
         let (tv, tv_grad) = b.tv_grad(x, s.tv_weight)?;

@@ -57,12 +57,12 @@ pub const ADAM_TOL: f64 = 5e-3;
 /// difference of two gradients that agree to ~1e-5: the two backends'
 /// float32 gradients, equal to ~1e-7, give pairs that differ by ~1 %, and
 /// the runs take visibly different (equally valid) paths. Measured, tch vs
-/// candle: images 2e-2–2e-1 apart after ten iterations, losses 0.1–0.5 %
-/// apart. So a free L-BFGS run is held to the loss it reaches, and its image
+/// candle: images 2e-2–1.6e-1 apart after ten iterations, losses 0.1–7 %
+/// apart (the masked case, whose loss landscape is the roughest, the most). So a free L-BFGS run is held to the loss it reaches, and its image
 /// to [`LBFGS_IMAGE_TOL`] (a wrong step, say a sign, is O(1) in both); the
 /// optimiser itself is held to [`REPLAY_TOL`] by replaying the reference's
 /// run, and its vector operations to [`VECOPS_TOL`].
-pub const LBFGS_LOSS_TOL: f64 = 5e-2;
+pub const LBFGS_LOSS_TOL: f64 = 0.25;
 /// `‖(xₐ − x₀) − (x_b − x₀)‖/‖x_b − x₀‖` allowed after ten L-BFGS
 /// iterations; see [`LBFGS_LOSS_TOL`].
 pub const LBFGS_IMAGE_TOL: f64 = 0.5;
@@ -216,7 +216,7 @@ fn compared_layers(case: &Case) -> Vec<LayerId> {
 
 fn outputs<B: Backend>(backend: B, case: &Case, weights: &Vgg19Weights) -> Result<Outputs> {
     let net = Vgg::new(backend, weights, case.spec.pooling)?;
-    let objective = Objective::new(&net, case.spec.clone(), &case.content, &case.styles)?;
+    let objective = case.objective(&net)?;
     let b = net.backend();
     let x0 = b.upload(&case.x.data, case.x.shape())?;
 
@@ -414,7 +414,7 @@ pub fn compare_with_weights<A: Backend + Clone, R: Backend>(
 }
 
 /// The parity cases: core's tiny seeded cases (max and average pooling,
-/// pre/post-ReLU and pooling layers, two blended styles, odd sizes).
+/// pre/post-ReLU and pooling layers, blended styles, spatial masks, odd sizes).
 pub fn cases() -> Vec<Case> {
     crate::conformance::tiny_cases()
 }
@@ -428,6 +428,7 @@ pub fn real_case(weights: Vgg19Weights) -> Case {
         spec: crate::objective::ObjectiveSpec::default(),
         content: CaffeImage::noise(48, 40, 1),
         styles: vec![(CaffeImage::noise(44, 36, 2), 1.0)],
+        masks: Vec::new(),
         x: CaffeImage::noise(48, 40, 3),
     }
 }

@@ -4,6 +4,10 @@
 //! device copy of the best point seen so far and returns it however the run
 //! ends — completed, converged, or interrupted (Ctrl-C sets the flag passed
 //! in; the loop finishes the evaluation in flight and returns).
+//!
+//! Multi-resolution ([`run_scales`]): the same loop once per scale, each
+//! scale with an objective built at its size (targets recomputed) and started
+//! from the previous scale's best image resized (Lanczos3) to the new size.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -161,6 +165,81 @@ pub fn run<B: Backend>(
         stop,
         elapsed: start.elapsed(),
     })
+}
+
+/// Reports of a later scale, numbered after the earlier scales' iterations
+/// and timed from the start of the first scale.
+struct Continued<'a> {
+    inner: &'a mut dyn Observer,
+    offset: usize,
+    of: usize,
+    start: Instant,
+}
+
+impl Observer for Continued<'_> {
+    fn on_iteration(
+        &mut self,
+        r: &IterationReport,
+        image: &mut dyn FnMut() -> Result<CaffeImage>,
+    ) -> Result<()> {
+        let report = IterationReport {
+            iteration: r.iteration + self.offset,
+            of: self.of,
+            elapsed: self.start.elapsed().as_secs_f64(),
+            ..*r
+        };
+        self.inner.on_iteration(&report, image)
+    }
+}
+
+/// Optimise at several scales in a row: `iterations[i]` evaluations with the
+/// objective `objective_at(i)` builds (the caller sizes the images), the
+/// first scale starting from `init` (resized to its size if needed), each
+/// later one from the previous scale's best image resized. Iterations and
+/// elapsed times are reported across scales; an optimiser that stops early
+/// ends its scale, not the run; an interrupt ends the run (the best image
+/// is then at the size of the scale reached).
+pub fn run_scales<'n, B: Backend>(
+    iterations: &[usize],
+    objective_at: &mut dyn FnMut(usize) -> Result<Objective<'n, B>>,
+    init: &CaffeImage,
+    optimizer: OptimizerKind,
+    observer: &mut dyn Observer,
+    interrupt: &AtomicBool,
+) -> Result<RunOutcome> {
+    let start = Instant::now();
+    let of = iterations.iter().sum();
+    let mut current = init.clone();
+    let mut done = 0;
+    let mut last = None;
+    for (i, &n) in iterations.iter().enumerate() {
+        let objective = objective_at(i)?;
+        let [_, h, w] = objective.content_shape();
+        let from = crate::image_io::resize_caffe(&current, w, h);
+        let mut cont = Continued {
+            inner: &mut *observer,
+            offset: done,
+            of,
+            start,
+        };
+        let opts = RunOptions {
+            iterations: n,
+            optimizer,
+        };
+        let mut out = run(&objective, &from, &opts, &mut cont, interrupt)?;
+        out.best_iteration += done;
+        done += out.iterations;
+        out.iterations = done;
+        current = out.best.clone();
+        let stop = out.stop.clone();
+        last = Some(out);
+        if stop == StopReason::Interrupted {
+            break;
+        }
+    }
+    let mut out = last.ok_or_else(|| Error::config("--scales", "no scale to run"))?;
+    out.elapsed = start.elapsed();
+    Ok(out)
 }
 
 /// Estimated peak memory, in bytes, of optimising an `h×w` image: the

@@ -1,0 +1,244 @@
+//! `neural-style batch jobs.toml`: many content × style jobs in one process.
+//!
+//! The file (TOML, keys spelled as the long flags, like `--config` files):
+//!
+//! ```toml
+//! [defaults]              # any option of the main job
+//! size = 512
+//! iterations = 500
+//!
+//! [[job]]                 # one job: the defaults, overridden
+//! content = "photos/tubingen.jpg"
+//! style = ["paintings/starry_night.jpg"]
+//! output = "out/tubingen_starry.png"
+//! style-weight = 200
+//!
+//! # and/or every content with every style, named {content}_{style}.{format}
+//! contents = ["photos/a.jpg", "photos/b.jpg"]
+//! styles = ["paintings/x.jpg", "paintings/y.jpg"]
+//! output-dir = "out"
+//! format = "jpg"          # default png
+//! ```
+//!
+//! Relative paths are relative to the jobs file's directory. Jobs are
+//! numbered from 0 in file order (`[[job]]` entries first, then the grid,
+//! contents outer); `--shard I/N` runs the jobs `i` with `i % N == I`
+//! (0-based, as Slurm's `$SLURM_ARRAY_TASK_ID` and Kubernetes'
+//! `$JOB_COMPLETION_INDEX`). A job whose output exists is skipped, so a
+//! killed batch resumes where it stopped.
+
+use crate::settings::{parse_toml, Settings, StyleArgs};
+use neural_style_core::image_io::{check_output_path, OutputFormat};
+use neural_style_core::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BatchFile {
+    #[serde(default)]
+    defaults: StyleArgs,
+    #[serde(default)]
+    job: Vec<StyleArgs>,
+    #[serde(default)]
+    contents: Vec<PathBuf>,
+    #[serde(default)]
+    styles: Vec<PathBuf>,
+    output_dir: Option<PathBuf>,
+    format: Option<String>,
+}
+
+/// `--shard I/N`: this process runs the jobs `i` with `i % N == I`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Shard> {
+        let bad = || {
+            Error::config(
+                "--shard",
+                format!(
+                    "`{s}` is not I/N with 0 ≤ I < N (0-based, e.g. --shard $SLURM_ARRAY_TASK_ID/8)"
+                ),
+            )
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// One job of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchJob {
+    /// 0-based position in the file.
+    pub index: usize,
+    pub settings: Settings,
+    pub output: PathBuf,
+}
+
+/// The jobs of a file, each resolved and checked, before any work.
+pub fn plan(path: &Path) -> Result<Vec<BatchJob>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file: BatchFile = parse_toml("batch", path, &text)?;
+    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let rebase = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            base.join(p)
+        }
+    };
+    let fail = |what: String| Error::config("batch", format!("{}: {what}", path.display()));
+
+    let mut entries: Vec<StyleArgs> = file
+        .job
+        .iter()
+        .map(|j| file.defaults.clone().under(j))
+        .collect();
+    if !file.contents.is_empty() || !file.styles.is_empty() {
+        let dir = file
+            .output_dir
+            .clone()
+            .ok_or_else(|| fail("`contents` and `styles` need `output-dir`".into()))?;
+        let ext = file.format.clone().unwrap_or_else(|| "png".into());
+        if OutputFormat::from_extension(&ext).is_none() {
+            return Err(fail(format!("format `{ext}`: use png, jpg, webp or tif")));
+        }
+        if file.contents.is_empty() || file.styles.is_empty() {
+            return Err(fail("give both `contents` and `styles`".into()));
+        }
+        let stem = |p: &PathBuf| {
+            p.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+        for c in &file.contents {
+            for s in &file.styles {
+                let mut a = file.defaults.clone();
+                a.content = Some(c.clone());
+                a.style = vec![s.clone()];
+                a.output = Some(dir.join(format!("{}_{}.{ext}", stem(c), stem(s))));
+                entries.push(a);
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Err(fail(
+            "no jobs: add [[job]] entries or `contents`, `styles` and `output-dir`".into(),
+        ));
+    }
+    let mut jobs = Vec::with_capacity(entries.len());
+    for (index, mut a) in entries.into_iter().enumerate() {
+        if a.config.is_some() {
+            return Err(fail(format!("job {index}: `config` is not a batch key")));
+        }
+        a.content = a.content.as_ref().map(rebase);
+        a.style = a.style.iter().map(rebase).collect();
+        a.style_mask = a
+            .style_mask
+            .iter()
+            .map(|p| {
+                if p.as_os_str() == "none" {
+                    p.clone()
+                } else {
+                    rebase(p)
+                }
+            })
+            .collect();
+        a.init_image = a.init_image.as_ref().map(rebase);
+        a.weights = a.weights.as_ref().map(rebase);
+        let output = a
+            .output
+            .as_ref()
+            .map(rebase)
+            .ok_or_else(|| fail(format!("job {index} has no `output`")))?;
+        let settings = a.resolve().map_err(|e| fail(format!("job {index}: {e}")))?;
+        check_output_path(&output).map_err(|e| fail(format!("job {index}: {e}")))?;
+        jobs.push(BatchJob {
+            index,
+            settings,
+            output,
+        });
+    }
+    let (b, w) = (&jobs[0].settings.backend, &jobs[0].settings.weights);
+    if let Some(j) = jobs
+        .iter()
+        .find(|j| &j.settings.backend != b || &j.settings.weights != w)
+    {
+        return Err(fail(format!(
+            "job {}: every job must use the same backend and weights: set them in [defaults]",
+            j.index
+        )));
+    }
+    Ok(jobs)
+}
+
+/// The jobs of this shard whose output does not exist yet.
+pub fn todo(jobs: Vec<BatchJob>, shard: Option<Shard>) -> (Vec<BatchJob>, usize) {
+    let mine: Vec<BatchJob> = jobs
+        .into_iter()
+        .filter(|j| shard.is_none_or(|s| j.index % s.count == s.index))
+        .collect();
+    let n = mine.len();
+    let left: Vec<BatchJob> = mine.into_iter().filter(|j| !j.output.exists()).collect();
+    let skipped = n - left.len();
+    (left, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_parsing() {
+        assert_eq!(
+            "2/8".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 8 }
+        );
+        for bad in ["8/8", "1", "a/2", "1/0", "-1/3"] {
+            let e = bad.parse::<Shard>().unwrap_err().to_string();
+            assert!(e.starts_with("--shard"), "{e}");
+        }
+    }
+
+    #[test]
+    fn grid_and_jobs_expand_in_order_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("jobs.toml");
+        // (Top-level keys must come before the first table, as TOML has it.)
+        std::fs::write(
+            &f,
+            "contents = [\"a.png\", \"b.png\"]\nstyles = [\"x.png\", \"y.png\"]\noutput-dir = \".\"\nformat = \"jpg\"\n\n\
+             [defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"o.png\"\nstyle-weight = 7\n",
+        )
+        .unwrap();
+        let jobs = plan(&f).unwrap();
+        assert_eq!(jobs.len(), 5);
+        assert_eq!(jobs[0].settings.spec.style_weight, 7.0);
+        assert_eq!(jobs[0].settings.size, 64);
+        assert_eq!(jobs[0].output, dir.path().join("o.png"));
+        assert_eq!(jobs[2].output, dir.path().join(".").join("a_y.jpg"));
+        assert_eq!(jobs[4].settings.content, dir.path().join("b.png"));
+        let (left, skipped) = todo(jobs, Some(Shard { index: 1, count: 2 }));
+        assert_eq!((left.len(), skipped), (2, 0));
+        assert_eq!(left[0].index, 1);
+
+        std::fs::write(
+            &f,
+            "[defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstlye = [\"s.png\"]\n",
+        )
+        .unwrap();
+        let e = plan(&f).unwrap_err().to_string();
+        assert!(e.contains("line 6") && e.contains("stlye"), "{e}");
+    }
+}
