@@ -141,7 +141,9 @@ pub fn conv3x3(
 }
 
 /// `V = Bᵀ d B` for every channel and tile of tile rows `ty0..ty1`, into
-/// `v[ξ][i][t]` (`t` = tile index within the band).
+/// `v[ξ][i][t]` (`t` = tile index within the band). Written as loops over the
+/// tiles of a row on contiguous slices (even and odd input columns split
+/// apart), so that they vectorise.
 #[allow(clippy::too_many_arguments)]
 fn input_transform(
     x: &[f32],
@@ -155,44 +157,77 @@ fn input_transform(
 ) {
     let nt = (ty1 - ty0) * tw;
     let stride = c_in * nt; // between ξ planes
-    let pw = 2 * tw + 2; // padded row: columns −1 ..= 2·tw
-    let mut rows = vec![0.0f32; 4 * pw];
+    let n = tw + 1;
+    // Input rows 2·ty − 1 + r (zero-padded), columns −1, 1, 3, … (`even`,
+    // index k ↔ column 2k − 1) and 0, 2, 4, … (`odd`, k ↔ column 2k).
+    let mut even = vec![0.0f32; 4 * n];
+    let mut odd = vec![0.0f32; 4 * n];
+    let mut t = vec![0.0f32; 4 * tw];
     for i in 0..c_in {
         let plane = &x[i * h * w..(i + 1) * h * w];
         for ty in ty0..ty1 {
-            // The four input rows 2·ty − 1 .. 2·ty + 3, zero-padded.
             for r in 0..4 {
-                let row = &mut rows[r * pw..(r + 1) * pw];
+                let (e, o) = (&mut even[r * n..][..n], &mut odd[r * n..][..n]);
                 let sy = (2 * ty + r) as isize - 1;
-                if sy < 0 || sy >= h as isize {
-                    row.fill(0.0);
-                } else {
-                    row[0] = 0.0;
-                    row[1..=w].copy_from_slice(&plane[sy as usize * w..][..w]);
-                    row[w + 1..].fill(0.0);
+                e.fill(0.0);
+                o.fill(0.0);
+                if sy >= 0 && sy < h as isize {
+                    let src = &plane[sy as usize * w..][..w];
+                    // Column c lands in `o[c/2]` (c even) or `e[(c+1)/2]` (c odd).
+                    for (k, pair) in src.chunks(2).enumerate() {
+                        o[k] = pair[0];
+                        if let Some(&v1) = pair.get(1) {
+                            e[k + 1] = v1;
+                        }
+                    }
                 }
             }
+            // Patch of tile tx: d[r][s] = column 2tx − 1 + s of row r:
+            // s = 0 → e[tx], 1 → o[tx], 2 → e[tx+1], 3 → o[tx+1].
             let base = i * nt + (ty - ty0) * tw;
-            let (r0, rest) = rows.split_at(pw);
-            let (r1, rest) = rest.split_at(pw);
-            let (r2, r3) = rest.split_at(pw);
-            for tx in 0..tw {
-                let c = 2 * tx;
-                let mut t = [[0.0f32; 4]; 4];
-                for s in 0..4 {
-                    let (d0, d1, d2, d3) = (r0[c + s], r1[c + s], r2[c + s], r3[c + s]);
-                    t[0][s] = d0 - d2;
-                    t[1][s] = d1 + d2;
-                    t[2][s] = d2 - d1;
-                    t[3][s] = d1 - d3;
+            let col = |r: usize, s: usize| -> &[f32] {
+                let (e, o) = (&even[r * n..][..n], &odd[r * n..][..n]);
+                match s {
+                    0 => &e[..tw],
+                    1 => &o[..tw],
+                    2 => &e[1..],
+                    _ => &o[1..],
                 }
-                let o = base + tx;
-                for (r, tr) in t.iter().enumerate() {
-                    let p = r * 4 * stride + o;
-                    v[p] = tr[0] - tr[2];
-                    v[p + stride] = tr[1] + tr[2];
-                    v[p + 2 * stride] = tr[2] - tr[1];
-                    v[p + 3 * stride] = tr[1] - tr[3];
+            };
+            for r in 0..4 {
+                // t[s][tx] = (Bᵀ d)[r][s] of tile tx.
+                for (s, ts) in t.chunks_exact_mut(tw).enumerate() {
+                    let (a, b, sub) = match r {
+                        0 => (col(0, s), col(2, s), true),
+                        1 => (col(1, s), col(2, s), false),
+                        2 => (col(2, s), col(1, s), true),
+                        _ => (col(1, s), col(3, s), true),
+                    };
+                    if sub {
+                        ts.iter_mut()
+                            .zip(a)
+                            .zip(b)
+                            .for_each(|((t, a), b)| *t = a - b);
+                    } else {
+                        ts.iter_mut()
+                            .zip(a)
+                            .zip(b)
+                            .for_each(|((t, a), b)| *t = a + b);
+                    }
+                }
+                let (t0, t1, t2, t3) = (&t[..tw], &t[tw..2 * tw], &t[2 * tw..3 * tw], &t[3 * tw..]);
+                let out = |s: usize| r * 4 * stride + s * stride + base;
+                for (d, (a, b)) in v[out(0)..][..tw].iter_mut().zip(t0.iter().zip(t2)) {
+                    *d = a - b;
+                }
+                for (d, (a, b)) in v[out(1)..][..tw].iter_mut().zip(t1.iter().zip(t2)) {
+                    *d = a + b;
+                }
+                for (d, (a, b)) in v[out(2)..][..tw].iter_mut().zip(t2.iter().zip(t1)) {
+                    *d = a - b;
+                }
+                for (d, (a, b)) in v[out(3)..][..tw].iter_mut().zip(t1.iter().zip(t3)) {
+                    *d = a - b;
                 }
             }
         }
@@ -200,7 +235,9 @@ fn input_transform(
 }
 
 /// `Y = Aᵀ M A` (+ bias, ReLU) for every output channel and tile of the band,
-/// written to rows `2·ty0 .. min(2·ty1, h)` of `y`.
+/// written to rows `2·ty0 .. min(2·ty1, h)` of `y`. Loops over the tiles of
+/// a row on contiguous slices of `m`, so that they vectorise; the two
+/// output columns of each tile are interleaved at the end.
 ///
 /// # Safety
 /// `y` points to a `c_out × h × w` buffer whose rows of this band no one
@@ -221,43 +258,47 @@ unsafe fn output_transform(
 ) {
     let stride = c_out * nt;
     let relu = epilogue == Epilogue::Relu;
-    let mut lines = vec![0.0f32; 2 * 2 * tw];
+    // q[a][s] = (Aᵀ M)[a][s] per tile; then y[a][b].
+    let mut q = vec![0.0f32; 8 * tw];
+    let mut yv = vec![0.0f32; 4 * tw];
+    let mut line = vec![0.0f32; 2 * tw];
     for o in 0..c_out {
         let b = bias.map_or(0.0, |b| b[o]);
         for ty in ty0..ty1 {
             let base = o * nt + (ty - ty0) * tw;
-            let (l0, l1) = lines.split_at_mut(2 * tw);
-            for tx in 0..tw {
-                let p = base + tx;
-                let mv = |xi: usize| m[xi * stride + p];
-                // Aᵀ M: 2×4.
-                let mut q = [[0.0f32; 4]; 2];
-                for s in 0..4 {
-                    let (m0, m1, m2, m3) = (mv(s), mv(4 + s), mv(8 + s), mv(12 + s));
-                    q[0][s] = m0 + m1 + m2;
-                    q[1][s] = m1 - m2 - m3;
+            let ms = |xi: usize| &m[xi * stride + base..][..tw];
+            for s in 0..4 {
+                let (m0, m1, m2, m3) = (ms(s), ms(4 + s), ms(8 + s), ms(12 + s));
+                let (qa, qb) = q.split_at_mut(4 * tw);
+                let qa = &mut qa[s * tw..][..tw];
+                let qb = &mut qb[s * tw..][..tw];
+                for k in 0..tw {
+                    qa[k] = m0[k] + m1[k] + m2[k];
+                    qb[k] = m1[k] - m2[k] - m3[k];
                 }
-                let f = |v: f32| {
-                    let v = v + b;
-                    if relu {
-                        v.max(0.0)
-                    } else {
-                        v
-                    }
-                };
-                l0[2 * tx] = f(q[0][0] + q[0][1] + q[0][2]);
-                l0[2 * tx + 1] = f(q[0][1] - q[0][2] - q[0][3]);
-                l1[2 * tx] = f(q[1][0] + q[1][1] + q[1][2]);
-                l1[2 * tx + 1] = f(q[1][1] - q[1][2] - q[1][3]);
             }
-            for (a, line) in [&*l0, &*l1].into_iter().enumerate() {
-                let r = 2 * ty + a;
-                if r < h {
-                    // SAFETY: row r of channel o is inside `y` and in this band.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(line.as_ptr(), y.add((o * h + r) * w), w)
-                    };
+            for a in 0..2 {
+                let qs = |s: usize| &q[(a * 4 + s) * tw..][..tw];
+                let (q0, q1, q2, q3) = (qs(0), qs(1), qs(2), qs(3));
+                let (y0, y1) = yv[a * 2 * tw..][..2 * tw].split_at_mut(tw);
+                for k in 0..tw {
+                    let (v0, v1) = (q0[k] + q1[k] + q2[k] + b, q1[k] - q2[k] - q3[k] + b);
+                    y0[k] = if relu { v0.max(0.0) } else { v0 };
+                    y1[k] = if relu { v1.max(0.0) } else { v1 };
                 }
+            }
+            for a in 0..2 {
+                let r = 2 * ty + a;
+                if r >= h {
+                    continue;
+                }
+                let (y0, y1) = yv[a * 2 * tw..][..2 * tw].split_at(tw);
+                for (k, pair) in line.chunks_exact_mut(2).enumerate() {
+                    pair[0] = y0[k];
+                    pair[1] = y1[k];
+                }
+                // SAFETY: row r of channel o is inside `y` and in this band.
+                unsafe { std::ptr::copy_nonoverlapping(line.as_ptr(), y.add((o * h + r) * w), w) };
             }
         }
     }
