@@ -33,15 +33,16 @@ pub struct CandleBackend {
 /// A convolution prepared for this backend: the kernel (OIHW), the bias, and
 /// (made on first use, so that layers past the deepest one an objective needs
 /// cost no memory beyond their weights) the transposed-and-flipped kernel of
-/// the backward pass and the Winograd transforms of both.
+/// the backward pass's im2col path and the Winograd transform, which serves
+/// both directions.
 pub struct CandleConv {
     c_in: usize,
     c_out: usize,
     weight: Vec<f32>,
     bias: Vec<f32>,
     weight_t: OnceLock<Vec<f32>>,
+    /// Winograd transform of `weight`; the backward pass reads it transposed.
     wino: OnceLock<Vec<f32>>,
-    wino_t: OnceLock<Vec<f32>>,
 }
 
 /// Fewest channels on either side for which Winograd's 16 GEMMs (inner
@@ -143,6 +144,7 @@ impl CandleBackend {
         x: &Tensor,
         (c_in, c_out): (usize, usize),
         (kernel, wino): (&dyn Fn() -> &'k [f32], &OnceLock<Vec<f32>>),
+        wino_form: (winograd::Kernel, &[f32]),
         bias: Option<&[f32]>,
         epilogue: Epilogue,
     ) -> Result<Tensor> {
@@ -151,8 +153,14 @@ impl CandleBackend {
         let use_winograd = winograd_enabled() && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS;
         let out = with_slice(x, |x| {
             if use_winograd {
-                let u = wino.get_or_init(|| winograd::transform_kernel(kernel(), c_out, c_in));
-                winograd::conv3x3(x, c, h, w, u, bias, c_out, epilogue)
+                let (form, original) = wino_form;
+                let u = wino.get_or_init(|| match form {
+                    winograd::Kernel::Direct => winograd::transform_kernel(original, c_out, c_in),
+                    winograd::Kernel::TransposedFlipped => {
+                        winograd::transform_kernel(original, c_in, c_out)
+                    }
+                });
+                winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue)
             } else {
                 conv::conv3x3(x, c, h, w, kernel(), bias, c_out, epilogue)
             }
@@ -233,7 +241,6 @@ impl Backend for CandleBackend {
             bias: w.bias.clone(),
             weight_t: OnceLock::new(),
             wino: OnceLock::new(),
-            wino_t: OnceLock::new(),
         })
     }
 
@@ -244,6 +251,7 @@ impl Backend for CandleBackend {
             x,
             (k.c_in, k.c_out),
             (&weight, &k.wino),
+            (winograd::Kernel::Direct, &k.weight),
             bias,
             Epilogue::None,
         )
@@ -257,7 +265,8 @@ impl Backend for CandleBackend {
         self.conv(
             dy,
             (k.c_out, k.c_in),
-            (&weight_t, &k.wino_t),
+            (&weight_t, &k.wino),
+            (winograd::Kernel::TransposedFlipped, &k.weight),
             None,
             Epilogue::None,
         )
@@ -317,6 +326,7 @@ impl Backend for CandleBackend {
             x,
             (k.c_in, k.c_out),
             (&weight, &k.wino),
+            (winograd::Kernel::Direct, &k.weight),
             bias,
             Epilogue::Relu,
         )

@@ -54,6 +54,25 @@ pub fn transform_kernel(kernel: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     u
 }
 
+/// How [`conv3x3`] reads its transformed kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// `u` is the transform of this convolution's own kernel.
+    Direct,
+    /// `u` is the transform of the kernel `g` (`c_in × c_out × 3 × 3`) whose
+    /// transposed-and-flipped kernel this convolution applies — the input
+    /// gradient of `g`'s convolution. Flipping `g` swaps rows (and columns)
+    /// 0 and 3 of `G g Gᵀ`, so `U'_ξ = U_σ(ξ)ᵀ` with σ that swap: no
+    /// second transform is stored.
+    TransposedFlipped,
+}
+
+/// Row/column 0 ↔ 3 of a 4×4 transform index `ξ = 4·r + s`.
+fn swap_03(xi: usize) -> usize {
+    const S: [usize; 4] = [3, 1, 2, 0];
+    S[xi / 4] * 4 + S[xi % 4]
+}
+
 struct SendPtr(*mut f32);
 // SAFETY: bands write disjoint rows of the output.
 unsafe impl Send for SendPtr {}
@@ -66,14 +85,14 @@ thread_local! {
 }
 
 /// `y = conv3x3(x) + bias`, optionally ReLU'd, with `u` from
-/// [`transform_kernel`].
+/// [`transform_kernel`] (read as `kernel` says).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     x: &[f32],
     c_in: usize,
     h: usize,
     w: usize,
-    u: &[f32],
+    (u, kernel): (&[f32], Kernel),
     bias: Option<&[f32]>,
     c_out: usize,
     epilogue: Epilogue,
@@ -106,6 +125,11 @@ pub fn conv3x3(
             m.resize(16 * c_out * nt, 0.0);
             input_transform(x, c_in, h, w, ty0, ty1, tw, v);
             for xi in 0..16 {
+                // U_ξ as a c_out × c_in matrix: (pointer, column stride, row stride).
+                let (lhs, cs, rs) = match kernel {
+                    Kernel::Direct => (xi, 1, c_in),
+                    Kernel::TransposedFlipped => (swap_03(xi), c_out, 1),
+                };
                 // SAFETY: the three matrices lie inside `m`, `u` and `v`.
                 unsafe {
                     gemm::gemm(
@@ -116,9 +140,9 @@ pub fn conv3x3(
                         1,
                         nt as isize,
                         false,
-                        u.as_ptr().add(xi * c_out * c_in),
-                        1,
-                        c_in as isize,
+                        u.as_ptr().add(lhs * c_out * c_in),
+                        cs as isize,
+                        rs as isize,
                         v.as_ptr().add(xi * c_in * nt),
                         1,
                         nt as isize,
@@ -328,7 +352,24 @@ mod tests {
                 (None, Epilogue::None),
             ] {
                 let want = crate::conv::conv3x3(&x, c_in, h, w, &k, bias, c_out, ep);
-                let got = conv3x3(&x, c_in, h, w, &u, bias, c_out, ep);
+                let got = conv3x3(&x, c_in, h, w, (&u, Kernel::Direct), bias, c_out, ep);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                }
+                // The same convolution from the transform of the kernel it is the
+                // input gradient of (c_in × c_out, transposed and flipped back).
+                let g = crate::ops::transpose_flip(&k, c_out, c_in);
+                let ug = transform_kernel(&g, c_in, c_out);
+                let got = conv3x3(
+                    &x,
+                    c_in,
+                    h,
+                    w,
+                    (&ug, Kernel::TransposedFlipped),
+                    bias,
+                    c_out,
+                    ep,
+                );
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
                 }
