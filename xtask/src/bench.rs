@@ -161,7 +161,7 @@ fn json_of(cmd: &mut Command) -> Result<Value> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.starts_with('{'))
+        .find(|l| l.starts_with('{') || l.starts_with('['))
         .context("no JSON output")?;
     Ok(serde_json::from_str(line)?)
 }
