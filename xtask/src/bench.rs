@@ -263,8 +263,20 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let load1: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let busy = if load1 > cores as f64 {
+        "\n- **warning: the machine was busy (load average above the core count): times are \
+         inflated, and PyTorch's OpenMP threads suffer more from oversubscription than ours, so \
+         ratios favour neural-style; rerun on a quiet machine before quoting them**"
+    } else {
+        ""
+    };
     format!(
-        "- CPU: {} — {cores} logical cores, {mem}\n- flags: {}\n- load average at start: {}\n- {rustc}\n",
+        "- CPU: {} — {cores} logical cores, {mem}\n- flags: {}\n- load average at start: {}{busy}\n- {rustc}\n",
         field("model name"),
         flags.join(" "),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
@@ -451,7 +463,9 @@ pub fn run(args: &[String], features: &[&str]) -> Result<()> {
          forward to relu5_1 + backward. Each backend × size runs in its own process ({} \
          processes × {} timed iterations after 1 warm-up, alternating with PyTorch); the \
          median of all timed iterations is shown. Peak RSS is the process's high-water mark \
-         (`VmHWM` / `ru_maxrss`), weights and targets included.\n",
+         (`VmHWM` / `ru_maxrss`), weights and targets included. GFLOP/s counts the FLOPs \
+         of direct convolutions (from the layer table): a backend using Winograd's algorithm does \
+         fewer, so its figure is an effective rate and may exceed the sgemm ceiling.\n",
         args.join(" "),
         o.rounds,
         o.reps
