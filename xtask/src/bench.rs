@@ -207,6 +207,9 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// `(seconds since the start, loss)` per evaluation of an L-BFGS run.
+type Curve = Vec<(f64, f64)>;
+
 /// One row of a size's table.
 struct Row {
     backend: String,
@@ -422,7 +425,7 @@ pub fn run(args: &[String], features: &[&str]) -> Result<()> {
     let n = o.to_loss_iters;
     let more = (n + n / 2).to_string();
     eprintln!("bench: time to a fixed loss at {lw}x{lh}");
-    let mut curves: Vec<(String, Result<Vec<(f64, f64)>>)> = Vec::new();
+    let mut curves: Vec<(String, Result<Curve>)> = Vec::new();
     for b in &backends {
         let v = r.ours(&[
             "--backend".into(),
@@ -703,7 +706,7 @@ fn absorb(row: &mut Row, v: &Value) {
     }
 }
 
-fn curve_of(v: &Value) -> Vec<(f64, f64)> {
+fn curve_of(v: &Value) -> Curve {
     v["curve"]
         .as_array()
         .map(|a| {
