@@ -1,94 +1,343 @@
 //! Time per iteration (one evaluation of the canonical objective and its
-//! gradient: forward to relu5_1 + backward) for each compiled backend, at the
-//! sizes of DESIGN.md's performance facts. Real VGG19 weights when they are
-//! present (`cargo xtask weights`), else full-size synthetic ones — the cost
-//! depends only on the shapes.
+//! gradient: forward to relu5_1 + backward) for each compiled backend. This is
+//! the measuring end of `cargo xtask bench`, which runs it once per backend and
+//! size in a fresh process (so that peak memory is per case); run by hand it
+//! prints a table for every enabled backend.
 //!
-//!     cargo bench --bench iteration            # THREADS=2 SIZES=256x192,512x384 to choose
+//! Real VGG19 weights when they are present (`cargo xtask weights`), else
+//! full-size synthetic ones (the cost depends only on the shapes). Images are
+//! procedural (`procedural`), mirrored exactly by `benches/torch_objective.py`,
+//! so the PyTorch peer optimises the same problem.
+//!
+//! ```text
+//! cargo bench --bench iteration                       # THREADS=2 SIZES=128x96,256x192
+//! …/iteration --backend candle --size 256x192 --reps 5 --json
+//! …/iteration --backend candle --size 256x192 --to-loss 40 --json
+//! …/iteration --gemm-ceiling --json
+//! …/iteration --list
+//! ```
 
 use neural_style::backends::{self, Selection, WithBackend};
 use neural_style::core::backend::Backend;
 use neural_style::core::layers::VGG19_WIDTHS;
 use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
+use neural_style::core::optim::LbfgsConfig;
 use neural_style::core::pixel::CaffeImage;
+use neural_style::core::run::{self, IterationReport, Observer, OptimizerKind, RunOptions};
 use neural_style::core::vgg::Vgg;
 use neural_style::core::weights::{self, Vgg19Weights};
 use neural_style::core::Result;
 use std::time::Instant;
 
-struct Bench<'a> {
+/// A smooth caffe-space image (planar BGR); `benches/torch_objective.py`
+/// computes the same formula.
+fn procedural(kind: &str, w: usize, h: usize) -> CaffeImage {
+    let (fx, fy, amp) = match kind {
+        "content" => (0.045, 0.031, 80.0),
+        "style" => (0.21, 0.17, 90.0),
+        _ => (0.11, 0.07, 60.0),
+    };
+    let mut data = Vec::with_capacity(3 * w * h);
+    for c in 0..3 {
+        let cf = c as f64;
+        for j in 0..h {
+            for i in 0..w {
+                let (i, j) = (i as f64, j as f64);
+                let v = amp
+                    * (fx * (cf + 1.0) * i + fy * j + 0.7 * cf).sin()
+                    * (0.013 * (i - j) + cf).cos();
+                data.push(v as f32);
+            }
+        }
+    }
+    CaffeImage {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+enum Mode {
+    /// Warm-up evaluations, then timed ones.
+    Time { warmup: usize, reps: usize },
+    /// L-BFGS from the content image for this many evaluations.
+    ToLoss { iters: usize },
+}
+
+struct Case<'a> {
     weights: &'a Vgg19Weights,
     w: usize,
     h: usize,
-    reps: usize,
+    mode: Mode,
 }
 
-impl WithBackend for Bench<'_> {
-    type Output = (Vec<f64>, String);
-    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Self::Output> {
+/// Times per evaluation, or `(elapsed, loss)` per evaluation of a run.
+struct Measured {
+    device: String,
+    times: Vec<f64>,
+    curve: Vec<(f64, f64)>,
+}
+
+struct Curve(Vec<(f64, f64)>);
+impl Observer for Curve {
+    fn on_iteration(
+        &mut self,
+        r: &IterationReport,
+        _: &mut dyn FnMut() -> Result<CaffeImage>,
+    ) -> Result<()> {
+        self.0.push((r.elapsed, r.loss.total));
+        Ok(())
+    }
+}
+
+impl WithBackend for Case<'_> {
+    type Output = Measured;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Measured> {
         let device = backend.device();
         let net = Vgg::new(backend, self.weights, Default::default())?;
-        let content = CaffeImage::noise(self.w, self.h, 1);
-        let style = CaffeImage::noise(self.w, self.h, 2);
+        let (w, h) = (self.w, self.h);
+        let content = procedural("content", w, h);
+        let style = procedural("style", w, h);
         let objective = Objective::new(&net, ObjectiveSpec::default(), &content, &[(style, 1.0)])?;
         let b = net.backend();
-        let x = b.upload(
-            &CaffeImage::noise(self.w, self.h, 3).data,
-            [3, self.h, self.w],
-        )?;
-        objective.evaluate(&x)?; // warm-up
-        let mut times = Vec::new();
-        for _ in 0..self.reps {
-            let t = Instant::now();
-            objective.evaluate(&x)?;
-            b.synchronize()?;
-            times.push(t.elapsed().as_secs_f64());
+        let mut out = Measured {
+            device,
+            times: Vec::new(),
+            curve: Vec::new(),
+        };
+        match self.mode {
+            Mode::Time { warmup, reps } => {
+                let x = b.upload(&procedural("x", w, h).data, [3, h, w])?;
+                for _ in 0..warmup {
+                    objective.evaluate(&x)?;
+                }
+                b.synchronize()?;
+                for _ in 0..reps {
+                    let t = Instant::now();
+                    objective.evaluate(&x)?;
+                    b.synchronize()?;
+                    out.times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            Mode::ToLoss { iters } => {
+                let opts = RunOptions {
+                    iterations: iters,
+                    optimizer: OptimizerKind::Lbfgs(LbfgsConfig::default()),
+                };
+                let mut curve = Curve(Vec::new());
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                run::run(&objective, &content, &opts, &mut curve, &stop)?;
+                out.curve = curve.0;
+            }
         }
-        times.sort_by(f64::total_cmp);
-        Ok((times, device))
+        Ok(out)
     }
+}
+
+/// sgemm GFLOP/s of the `gemm` crate (the one candle and our convolutions
+/// use) at VGG-like shapes `m×k · k×n` and a big square; best of `reps`.
+fn gemm_ceiling(threads: usize, reps: usize) -> Vec<(usize, usize, usize, f64)> {
+    let shapes = [
+        (64, 64 * 9, 4096),
+        (128, 128 * 9, 4096),
+        (256, 256 * 9, 3072),
+        (512, 512 * 9, 768),
+        (1024, 1024, 1024),
+    ];
+    shapes
+        .iter()
+        .map(|&(m, k, n)| {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let bm: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+            let mut c = vec![0.0f32; m * n];
+            let mut best = f64::INFINITY;
+            for _ in 0..reps + 1 {
+                let t = Instant::now();
+                // SAFETY: row-major m×k, k×n and m×n buffers with matching strides.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        bm.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(threads),
+                    );
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            (m, k, n, 2.0 * (m * k * n) as f64 / best / 1e9)
+        })
+        .collect()
+}
+
+struct Args {
+    backend: Option<String>,
+    sizes: Vec<(usize, usize)>,
+    threads: usize,
+    warmup: usize,
+    reps: Option<usize>,
+    to_loss: Option<usize>,
+    gemm: bool,
+    list: bool,
+    json: bool,
+}
+
+fn parse_size(s: &str) -> (usize, usize) {
+    let (w, h) = s.split_once('x').expect("sizes look like 256x192");
+    (
+        w.trim().parse().expect("width"),
+        h.trim().parse().expect("height"),
+    )
+}
+
+fn parse_args() -> Args {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut a = Args {
+        backend: None,
+        sizes: env("SIZES")
+            .unwrap_or_else(|| "128x96,256x192".into())
+            .split(',')
+            .map(parse_size)
+            .collect(),
+        threads: env("THREADS").and_then(|t| t.parse().ok()).unwrap_or(2),
+        warmup: 1,
+        reps: None,
+        to_loss: None,
+        gemm: false,
+        list: false,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--backend" => a.backend = Some(value()),
+            "--size" | "--sizes" => a.sizes = value().split(',').map(parse_size).collect(),
+            "--threads" => a.threads = value().parse().expect("--threads N"),
+            "--warmup" => a.warmup = value().parse().expect("--warmup N"),
+            "--reps" => a.reps = Some(value().parse().expect("--reps N")),
+            "--to-loss" => a.to_loss = Some(value().parse().expect("--to-loss ITERATIONS")),
+            "--gemm-ceiling" => a.gemm = true,
+            "--list" => a.list = true,
+            "--json" => a.json = true,
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument `{other}`"),
+        }
+    }
+    a
 }
 
 fn main() -> Result<()> {
     neural_style::tune_allocator();
-    let threads = std::env::var("THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(2);
-    backends::set_threads(threads)?;
-    let sizes = std::env::var("SIZES").unwrap_or_else(|_| "128x96,256x192".into());
+    let a = parse_args();
+    if a.list {
+        let names: Vec<&str> = backends::list()
+            .into_iter()
+            .filter(|b| b.enabled)
+            .map(|b| b.name)
+            .collect();
+        println!("{}", serde_json::json!(names));
+        return Ok(());
+    }
+    backends::set_threads(a.threads)?;
+    if a.gemm {
+        let shapes = gemm_ceiling(a.threads, a.reps.unwrap_or(5));
+        let best = shapes.iter().map(|s| s.3).fold(0.0, f64::max);
+        let shapes: Vec<_> = shapes
+            .iter()
+            .map(|&(m, k, n, g)| serde_json::json!({"m": m, "k": k, "n": n, "gflops": g}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"backend": "gemm", "threads": a.threads,
+                "shapes": shapes, "best_gflops": best})
+        );
+        return Ok(());
+    }
     let weights = match weights::locate(None)? {
         Some(p) => Vgg19Weights::load(&p)?,
         None => Vgg19Weights::synthetic(0, VGG19_WIDTHS),
     };
-    println!("weights: {}", weights.origin);
-    println!("| backend | device | size | median s/iter | min | max |");
-    println!("|---|---|---|---|---|---|");
-    for b in backends::list().into_iter().filter(|b| b.enabled) {
-        for size in sizes.split(',') {
-            let (w, h) = size.split_once('x').expect("SIZES like 256x192");
-            let (w, h): (usize, usize) = (w.parse().unwrap(), h.parse().unwrap());
-            let reps = if w * h > 100_000 { 3 } else { 5 };
+    let names: Vec<String> = match &a.backend {
+        Some(b) => vec![b.clone()],
+        None => backends::list()
+            .into_iter()
+            .filter(|b| b.enabled)
+            .map(|b| b.name.to_string())
+            .collect(),
+    };
+    if !a.json {
+        println!("weights: {}", weights.origin);
+        println!("| backend | device | size | median s/iter | min | max | peak RSS MB |");
+        println!("|---|---|---|---|---|---|---|");
+    }
+    for name in names {
+        for &(w, h) in &a.sizes {
+            let mode = match a.to_loss {
+                Some(iters) => Mode::ToLoss { iters },
+                None => Mode::Time {
+                    warmup: a.warmup,
+                    reps: a.reps.unwrap_or(if w * h > 100_000 { 3 } else { 5 }),
+                },
+            };
             let sel = Selection {
-                name: b.name.into(),
+                name: name.clone(),
                 device: None,
             };
-            let (t, device) = backends::dispatch(
-                &sel,
-                Bench {
-                    weights: &weights,
-                    w,
-                    h,
-                    reps,
-                },
-            )?;
-            println!(
-                "| {} | {device} | {w}×{h} | {:.3} | {:.3} | {:.3} |",
-                b.name,
-                t[t.len() / 2],
-                t[0],
-                t[t.len() - 1]
-            );
+            let case = Case {
+                weights: &weights,
+                w,
+                h,
+                mode,
+            };
+            let m = backends::dispatch(&sel, case)?;
+            let mut t = m.times.clone();
+            t.sort_by(f64::total_cmp);
+            let median = t.get(t.len() / 2).copied().unwrap_or(f64::NAN);
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"backend": name, "device": m.device, "width": w,
+                        "height": h, "threads": a.threads, "times": m.times,
+                        "median_s": median, "curve": m.curve,
+                        "peak_rss_mb": peak_rss_mb(), "weights": weights.origin})
+                );
+            } else {
+                println!(
+                    "| {name} | {} | {w}×{h} | {median:.3} | {:.3} | {:.3} | {:.0} |",
+                    m.device,
+                    t.first().unwrap_or(&f64::NAN),
+                    t.last().unwrap_or(&f64::NAN),
+                    peak_rss_mb()
+                );
+            }
         }
     }
     Ok(())

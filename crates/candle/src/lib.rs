@@ -14,12 +14,14 @@
 
 mod conv;
 mod ops;
+mod winograd;
 
 use candle_core::{Device, Storage, Tensor};
 use conv::Epilogue;
 use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
+use std::sync::OnceLock;
 
 /// The candle backend (CPU).
 #[derive(Clone, Debug)]
@@ -29,13 +31,28 @@ pub struct CandleBackend {
 }
 
 /// A convolution prepared for this backend: the kernel (OIHW), the bias, and
-/// the transposed-and-flipped kernel used by the backward pass.
+/// (made on first use, so that layers past the deepest one an objective needs
+/// cost no memory beyond their weights) the transposed-and-flipped kernel of
+/// the backward pass's im2col path and the Winograd transform, which serves
+/// both directions.
 pub struct CandleConv {
     c_in: usize,
     c_out: usize,
     weight: Vec<f32>,
     bias: Vec<f32>,
-    weight_t: Vec<f32>,
+    weight_t: OnceLock<Vec<f32>>,
+    /// Winograd transform of `weight`; the backward pass reads it transposed.
+    wino: OnceLock<Vec<f32>>,
+}
+
+/// Fewest channels on either side for which Winograd's 16 GEMMs (inner
+/// dimension `C_in`) beat one im2col GEMM (inner dimension `9·C_in`).
+const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// `NEURAL_STYLE_CONV=im2col` turns Winograd off (for comparisons).
+fn winograd_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("NEURAL_STYLE_CONV").map_or(true, |v| v != "im2col"))
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> Error {
@@ -119,19 +136,34 @@ fn check_channels(got: usize, want: usize) -> Result<()> {
 }
 
 impl CandleBackend {
-    /// `x` (`c_in` channels) through a 3×3 `kernel` to `c_out` channels.
-    fn conv(
+    /// `x` (`c_in` channels) through a 3×3 kernel to `c_out` channels, by
+    /// Winograd F(2×2, 3×3) when both sides are wide enough (`wino` holds the
+    /// transformed kernel), else im2col + GEMM. `kernel` makes the OIHW kernel.
+    fn conv<'k>(
         &self,
         x: &Tensor,
         (c_in, c_out): (usize, usize),
-        kernel: &[f32],
+        (kernel, wino): (&dyn Fn() -> &'k [f32], &OnceLock<Vec<f32>>),
+        wino_form: (winograd::Kernel, &[f32]),
         bias: Option<&[f32]>,
         epilogue: Epilogue,
     ) -> Result<Tensor> {
         let [c, h, w] = self.dims(x);
         check_channels(c, c_in)?;
+        let use_winograd = winograd_enabled() && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS;
         let out = with_slice(x, |x| {
-            conv::conv3x3(x, c, h, w, kernel, bias, c_out, epilogue)
+            if use_winograd {
+                let (form, original) = wino_form;
+                let u = wino.get_or_init(|| match form {
+                    winograd::Kernel::Direct => winograd::transform_kernel(original, c_out, c_in),
+                    winograd::Kernel::TransposedFlipped => {
+                        winograd::transform_kernel(original, c_in, c_out)
+                    }
+                });
+                winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue)
+            } else {
+                conv::conv3x3(x, c, h, w, kernel(), bias, c_out, epilogue)
+            }
         })?;
         tensor(out, [c_out, h, w], &self.device)
     }
@@ -207,16 +239,37 @@ impl Backend for CandleBackend {
             c_out: o,
             weight: w.weight.clone(),
             bias: w.bias.clone(),
-            weight_t: ops::transpose_flip(&w.weight, o, i),
+            weight_t: OnceLock::new(),
+            wino: OnceLock::new(),
         })
     }
 
     fn conv3x3(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
         let bias = Some(k.bias.as_slice());
-        self.conv(x, (k.c_in, k.c_out), &k.weight, bias, Epilogue::None)
+        let weight = || k.weight.as_slice();
+        self.conv(
+            x,
+            (k.c_in, k.c_out),
+            (&weight, &k.wino),
+            (winograd::Kernel::Direct, &k.weight),
+            bias,
+            Epilogue::None,
+        )
     }
     fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv(dy, (k.c_out, k.c_in), &k.weight_t, None, Epilogue::None)
+        let weight_t = || {
+            k.weight_t
+                .get_or_init(|| ops::transpose_flip(&k.weight, k.c_out, k.c_in))
+                .as_slice()
+        };
+        self.conv(
+            dy,
+            (k.c_out, k.c_in),
+            (&weight_t, &k.wino),
+            (winograd::Kernel::TransposedFlipped, &k.weight),
+            None,
+            Epilogue::None,
+        )
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         x.relu().map_err(err)
@@ -268,6 +321,14 @@ impl Backend for CandleBackend {
 
     fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
         let bias = Some(k.bias.as_slice());
-        self.conv(x, (k.c_in, k.c_out), &k.weight, bias, Epilogue::Relu)
+        let weight = || k.weight.as_slice();
+        self.conv(
+            x,
+            (k.c_in, k.c_out),
+            (&weight, &k.wino),
+            (winograd::Kernel::Direct, &k.weight),
+            bias,
+            Epilogue::Relu,
+        )
     }
 }

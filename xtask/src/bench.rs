@@ -1,0 +1,807 @@
+//! `cargo xtask bench`: the performance report.
+//!
+//! Builds `benches/iteration.rs` in release with every backend feature this
+//! machine can build, then runs, each in a fresh process so that peak memory
+//! is per case: the `gemm` crate's sgemm ceiling, every backend × size, and
+//! the PyTorch eager peer (`benches/torch_objective.py`, with the libtorch
+//! venv's python), alternating ours and PyTorch's runs; then L-BFGS runs from
+//! the same start for the time to a fixed loss. Writes `target/bench/report.md`,
+//! `report.svg` and the raw `results.json`.
+
+use anyhow::{bail, Context, Result};
+use neural_style_core::layers::{output_hw, table, LayerKind, VGG19_WIDTHS};
+use neural_style_core::objective::ObjectiveSpec;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const USAGE: &str =
+    "bench [--sizes 128x96,256x192,512x384] [--threads 2] [--reps N] [--rounds N] [--quick]";
+
+struct Opts {
+    sizes: Vec<(usize, usize)>,
+    threads: usize,
+    reps: Option<usize>,
+    rounds: usize,
+    to_loss_size: (usize, usize),
+    to_loss_iters: usize,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (w, h) = s.split_once('x').context("sizes look like 256x192")?;
+    Ok((w.trim().parse()?, h.trim().parse()?))
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        sizes: vec![(128, 96), (256, 192), (512, 384)],
+        threads: 2,
+        reps: None,
+        rounds: 3,
+        to_loss_size: (256, 192),
+        to_loss_iters: 30,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sizes" => o.sizes = value()?.split(',').map(parse_size).collect::<Result<_>>()?,
+            "--threads" => o.threads = value()?.parse()?,
+            "--reps" => o.reps = Some(value()?.parse()?),
+            "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
+            "--quick" => {
+                o.sizes = vec![(128, 96), (256, 192)];
+                o.rounds = 1;
+                o.reps = Some(3);
+                o.to_loss_size = (128, 96);
+                o.to_loss_iters = 15;
+            }
+            _ => bail!("usage: cargo xtask {USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+/// FLOPs of one iteration of the canonical objective at `w×h`: every
+/// convolution up to the deepest layer forward and backward-data (the same
+/// count each: `2·C_in·9·C_out·H·W`), plus each style layer's Gram matrix and
+/// its backward (`2·C²·H·W` each). Elementwise work is not counted.
+pub fn flops_per_iteration(w: usize, h: usize) -> f64 {
+    let spec = ObjectiveSpec::default();
+    let deepest = spec.deepest().expect("default objective has layers");
+    let mut flops = 0.0;
+    let mut c_in = 3usize;
+    for l in &table()[..=deepest.0] {
+        let (lh, lw) = output_hw(l.id, h, w);
+        let c = l.id.channels(VGG19_WIDTHS);
+        if let LayerKind::Conv { .. } = l.kind {
+            flops += 2.0 * 2.0 * (c_in * 9 * c * lh * lw) as f64;
+            c_in = c;
+        }
+    }
+    for (l, _) in &spec.style_layers {
+        let (lh, lw) = output_hw(*l, h, w);
+        let c = l.channels(VGG19_WIDTHS);
+        flops += 2.0 * 2.0 * (c * c * lh * lw) as f64;
+    }
+    flops
+}
+
+/// The python of the libtorch venv (`cargo xtask libtorch`), else
+/// `$NEURAL_STYLE_PYTHON`, if it imports torch.
+fn torch_python() -> Option<PathBuf> {
+    let venv = super::libtorch::venv_dir()
+        .ok()
+        .map(|d| d.join("bin").join("python"));
+    let env = std::env::var_os("NEURAL_STYLE_PYTHON").map(PathBuf::from);
+    [venv, env].into_iter().flatten().find(|p| {
+        Command::new(p)
+            .args(["-c", "import torch"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Build the iteration bench and return its executable.
+fn build(features: &[&str], env: &[(String, String)]) -> Result<PathBuf> {
+    let features = features.join(",");
+    eprintln!(
+        "$ cargo bench --bench iteration --no-run --no-default-features --features {features}"
+    );
+    let out = super::cargo(env)
+        .args([
+            "bench",
+            "--bench",
+            "iteration",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+            "--no-default-features",
+            "--features",
+            &features,
+        ])
+        .current_dir(super::root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !out.status.success() {
+        bail!("building the bench failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "iteration")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the bench executable")
+}
+
+/// Run a command that prints one JSON line (the last line of its stdout).
+fn json_of(cmd: &mut Command) -> Result<Value> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .context("no JSON output")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+struct Runner {
+    exe: PathBuf,
+    python: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    threads: usize,
+}
+
+impl Runner {
+    fn ours(&self, args: &[String]) -> Result<Value> {
+        let mut c = Command::new(&self.exe);
+        c.args(args)
+            .args(["--threads", &self.threads.to_string(), "--json"])
+            .current_dir(super::root());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        json_of(&mut c)
+    }
+    fn torch(&self, args: &[String]) -> Option<Result<Value>> {
+        let py = self.python.as_ref()?;
+        let mut c = Command::new(py);
+        c.arg(super::root().join("benches/torch_objective.py"))
+            .args(args)
+            .args(["--threads", &self.threads.to_string()])
+            .env("OMP_NUM_THREADS", self.threads.to_string())
+            .env("MKL_NUM_THREADS", self.threads.to_string());
+        Some(json_of(&mut c))
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2])
+    }
+}
+
+/// `(seconds since the start, loss)` per evaluation of an L-BFGS run.
+type Curve = Vec<(f64, f64)>;
+
+/// One row of a size's table.
+struct Row {
+    backend: String,
+    device: String,
+    times: Vec<f64>,
+    peak_mb: f64,
+    note: Option<String>,
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        median(&mut self.times.clone())
+    }
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let interesting = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+    ];
+    let flags = field("flags");
+    let flags: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| interesting.contains(f))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(String::from("?"), |kb| format!("{:.0} GiB", kb / 1048576.0));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let load1: f64 = load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    let busy = if load1 > cores as f64 {
+        "\n- **warning: the machine was busy (load average above the core count): times are \
+         inflated, and PyTorch's OpenMP threads suffer more from oversubscription than ours, so \
+         ratios favour neural-style; rerun on a quiet machine before quoting them**"
+    } else {
+        ""
+    };
+    format!(
+        "- CPU: {} — {cores} logical cores, {mem}\n- flags: {}\n- load average at start: {}{busy}\n- {rustc}\n",
+        field("model name"),
+        flags.join(" "),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// Least-squares `t = a + b·x`; returns (a, b, R²).
+fn linear_fit(points: &[(f64, f64)]) -> (f64, f64, f64) {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let syy: f64 = points.iter().map(|(_, y)| (y - my).powi(2)).sum();
+    let b = sxy / sxx;
+    let r2 = if syy > 0.0 {
+        sxy * sxy / (sxx * syy)
+    } else {
+        1.0
+    };
+    (my - b * mx, b, r2)
+}
+
+fn is_cpu(device: &str) -> bool {
+    let d = device.to_lowercase();
+    !(d.contains("cuda") || d.contains("gpu") || d.contains("nvidia"))
+}
+
+/// `features`: the backends to build; `env`: their build environment
+/// (libtorch's, from `cargo xtask libtorch`).
+pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Result<()> {
+    let o = parse(args)?;
+    super::fetch_weights(&[])?;
+    let exe = build(features, &env)?;
+    let python = torch_python();
+    let r = Runner {
+        exe,
+        python,
+        env,
+        threads: o.threads,
+    };
+    let mut md = String::new();
+    let mut raw = serde_json::Map::new();
+    let machine = machine();
+    let backends: Vec<String> = {
+        let v = r.ours(&["--list".into()])?;
+        serde_json::from_value(v).unwrap_or_default()
+    };
+    let out_dir = super::root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+
+    eprintln!("bench: gemm ceiling");
+    let gemm = r.ours(&["--gemm-ceiling".into()])?;
+    let ceiling = gemm["best_gflops"].as_f64().unwrap_or(f64::NAN);
+    let torch_gemm = r
+        .torch(&["--mode".into(), "gemm".into()])
+        .and_then(|v| v.ok())
+        .and_then(|v| v["best_gflops"].as_f64());
+    raw.insert("gemm".into(), gemm.clone());
+
+    let torch_version = r
+        .python
+        .as_ref()
+        .and_then(|p| {
+            Command::new(p)
+                .args(["-c", "import torch; print(torch.__version__)"])
+                .output()
+                .ok()
+        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+
+    // Per size: every backend and PyTorch, alternating, `rounds` processes each.
+    let mut per_size: Vec<((usize, usize), Vec<Row>)> = Vec::new();
+    for &(w, h) in &o.sizes {
+        let reps = o.reps.unwrap_or(if w * h > 100_000 { 3 } else { 5 });
+        let size = format!("{w}x{h}");
+        let mut rows: Vec<Row> = backends
+            .iter()
+            .map(|b| Row {
+                backend: b.clone(),
+                device: String::new(),
+                times: Vec::new(),
+                peak_mb: 0.0,
+                note: None,
+            })
+            .collect();
+        let mut torch_row = Row {
+            backend: "pytorch".into(),
+            device: String::new(),
+            times: Vec::new(),
+            peak_mb: 0.0,
+            note: None,
+        };
+        let ours_args = |b: &str| -> Vec<String> {
+            ["--backend", b, "--size", &size, "--reps", &reps.to_string()]
+                .map(String::from)
+                .to_vec()
+        };
+        let torch_args: Vec<String> = [
+            "--width",
+            &w.to_string(),
+            "--height",
+            &h.to_string(),
+            "--reps",
+            &reps.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        for round in 0..o.rounds {
+            eprintln!("bench: {size}, round {}/{}", round + 1, o.rounds);
+            let do_torch = |row: &mut Row| match r.torch(&torch_args) {
+                None => row.note = Some("no python with torch found".into()),
+                Some(Err(e)) => row.note = Some(format!("failed: {e:#}")),
+                Some(Ok(v)) => absorb(row, &v),
+            };
+            if round % 2 == 1 {
+                do_torch(&mut torch_row);
+            }
+            for row in rows.iter_mut() {
+                match r.ours(&ours_args(&row.backend)) {
+                    Ok(v) => absorb(row, &v),
+                    Err(e) => row.note = Some(format!("failed: {e:#}")),
+                }
+            }
+            if round % 2 == 0 {
+                do_torch(&mut torch_row);
+            }
+        }
+        rows.push(torch_row);
+        per_size.push(((w, h), rows));
+    }
+
+    // Time to a fixed loss: L-BFGS from the content image.
+    let (lw, lh) = o.to_loss_size;
+    let n = o.to_loss_iters;
+    let more = (n + n / 2).to_string();
+    eprintln!("bench: time to a fixed loss at {lw}x{lh}");
+    let mut curves: Vec<(String, Result<Curve>)> = Vec::new();
+    for b in &backends {
+        let v = r.ours(&[
+            "--backend".into(),
+            b.clone(),
+            "--size".into(),
+            format!("{lw}x{lh}"),
+            "--to-loss".into(),
+            more.clone(),
+        ]);
+        curves.push((b.clone(), v.map(|v| curve_of(&v))));
+    }
+    let torch_curve = r.torch(&[
+        "--mode".into(),
+        "to-loss".into(),
+        "--width".into(),
+        lw.to_string(),
+        "--height".into(),
+        lh.to_string(),
+        "--iters".into(),
+        more.clone(),
+    ]);
+    if let Some(c) = torch_curve {
+        curves.push(("pytorch".into(), c.map(|v| curve_of(&v))));
+    }
+
+    // ---- the report ----
+    let pytorch_label = match (&r.python, &torch_version) {
+        (Some(p), Some(v)) => format!("PyTorch {v} eager ({})", p.display()),
+        _ => "PyTorch: no python with torch found (run `cargo xtask libtorch`, or set \
+              NEURAL_STYLE_PYTHON)"
+            .into(),
+    };
+    writeln!(md, "# neural-style performance report\n")?;
+    writeln!(
+        md,
+        "Generated by `cargo xtask bench {}`. One iteration = one evaluation of the canonical \
+         objective (content relu4_2, style relu1_1…relu5_1, max pooling) and its gradient: \
+         forward to relu5_1 + backward. Each backend × size runs in its own process ({} \
+         processes × {} timed iterations after 1 warm-up, alternating with PyTorch); the \
+         median of all timed iterations is shown. Peak RSS is the process's high-water mark \
+         (`VmHWM` / `ru_maxrss`), weights and targets included. GFLOP/s counts the FLOPs \
+         of direct convolutions (from the layer table): a backend using Winograd's algorithm does \
+         fewer, so its figure is an effective rate and may exceed the sgemm ceiling.\n",
+        args.join(" "),
+        o.rounds,
+        o.reps
+            .map_or("5 (3 above 100k pixels)".into(), |r| r.to_string()),
+    )?;
+    writeln!(md, "## Machine\n\n{machine}- threads: {}", o.threads)?;
+    writeln!(md, "- peer: {pytorch_label}")?;
+    writeln!(
+        md,
+        "- sgemm ceiling (`gemm` crate, {} threads, best of VGG-like shapes): **{ceiling:.0} GFLOP/s**{}\n",
+        o.threads,
+        torch_gemm.map_or(String::new(), |t| format!("; torch.mm at the same shapes: {t:.0} GFLOP/s"))
+    )?;
+    writeln!(md, "## Time per iteration\n")?;
+    let mut headline = Vec::new();
+    for ((w, h), rows) in &per_size {
+        let flops = flops_per_iteration(*w, *h);
+        let torch_t = rows
+            .iter()
+            .find(|r| r.backend == "pytorch")
+            .map(|r| r.median())
+            .filter(|t| t.is_finite());
+        writeln!(
+            md,
+            "### {w}×{h} ({:.1} GFLOP per iteration)\n\n| backend | device | median s/iter | GFLOP/s | % of ceiling | peak RSS MB | ratio to PyTorch |\n|---|---|---|---|---|---|---|",
+            flops / 1e9
+        )?;
+        for row in rows {
+            let t = row.median();
+            if !t.is_finite() {
+                writeln!(
+                    md,
+                    "| {} | | — | | | | {} |",
+                    row.backend,
+                    row.note.as_deref().unwrap_or("no data")
+                )?;
+                continue;
+            }
+            let gf = flops / t / 1e9;
+            let ratio = torch_t.map_or("—".into(), |p| format!("{:.2}×", t / p));
+            writeln!(
+                md,
+                "| {} | {} | {t:.3} | {gf:.0} | {:.0} % | {:.0} | {ratio} |",
+                row.backend,
+                row.device,
+                100.0 * gf / ceiling,
+                row.peak_mb
+            )?;
+            headline.push((row.backend.clone(), (*w, *h), t, row.peak_mb, torch_t));
+        }
+        writeln!(md)?;
+    }
+
+    // Linear fit of time against pixels.
+    writeln!(md, "## Scaling with the pixel count\n")?;
+    writeln!(
+        md,
+        "Least-squares fit `t = a + b·pixels` over the sizes above.\n\n| backend | slope b (s per megapixel) | intercept a (s) | R² |\n|---|---|---|---|"
+    )?;
+    let names: Vec<String> = per_size
+        .first()
+        .map(|(_, rows)| rows.iter().map(|r| r.backend.clone()).collect())
+        .unwrap_or_default();
+    for name in &names {
+        let pts: Vec<(f64, f64)> = per_size
+            .iter()
+            .filter_map(|((w, h), rows)| {
+                let t = rows.iter().find(|r| &r.backend == name)?.median();
+                t.is_finite().then_some(((w * h) as f64 / 1e6, t))
+            })
+            .collect();
+        if pts.len() >= 2 {
+            let (a, b, r2) = linear_fit(&pts);
+            writeln!(md, "| {name} | {b:.3} | {a:.4} | {r2:.4} |")?;
+        }
+    }
+    writeln!(md)?;
+
+    // Time to a fixed loss.
+    writeln!(md, "## Time to a fixed loss\n")?;
+    let target = curves
+        .first()
+        .and_then(|(_, c)| c.as_ref().ok())
+        .and_then(|c| c.get(n - 1))
+        .map(|p| p.1);
+    match target {
+        None => writeln!(md, "No reference curve (the first backend's run failed).\n")?,
+        Some(target) => {
+            writeln!(
+                md,
+                "L-BFGS (history 100, no line search; PyTorch: `torch.optim.LBFGS` with the same \
+                 settings) from the content image at {lw}×{lh}. The target is the loss the `{}` \
+                 backend reaches at evaluation {n}: **{target:.6e}**; each run may use up to {more} \
+                 evaluations.\n\n| backend | evaluations to target | seconds to target | loss at evaluation {n} |\n|---|---|---|---|",
+                curves[0].0
+            )?;
+            for (name, c) in &curves {
+                match c {
+                    Err(e) => writeln!(md, "| {name} | failed: {e:#} | | |")?,
+                    Ok(c) => {
+                        let hit = c.iter().position(|p| p.1 <= target);
+                        let at_n = c.get(n - 1).map_or("—".into(), |p| format!("{:.6e}", p.1));
+                        match hit {
+                            Some(i) => {
+                                writeln!(md, "| {name} | {} | {:.2} | {at_n} |", i + 1, c[i].0)?
+                            }
+                            None => writeln!(
+                                md,
+                                "| {name} | not reached in {} (best {:.6e}) | — | {at_n} |",
+                                c.len(),
+                                c.iter().map(|p| p.1).fold(f64::INFINITY, f64::min)
+                            )?,
+                        }
+                    }
+                }
+            }
+            writeln!(md)?;
+        }
+    }
+    if r.python.is_none() {
+        writeln!(md, "PyTorch rows: no python with torch was found (looked for the libtorch venv of `cargo xtask libtorch`, then `$NEURAL_STYLE_PYTHON`).\n")?;
+    }
+
+    // Targets of the performance issue.
+    writeln!(md, "## Targets\n")?;
+    let at = |b: &str, s: (usize, usize)| {
+        headline
+            .iter()
+            .find(|(n, sz, ..)| n == b && *sz == s)
+            .map(|(_, _, t, m, p)| (*t, *m, *p))
+    };
+    let devices: Vec<(String, String)> = per_size
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| (r.backend.clone(), r.device.clone())))
+        .collect();
+    let cpu_backends: Vec<&String> = backends
+        .iter()
+        .filter(|b| {
+            devices
+                .iter()
+                .any(|(n, d)| n == *b && !d.is_empty() && is_cpu(d))
+        })
+        .collect();
+    let mid = (256, 192);
+    let best_cpu = cpu_backends
+        .iter()
+        .filter_map(|b| at(b, mid).map(|v| (*b, v)))
+        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+    let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+    match best_cpu {
+        Some((b, (t, _, Some(p)))) => writeln!(
+            md,
+            "- fastest CPU backend at 256×192 ≤ 0.85× PyTorch: `{b}` {:.2}× — {}",
+            t / p,
+            verdict(t / p <= 0.85)
+        )?,
+        _ => writeln!(
+            md,
+            "- fastest CPU backend at 256×192 ≤ 0.85× PyTorch: not measured"
+        )?,
+    }
+    match at("candle", mid) {
+        Some((t, _, Some(p))) => writeln!(
+            md,
+            "- candle at 256×192 ≤ 1.25× PyTorch: {:.2}× — {}",
+            t / p,
+            verdict(t / p <= 1.25)
+        )?,
+        _ => writeln!(md, "- candle at 256×192 ≤ 1.25× PyTorch: not measured")?,
+    }
+    let big = (512, 384);
+    let torch_big = at("pytorch", big).map(|v| v.1);
+    for b in &backends {
+        if let (Some((_, m, _)), Some(pm)) = (at(b, big), torch_big) {
+            writeln!(
+                md,
+                "- `{b}` peak RSS at 512×384 ≤ PyTorch's: {m:.0} vs {pm:.0} MB — {}",
+                verdict(m <= pm)
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "- linear in the pixel count: see the R² of the fit above\n"
+    )?;
+
+    // History.
+    writeln!(md, "## History\n")?;
+    match std::fs::read_to_string(super::root().join("benches/history.md")) {
+        Ok(h) => {
+            // Drop the file's own title: the section heading stands for it.
+            let body = h.trim_start().strip_prefix('#').map_or(h.as_str(), |rest| {
+                rest.split_once('\n').map_or("", |(_, b)| b)
+            });
+            writeln!(md, "{}", body.trim())?;
+        }
+        Err(_) => writeln!(md, "(benches/history.md is missing)")?,
+    }
+
+    std::fs::write(out_dir.join("report.md"), &md)?;
+    std::fs::write(out_dir.join("report.svg"), svg(&per_size))?;
+    raw.insert(
+        "sizes".into(),
+        per_size
+            .iter()
+            .map(|((w, h), rows)| {
+                serde_json::json!({"width": w, "height": h, "flops": flops_per_iteration(*w, *h),
+                "rows": rows.iter().map(|r| serde_json::json!({"backend": r.backend,
+                    "device": r.device, "times": r.times, "median_s": r.median(),
+                    "peak_rss_mb": r.peak_mb, "note": r.note})).collect::<Vec<_>>()})
+            })
+            .collect(),
+    );
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&Value::Object(raw))?,
+    )?;
+    print!("{md}");
+    eprintln!(
+        "bench: wrote {} and report.svg",
+        out_dir.join("report.md").display()
+    );
+    Ok(())
+}
+
+fn absorb(row: &mut Row, v: &Value) {
+    if let Some(t) = v["times"].as_array() {
+        row.times.extend(t.iter().filter_map(Value::as_f64));
+    }
+    if let Some(m) = v["peak_rss_mb"].as_f64() {
+        row.peak_mb = row.peak_mb.max(m);
+    }
+    if let Some(d) = v["device"].as_str() {
+        row.device = d.to_string();
+    }
+}
+
+fn curve_of(v: &Value) -> Curve {
+    v["curve"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One panel per size (each with its own scale), one bar per backend.
+fn svg(per_size: &[((usize, usize), Vec<Row>)]) -> String {
+    const PANEL_W: f64 = 260.0;
+    const PLOT_H: f64 = 220.0;
+    const TOP: f64 = 50.0;
+    let colours = [
+        "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
+    ];
+    let names: Vec<String> = per_size
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.backend.clone()))
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    let width = 40.0 + PANEL_W * per_size.len() as f64;
+    let height = TOP + PLOT_H + 80.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="20" y="24" font-size="16">Time per iteration (s, median; lower is better)</text>"#
+    );
+    for (pi, ((w, h), rows)) in per_size.iter().enumerate() {
+        let x0 = 30.0 + PANEL_W * pi as f64;
+        let max = rows
+            .iter()
+            .map(Row::median)
+            .filter(|t| t.is_finite())
+            .fold(0.0, f64::max)
+            .max(1e-9);
+        let bw = (PANEL_W - 40.0) / names.len().max(1) as f64;
+        let base = TOP + PLOT_H;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x0}" y1="{base}" x2="{}" y2="{base}" stroke="black"/>"#,
+            x0 + PANEL_W - 30.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{w}×{h}</text>"#,
+            x0 + (PANEL_W - 30.0) / 2.0,
+            base + 20.0
+        );
+        for (ni, name) in names.iter().enumerate() {
+            let Some(t) = rows
+                .iter()
+                .find(|r| &r.backend == name)
+                .map(Row::median)
+                .filter(|t| t.is_finite())
+            else {
+                continue;
+            };
+            let bh = PLOT_H * 0.9 * t / max;
+            let x = x0 + 5.0 + bw * ni as f64;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{name}: {t:.3} s</title></rect>"#,
+                base - bh,
+                bw - 6.0,
+                colours[ni % colours.len()]
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{t:.3}</text>"#,
+                x + (bw - 6.0) / 2.0,
+                base - bh - 4.0
+            );
+        }
+    }
+    for (ni, name) in names.iter().enumerate() {
+        let x = 30.0 + 120.0 * ni as f64;
+        let y = TOP + PLOT_H + 45.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{name}</text>"#,
+            y - 10.0,
+            colours[ni % colours.len()],
+            x + 16.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flops_match_design_md() {
+        // DESIGN.md: about 99 GFLOP at 256×256 and 397 at 512×512.
+        let f = flops_per_iteration(256, 256) / 1e9;
+        assert!((95.0..103.0).contains(&f), "{f}");
+        let f = flops_per_iteration(512, 512) / 1e9;
+        assert!((385.0..410.0).contains(&f), "{f}");
+    }
+
+    #[test]
+    fn fit_recovers_a_line() {
+        let (a, b, r2) = linear_fit(&[(1.0, 3.0), (2.0, 5.0), (4.0, 9.0)]);
+        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12 && (r2 - 1.0).abs() < 1e-12);
+    }
+}
