@@ -29,6 +29,8 @@ pub fn list() -> Vec<BackendInfo> {
             let devices = match name {
                 #[cfg(feature = "candle")]
                 "candle" => neural_style_candle::CandleBackend::devices(),
+                #[cfg(feature = "cuda")]
+                "cuda" => neural_style_cuda::CudaBackend::devices(),
                 _ => Vec::new(),
             };
             BackendInfo {
@@ -42,7 +44,7 @@ pub fn list() -> Vec<BackendInfo> {
 
 /// Whether `name` is compiled into this build.
 pub fn enabled(name: &str) -> bool {
-    name == "candle" && cfg!(feature = "candle")
+    (name == "candle" && cfg!(feature = "candle")) || (name == "cuda" && cfg!(feature = "cuda"))
 }
 
 /// Code that runs on whichever backend is selected.
@@ -55,7 +57,8 @@ pub trait WithBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub name: String,
-    /// `--device` (backend-specific; `cpu` for candle).
+    /// `--device` (backend-specific; `cpu` for candle; `host`, `gpu` or
+    /// `cuda:N` for cuda).
     pub device: Option<String>,
 }
 
@@ -101,6 +104,10 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
             }
             job.run(neural_style_candle::CandleBackend::cpu())
         }
+        #[cfg(feature = "cuda")]
+        "cuda" => job.run(neural_style_cuda::CudaBackend::from_device(
+            sel.device.as_deref(),
+        )?),
         _ => unreachable!("enabled() lists only compiled backends"),
     }
 }
