@@ -105,7 +105,10 @@ fn signatures(file: &str, src: &str) -> Vec<(String, Vec<&'static str>)> {
             .collect();
         out.push((name, params));
     }
-    assert!(!out.is_empty(), "kernels/{file}: no `KERNEL name(...)` found");
+    assert!(
+        !out.is_empty(),
+        "kernels/{file}: no `KERNEL name(...)` found"
+    );
     out
 }
 

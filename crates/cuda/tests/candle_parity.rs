@@ -269,7 +269,7 @@ fn ten_iterations_of_lbfgs_and_adam() {
         lr: 10.0,
         ..Default::default()
     });
-    let (la, xa) = optimise(cuda.clone(), &case, &case.x, adam);
+    let (la, xa) = optimise(cuda, &case, &case.x, adam);
     let (lc, xc) = optimise(CandleBackend::cpu(), &case, &case.x, adam);
     let r = rel(&xa, &xc);
     eprintln!(
