@@ -69,9 +69,12 @@ pub fn devices() -> std::result::Result<Vec<String>, String> {
         .collect())
 }
 
+/// Executors by (ordinal, TF32).
+type Cache = Mutex<HashMap<(usize, bool), Arc<GpuExecutor>>>;
+
 /// One executor per device per process: NVRTC runs once per device.
 pub fn executor(ordinal: usize, tf32: bool) -> Result<Arc<GpuExecutor>> {
-    static CACHE: OnceLock<Mutex<HashMap<(usize, bool), Arc<GpuExecutor>>>> = OnceLock::new();
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
     if let Some(e) = cache.get(&(ordinal, tf32)) {
         return Ok(e.clone());
