@@ -31,6 +31,8 @@ pub fn list() -> Vec<BackendInfo> {
                 "candle" => neural_style_candle::CandleBackend::devices(),
                 #[cfg(feature = "tch")]
                 "tch" => neural_style_tch::TchBackend::devices(),
+                #[cfg(feature = "cuda")]
+                "cuda" => neural_style_cuda::CudaBackend::devices(),
                 _ => Vec::new(),
             };
             BackendInfo {
@@ -44,7 +46,9 @@ pub fn list() -> Vec<BackendInfo> {
 
 /// Whether `name` is compiled into this build.
 pub fn enabled(name: &str) -> bool {
-    (name == "candle" && cfg!(feature = "candle")) || (name == "tch" && cfg!(feature = "tch"))
+    (name == "candle" && cfg!(feature = "candle"))
+        || (name == "tch" && cfg!(feature = "tch"))
+        || (name == "cuda" && cfg!(feature = "cuda"))
 }
 
 /// How to get a build with backend `name`.
@@ -67,7 +71,8 @@ pub trait WithBackend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub name: String,
-    /// `--device` (backend-specific; `cpu` for candle).
+    /// `--device` (backend-specific; `cpu` for candle; `host`, `gpu` or
+    /// `cuda:N` for cuda).
     pub device: Option<String>,
 }
 
@@ -119,6 +124,10 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
         #[cfg(feature = "tch")]
         "tch" => job.run(neural_style_tch::TchBackend::new(
             sel.device.as_deref().unwrap_or("cpu"),
+        )?),
+        #[cfg(feature = "cuda")]
+        "cuda" => job.run(neural_style_cuda::CudaBackend::from_device(
+            sel.device.as_deref(),
         )?),
         _ => unreachable!("enabled() lists only compiled backends"),
     }

@@ -130,7 +130,7 @@ pub struct StyleArgs {
     /// Compute backend (`neural-style backends` lists them) [default: candle].
     #[arg(long)]
     pub backend: Option<String>,
-    /// Device of the backend (candle: cpu).
+    /// Device of the backend (candle: cpu; cuda: gpu, cuda:N, or host to run its kernels on the CPU).
     #[arg(long)]
     pub device: Option<String>,
     /// CPU threads [default: all cores].

@@ -548,7 +548,7 @@ fn layers_lists_names_and_keras_aliases() {
 const BACKENDS: [(&str, bool); 3] = [
     ("candle", cfg!(feature = "candle")),
     ("tch", cfg!(feature = "tch")),
-    ("cuda", false),
+    ("cuda", cfg!(feature = "cuda")),
 ];
 
 #[test]

