@@ -79,4 +79,8 @@ parity_tests!(
 );
 
 #[cfg(all(feature = "tch", feature = "cuda"))]
-parity_tests!(cuda_vs_tch, crate::cuda(), neural_style_tch::TchBackend::cpu());
+parity_tests!(
+    cuda_vs_tch,
+    crate::cuda(),
+    neural_style_tch::TchBackend::cpu()
+);
