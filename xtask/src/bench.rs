@@ -13,7 +13,7 @@ use neural_style_core::layers::{output_hw, table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::objective::ObjectiveSpec;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const USAGE: &str =
@@ -139,10 +139,18 @@ fn build(features: &[&str], env: &[(String, String)]) -> Result<PathBuf> {
 fn json_of(cmd: &mut Command) -> Result<Value> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        // The report wants one line: the program and its last words.
+        let program = Path::new(cmd.get_program())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("{program} failed: {}", last.trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
