@@ -136,6 +136,19 @@ fn check_channels(got: usize, want: usize) -> Result<()> {
 }
 
 impl CandleBackend {
+    /// The layer's own convolution (bias, then `epilogue`).
+    fn conv_forward(&self, x: &Tensor, k: &CandleConv, epilogue: Epilogue) -> Result<Tensor> {
+        let weight = || k.weight.as_slice();
+        self.conv(
+            x,
+            (k.c_in, k.c_out),
+            (&weight, &k.wino),
+            (winograd::Kernel::Direct, &k.weight),
+            Some(k.bias.as_slice()),
+            epilogue,
+        )
+    }
+
     /// `x` (`c_in` channels) through a 3×3 kernel to `c_out` channels, by
     /// Winograd F(2×2, 3×3) when both sides are wide enough (`wino` holds the
     /// transformed kernel), else im2col + GEMM. `kernel` makes the OIHW kernel.
@@ -245,21 +258,14 @@ impl Backend for CandleBackend {
     }
 
     fn conv3x3(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        let bias = Some(k.bias.as_slice());
-        let weight = || k.weight.as_slice();
-        self.conv(
-            x,
-            (k.c_in, k.c_out),
-            (&weight, &k.wino),
-            (winograd::Kernel::Direct, &k.weight),
-            bias,
-            Epilogue::None,
-        )
+        self.conv_forward(x, k, Epilogue::None)
     }
     fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
         let weight_t = || {
             k.weight_t
-                .get_or_init(|| ops::transpose_flip(&k.weight, k.c_out, k.c_in))
+                .get_or_init(|| {
+                    neural_style_core::weights::transpose_flip(&k.weight, k.c_out, k.c_in)
+                })
                 .as_slice()
         };
         self.conv(
@@ -320,15 +326,6 @@ impl Backend for CandleBackend {
     }
 
     fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        let bias = Some(k.bias.as_slice());
-        let weight = || k.weight.as_slice();
-        self.conv(
-            x,
-            (k.c_in, k.c_out),
-            (&weight, &k.wino),
-            (winograd::Kernel::Direct, &k.weight),
-            bias,
-            Epilogue::Relu,
-        )
+        self.conv_forward(x, k, Epilogue::Relu)
     }
 }

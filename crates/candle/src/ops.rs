@@ -46,19 +46,6 @@ pub fn adam(x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCoeff
     }
 }
 
-/// OIHW kernel → the kernel of its input gradient: `[i][o][2−kh][2−kw]`.
-pub fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
-    for oc in 0..o {
-        for ic in 0..i {
-            for k in 0..9 {
-                out[(ic * o + oc) * 9 + (8 - k)] = w[(oc * i + ic) * 9 + k];
-            }
-        }
-    }
-    out
-}
-
 /// 2×2 stride-2 pooling of a `C×H×W` plane stack (floor of odd sizes).
 pub fn pool(x: &[f32], c: usize, h: usize, w: usize, kind: Pooling) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
@@ -203,13 +190,5 @@ mod tests {
         assert_eq!(dx.iter().sum::<f32>(), 2.0);
         assert_eq!(dx[6], 1.0);
         assert_eq!(dx[8], 1.0);
-    }
-
-    #[test]
-    fn transpose_flip_is_an_involution_with_swapped_shape() {
-        let w: Vec<f32> = (0..2 * 3 * 9).map(|v| v as f32).collect();
-        let t = transpose_flip(&w, 2, 3);
-        assert_eq!(transpose_flip(&t, 3, 2), w);
-        assert_eq!(t[0], w[8]); // [i=0][o=0][0][0] = w[o=0][i=0][2][2]
     }
 }

@@ -23,10 +23,14 @@ pub const LOSS_TOL: f64 = 1e-4;
 pub const GRADIENT_TOL: f64 = 1e-4;
 
 /// `‖a − b‖ / ‖b‖` (0 when both are zero).
-pub fn rel_l2(a: &[f32], b: &[f64]) -> f64 {
+pub fn rel_l2<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - y).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((*x).into() - (*y).into()).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| (*y).into().powi(2)).sum();
     if den == 0.0 {
         num.sqrt()
     } else {
@@ -34,7 +38,8 @@ pub fn rel_l2(a: &[f32], b: &[f64]) -> f64 {
     }
 }
 
-fn rel(a: f64, b: f64) -> f64 {
+/// `|a − b| / |b|` (`|a|` when `b` is zero).
+pub fn rel(a: f64, b: f64) -> f64 {
     if b == 0.0 {
         a.abs()
     } else {

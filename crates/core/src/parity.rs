@@ -14,7 +14,7 @@
 //! a few ulps per operation, compounded over 16 layers.
 
 use crate::backend::Backend;
-use crate::conformance::Case;
+use crate::conformance::{rel, rel_l2, Case};
 use crate::error::Result;
 use crate::layers::LayerId;
 use crate::objective::{Loss, LossParts, Objective};
@@ -68,30 +68,6 @@ pub const LBFGS_LOSS_TOL: f64 = 0.25;
 pub const LBFGS_IMAGE_TOL: f64 = 0.5;
 /// Iterations of each optimiser compared.
 pub const ITERATIONS: usize = 10;
-
-/// `‖a − b‖ / ‖b‖` in f64 (the norm of `a` when `b` is zero).
-pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    if b == 0.0 {
-        a.abs()
-    } else {
-        (a - b).abs() / b.abs()
-    }
-}
 
 /// Every figure compared between a backend and the reference backend.
 #[derive(Debug, Default)]

@@ -27,7 +27,7 @@ pub mod host;
 
 use exec::{Arg, DevicePtr, Executor, Sgemm};
 use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
-use neural_style_core::weights::ConvWeights;
+use neural_style_core::weights::{self, ConvWeights};
 use neural_style_core::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -356,19 +356,6 @@ fn as_bytes_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
-/// OIHW kernel → the kernel of its input gradient: `[i][o][2−kh][2−kw]`.
-fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
-    for oc in 0..o {
-        for ic in 0..i {
-            for k in 0..9 {
-                out[(ic * o + oc) * 9 + (8 - k)] = w[(oc * i + ic) * 9 + k];
-            }
-        }
-    }
-    out
-}
-
 fn same_len(a: &CudaTensor, b: &CudaTensor) -> Result<usize> {
     if a.len() == b.len() {
         Ok(a.len())
@@ -501,7 +488,7 @@ impl Backend for CudaBackend {
             c_out: o,
             weight: self.upload_f32(&w.weight)?,
             bias: self.upload_f32(&w.bias)?,
-            weight_t: self.upload_f32(&transpose_flip(&w.weight, o, i))?,
+            weight_t: self.upload_f32(&weights::transpose_flip(&w.weight, o, i))?,
         })
     }
     fn conv3x3(&self, x: &CudaTensor, k: &CudaConv) -> Result<CudaTensor> {

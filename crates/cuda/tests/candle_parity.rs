@@ -8,7 +8,9 @@ mod common;
 
 use neural_style_candle::CandleBackend;
 use neural_style_core::backend::{Backend, Pooling, VecOps};
-use neural_style_core::conformance::{tiny_cases, ACTIVATION_TOL, GRADIENT_TOL, LOSS_TOL};
+use neural_style_core::conformance::{
+    rel, rel_l2, tiny_cases, ACTIVATION_TOL, GRADIENT_TOL, LOSS_TOL,
+};
 use neural_style_core::layers::{table, LayerId};
 use neural_style_core::objective::{Loss, LossParts, Objective};
 use neural_style_core::optim::{AdamConfig, LbfgsConfig};
@@ -17,30 +19,6 @@ use neural_style_core::rng::Rng;
 use neural_style_core::run::{run, OptimizerKind, RunOptions, Silent};
 use neural_style_core::vgg::{FeatureExtractor, Vgg};
 use std::sync::atomic::AtomicBool;
-
-/// `‖a − b‖ / ‖b‖`.
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
-fn rel1(a: f64, b: f64) -> f64 {
-    if b == 0.0 {
-        a.abs()
-    } else {
-        ((a - b) / b).abs()
-    }
-}
 
 fn noise(n: usize, seed: u64) -> Vec<f32> {
     let mut r = Rng::new(seed);
@@ -62,7 +40,7 @@ fn activations_at_every_layer() {
         let fc = c.features(&xc, &layers).unwrap();
         let mut worst = 0.0f64;
         for (l, (ta, tc)) in layers.iter().zip(fa.iter().zip(&fc)) {
-            let r = rel(
+            let r = rel_l2(
                 &cuda.download(ta).unwrap(),
                 &c.backend().download(tc).unwrap(),
             );
@@ -87,7 +65,7 @@ fn ops_match_candle() {
     let da = cuda.upload(&d, [c, h, w]).unwrap();
     let dc = candle.upload(&d, [c, h, w]).unwrap();
     let check = |what: &str, a: Vec<f32>, b: Vec<f32>, tol: f64| {
-        let r = rel(&a, &b);
+        let r = rel_l2(&a, &b);
         assert!(r <= tol, "{what}: rel {r:.2e}");
     };
     let ga = cuda.gram(&xa).unwrap();
@@ -134,7 +112,7 @@ fn ops_match_candle() {
     }
     let (va, ta) = cuda.mse_grad(&xa, &da, 0.7).unwrap();
     let (vc, tc) = candle.mse_grad(&xc, &dc, 0.7).unwrap();
-    assert!(rel1(va, vc) < 1e-12, "mse {va} vs {vc}");
+    assert!(rel(va, vc) < 1e-12, "mse {va} vs {vc}");
     check(
         "mse grad",
         cuda.download(&ta).unwrap(),
@@ -143,15 +121,15 @@ fn ops_match_candle() {
     );
     let (va, ta) = cuda.tv_grad(&xa, 0.3).unwrap();
     let (vc, tc) = candle.tv_grad(&xc, 0.3).unwrap();
-    assert!(rel1(va, vc) < 1e-12, "tv {va} vs {vc}");
+    assert!(rel(va, vc) < 1e-12, "tv {va} vs {vc}");
     check(
         "tv grad",
         cuda.download(&ta).unwrap(),
         candle.download(&tc).unwrap(),
         1e-6,
     );
-    assert!(rel1(cuda.dot(&xa, &da).unwrap(), candle.dot(&xc, &dc).unwrap()) < 1e-12);
-    assert!(rel1(cuda.norm1(&xa).unwrap(), candle.norm1(&xc).unwrap()) < 1e-12);
+    assert!(rel(cuda.dot(&xa, &da).unwrap(), candle.dot(&xc, &dc).unwrap()) < 1e-12);
+    assert!(rel(cuda.norm1(&xa).unwrap(), candle.norm1(&xc).unwrap()) < 1e-12);
 }
 
 #[test]
@@ -198,16 +176,16 @@ fn loss_parts_and_gradient() {
             ("total", pa.total, pc.total),
         ] {
             assert!(
-                rel1(a, b) <= LOSS_TOL,
+                rel(a, b) <= LOSS_TOL,
                 "{}: {what}: {a} vs candle {b}",
                 case.name
             );
         }
-        let r = rel(&ga, &gc);
+        let r = rel_l2(&ga, &gc);
         eprintln!(
             "{}: loss rel vs candle {:.2e}, gradient rel {r:.2e}",
             case.name,
-            rel1(pa.total, pc.total)
+            rel(pa.total, pc.total)
         );
         assert!(r <= GRADIENT_TOL, "{}: gradient rel {r:.2e}", case.name);
     }
@@ -250,18 +228,18 @@ fn ten_iterations_of_lbfgs_and_adam() {
     let (la, xa) = optimise(cuda.clone(), &case, &case.x, lbfgs);
     let (lc, xc) = optimise(CandleBackend::cpu(), &case, &case.x, lbfgs);
     let (ln, xn) = optimise(CandleBackend::cpu(), &case, &nudged, lbfgs);
-    let (r, chaos) = (rel(&xa, &xc), rel(&xn, &xc));
+    let (r, chaos) = (rel_l2(&xa, &xc), rel_l2(&xn, &xc));
     eprintln!(
         "L-BFGS: after 10 iterations image rel vs candle {r:.2e} (candle vs itself, start nudged 1e-6: {chaos:.2e}), best loss rel {:.2e} ({:.2e})",
-        rel1(la, lc),
-        rel1(ln, lc)
+        rel(la, lc),
+        rel(ln, lc)
     );
     assert!(
         r <= (2.0 * chaos).max(1e-4),
         "L-BFGS: image rel {r:.2e} vs chaos {chaos:.2e}"
     );
     assert!(
-        rel1(la, lc) <= (2.0 * rel1(ln, lc)).max(1e-4),
+        rel(la, lc) <= (2.0 * rel(ln, lc)).max(1e-4),
         "L-BFGS: best loss {la} vs candle {lc}"
     );
 
@@ -271,14 +249,14 @@ fn ten_iterations_of_lbfgs_and_adam() {
     });
     let (la, xa) = optimise(cuda, &case, &case.x, adam);
     let (lc, xc) = optimise(CandleBackend::cpu(), &case, &case.x, adam);
-    let r = rel(&xa, &xc);
+    let r = rel_l2(&xa, &xc);
     eprintln!(
         "Adam: after 10 iterations image rel vs candle {r:.2e}, best loss rel {:.2e}",
-        rel1(la, lc)
+        rel(la, lc)
     );
     assert!(r <= ADAM_TOL, "Adam: image rel {r:.2e}");
     assert!(
-        rel1(la, lc) <= ADAM_TOL,
+        rel(la, lc) <= ADAM_TOL,
         "Adam: best loss {la} vs candle {lc}"
     );
 }

@@ -97,6 +97,21 @@ pub struct ConvWeights {
     pub bias: Vec<f32>,
 }
 
+/// OIHW 3×3 kernel → the kernel of its input gradient, `[i][o][2−kh][2−kw]`:
+/// the input gradient of a same-padded 3×3 convolution is the same
+/// convolution with the kernel transposed (in ↔ out) and flipped.
+pub fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for oc in 0..o {
+        for ic in 0..i {
+            for k in 0..9 {
+                out[(ic * o + oc) * 9 + (8 - k)] = w[(oc * i + ic) * 9 + k];
+            }
+        }
+    }
+    out
+}
+
 /// The input convention that travels with a weights file (metadata `pixel_convention`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelConvention {

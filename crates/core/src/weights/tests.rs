@@ -874,3 +874,11 @@ fn real_weights() {
         );
     }
 }
+
+#[test]
+fn transpose_flip_is_an_involution_with_swapped_shape() {
+    let w: Vec<f32> = (0..2 * 3 * 9).map(|v| v as f32).collect();
+    let t = transpose_flip(&w, 2, 3);
+    assert_eq!(transpose_flip(&t, 3, 2), w);
+    assert_eq!(t[0], w[8]); // [i=0][o=0][0][0] = w[o=0][i=0][2][2]
+}
