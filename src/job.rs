@@ -6,7 +6,7 @@ use crate::batch::BatchJob;
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
-use neural_style_core::image_io::Picture;
+use neural_style_core::image_io::{self, Picture};
 use neural_style_core::mask::Mask;
 use neural_style_core::objective::{
     normalise_blend, style_grams, Loss, LossParts, Objective, StyleTerm,
@@ -82,11 +82,9 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
 }
 
 impl Sources {
-    fn style_size(&self, s: &Settings, i: usize, (cw, ch): (u32, u32)) -> (u32, u32) {
-        match s.style_size {
-            Some(side) => self.styles[i].size_longest(side),
-            None => self.styles[i].size_for_pixels(cw as f64 * ch as f64 * s.style_scale),
-        }
+    fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
+        let p = &self.styles[i];
+        style_size(s, (p.width, p.height), content)
     }
 
     /// The inputs with the content's longest side `size`: styles resized
@@ -125,6 +123,16 @@ impl Sources {
             masks,
             style_keys,
         })
+    }
+}
+
+/// The size a `style`-sized style image is used at next to a content of
+/// size `(cw, ch)`: `--style-size` on its longest side, else the content's
+/// pixel count times `--style-scale`.
+pub fn style_size(s: &Settings, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32, u32) {
+    match s.style_size {
+        Some(side) => image_io::size_longest(style, side),
+        None => image_io::size_for_pixels(style, cw as f64 * ch as f64 * s.style_scale),
     }
 }
 
@@ -197,7 +205,14 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
 /// Find (or fetch, once) and load the weights.
 pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
     let path = weights::ensure(s.weights.as_deref(), log)?;
-    let w = Vgg19Weights::load(&path)?;
+    let (w, integrity) = Vgg19Weights::load_checked(&path)?;
+    if integrity == weights::Integrity::Unchecked {
+        log(&format!(
+            "warning: {} carries no checksum (metadata `{}`): damage to it cannot be detected",
+            path.display(),
+            weights::CHECKSUM_KEY
+        ));
+    }
     // The loader accepts any consistent widths (tests use small networks);
     // the style-transfer settings are those of the real VGG19.
     for (i, c) in w.convs.iter().enumerate() {
@@ -402,11 +417,18 @@ pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImag
 pub struct BatchSummary {
     pub written: usize,
     pub skipped: usize,
+    /// The jobs that failed, with why; the batch went on after each.
+    pub failed: Vec<(BatchJob, Error)>,
+    /// A stop signal ended the batch (the job in flight saved as its partial output).
     pub interrupted: bool,
+    /// Jobs not started because of the stop.
+    pub not_started: usize,
 }
 
 /// Run a batch's jobs on one backend: the network is built once (per
-/// pooling) and each style's targets are computed once per size.
+/// pooling) and each style's targets are computed once per size. A job that
+/// fails is reported in the summary and the batch goes on; a stop signal
+/// saves the job in flight as its partial output and ends the batch.
 pub struct BatchRun<'a> {
     pub jobs: &'a [BatchJob],
     pub weights: &'a Vgg19Weights,
@@ -422,45 +444,72 @@ impl WithBackend for BatchRun<'_> {
         for (k, j) in self.jobs.iter().enumerate() {
             if self.interrupt.load(Ordering::SeqCst) {
                 summary.interrupted = true;
+                summary.not_started = self.jobs.len() - k;
                 break;
             }
-            let s = &j.settings;
             if j.output.exists() {
                 summary.skipped += 1;
                 continue;
             }
             (self.log)(&format!(
-                "[{}/{}] job {}: {} in the style of {} -> {}",
+                "[{}/{}] {} -> {}",
                 k + 1,
                 self.jobs.len(),
-                j.index,
-                s.content.display(),
-                s.styles
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" + "),
+                j.describe(),
                 j.output.display()
             ));
-            let sources = load_sources(s)?;
-            let content = sources.at(s, s.size)?.content;
-            let init = initial_image(s, &content)?;
-            let out = session.paint(s, &sources, &init, &mut Silent, self.interrupt)?;
-            if out.stop == StopReason::Interrupted {
-                summary.interrupted = true;
-                break;
+            match run_job(&mut session, j, self.interrupt) {
+                Ok((out, path)) => {
+                    let done = out.stop != StopReason::Interrupted;
+                    if done {
+                        summary.written += 1;
+                    }
+                    (self.log)(&format!(
+                        "wrote {}{} (loss {:.4e}, {:.1} s)",
+                        path.display(),
+                        if done { "" } else { ", interrupted" },
+                        out.best_loss,
+                        out.elapsed.as_secs_f64()
+                    ));
+                    if !done {
+                        summary.interrupted = true;
+                        summary.not_started = self.jobs.len() - k - 1;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    summary.failed.push((j.clone(), e));
+                }
             }
-            Picture::from_caffe(&finish(s, &out.best, &content)).save(&j.output)?;
-            summary.written += 1;
-            (self.log)(&format!(
-                "wrote {} (loss {:.4e}, {:.1} s)",
-                j.output.display(),
-                out.best_loss,
-                out.elapsed.as_secs_f64()
-            ));
         }
         Ok(summary)
     }
+}
+
+/// One batch job: its image written to its output, or (stopped by a signal)
+/// to its partial output. Returns the outcome and the path written.
+fn run_job<B: Backend + Clone>(
+    session: &mut Session<'_, B>,
+    j: &BatchJob,
+    interrupt: &AtomicBool,
+) -> Result<(RunOutcome, std::path::PathBuf)> {
+    let s = &j.settings;
+    let sources = load_sources(s)?;
+    let content = sources.at(s, s.size)?.content;
+    let init = initial_image(s, &content)?;
+    let out = session.paint(s, &sources, &init, &mut Silent, interrupt)?;
+    let path = if out.stop == StopReason::Interrupted {
+        j.partial()
+    } else {
+        j.output.clone()
+    };
+    Picture::from_caffe(&finish(s, &out.best, &content)).save(&path)?;
+    if path == j.output {
+        // A partial image of an earlier, interrupted run is now stale.
+        let _ = std::fs::remove_file(j.partial());
+    }
+    Ok((out, path))
 }
 
 /// `compare`: one content and style at several content/style weight ratios

@@ -10,6 +10,8 @@ pub mod backends;
 pub mod batch;
 pub mod job;
 pub mod pictures;
+pub mod preflight;
+pub mod signals;
 pub mod settings;
 
 pub use neural_style_core as core;
