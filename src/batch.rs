@@ -230,6 +230,30 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             j.index
         )));
     }
+    // No job may write another's input, even one whose output exists (it would be skipped).
+    let mut read: HashMap<PathBuf, (usize, &str)> = HashMap::new();
+    for (k, j) in jobs.iter().enumerate() {
+        let s = &j.settings;
+        let inputs = std::iter::once((&s.content, "--content"))
+            .chain(s.styles.iter().map(|p| (p, "--style")))
+            .chain(s.masks.iter().flatten().map(|p| (p, "--style-mask")))
+            .chain(s.init_image.iter().map(|p| (p, "--init-image")));
+        for (p, flag) in inputs {
+            read.entry(preflight::canonical(p)).or_insert((k, flag));
+        }
+    }
+    for j in &jobs {
+        for path in [&j.output, &j.partial()] {
+            if let Some(&(other, flag)) = read.get(&preflight::canonical(path)) {
+                return Err(fail(format!(
+                    "{} writes {}, which is the {flag} of {}: a batch never writes over an input",
+                    j.describe(),
+                    path.display(),
+                    jobs[other].describe()
+                )));
+            }
+        }
+    }
     // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a grid).
     let mut writers: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {

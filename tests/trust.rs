@@ -370,7 +370,11 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
     )
     .unwrap();
-    assert_refused(&["batch", "chain.toml"], d, &["job 1 output", "job 0 --style"]);
+    assert_refused(
+        &["batch", "chain.toml"],
+        d,
+        &["job 1 (", "writes s.png", "the --style of job 0 ("],
+    );
     // A missing input of the last job is found before the first job runs.
     std::fs::write(
         d.join("missing.toml"),
