@@ -97,8 +97,16 @@ impl BatchJob {
     /// its last iteration: `NAME.partial.EXT` beside the output (the output
     /// itself is written only by a finished job, so a rerun redoes this one).
     pub fn partial(&self) -> PathBuf {
-        let stem = self.output.file_stem().unwrap_or_default().to_string_lossy();
-        let ext = self.output.extension().unwrap_or_default().to_string_lossy();
+        let stem = self
+            .output
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let ext = self
+            .output
+            .extension()
+            .unwrap_or_default()
+            .to_string_lossy();
         self.output.with_file_name(format!("{stem}.partial.{ext}"))
     }
 
@@ -257,7 +265,10 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a grid).
     let mut writers: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {
-        for (path, what) in [(j.output.clone(), "output"), (j.partial(), "partial output")] {
+        for (path, what) in [
+            (j.output.clone(), "output"),
+            (j.partial(), "partial output"),
+        ] {
             let key = preflight::canonical(&path);
             if let Some(&(other, other_what)) = writers.get(&key) {
                 let o = &jobs[other];
@@ -286,7 +297,11 @@ pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
         for i in preflight::inputs_of(&j.settings)? {
             inputs.push(Input::new(format!("{name} {}", i.flag), i.path));
         }
-        outputs.push(Output::new(format!("{name} output"), &j.output, Kind::Image));
+        outputs.push(Output::new(
+            format!("{name} output"),
+            &j.output,
+            Kind::Image,
+        ));
         outputs.push(Output::new(
             format!("{name} partial output"),
             j.partial(),
