@@ -5,6 +5,9 @@
 //! Every refused run must exit 1 with one `error:` line naming the culprits,
 //! and leave every file of its directory byte-for-byte as it was (compared
 //! by sha256 before and after).
+//!
+//! `NEURAL_STYLE_TEST_BIN=/path/to/neural-style` runs them against another
+//! build (an older one, say, to see which of them it fails).
 
 use image::{Rgb, RgbImage};
 use neural_style::core::weights::{self, sha256_hex};
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
 
 fn command(args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let bin = std::env::var_os("NEURAL_STYLE_TEST_BIN").unwrap_or_else(|| BIN.into());
+    let mut c = Command::new(bin);
     c.args(args)
         .current_dir(dir)
         .env_remove(weights::WEIGHTS_ENV)
@@ -429,7 +433,8 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     std::fs::copy(d.join("s.png"), d.join("b/photo.png")).unwrap();
     std::fs::write(
         d.join("grid.toml"),
-        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n",
+        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+         [defaults]\nsize = 32\niterations = 1\n",
     )
     .unwrap();
     assert_refused(
@@ -446,6 +451,7 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     std::fs::write(
         d.join("mixed.toml"),
         "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+         [defaults]\nsize = 32\niterations = 1\n\n\
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
     )
     .unwrap();
@@ -457,7 +463,8 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     // A job writing another job's input.
     std::fs::write(
         d.join("chain.toml"),
-        "[[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
+        "[defaults]\nsize = 32\niterations = 1\n\n\
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
     )
     .unwrap();
