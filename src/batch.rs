@@ -97,8 +97,16 @@ impl BatchJob {
     /// its last iteration: `NAME.partial.EXT` beside the output (the output
     /// itself is written only by a finished job, so a rerun redoes this one).
     pub fn partial(&self) -> PathBuf {
-        let stem = self.output.file_stem().unwrap_or_default().to_string_lossy();
-        let ext = self.output.extension().unwrap_or_default().to_string_lossy();
+        let stem = self
+            .output
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let ext = self
+            .output
+            .extension()
+            .unwrap_or_default()
+            .to_string_lossy();
         self.output.with_file_name(format!("{stem}.partial.{ext}"))
     }
 
@@ -230,10 +238,37 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             j.index
         )));
     }
+    // No job may write another's input, even one whose output exists (it would be skipped).
+    let mut read: HashMap<PathBuf, (usize, &str)> = HashMap::new();
+    for (k, j) in jobs.iter().enumerate() {
+        let s = &j.settings;
+        let inputs = std::iter::once((&s.content, "--content"))
+            .chain(s.styles.iter().map(|p| (p, "--style")))
+            .chain(s.masks.iter().flatten().map(|p| (p, "--style-mask")))
+            .chain(s.init_image.iter().map(|p| (p, "--init-image")));
+        for (p, flag) in inputs {
+            read.entry(preflight::canonical(p)).or_insert((k, flag));
+        }
+    }
+    for j in &jobs {
+        for path in [&j.output, &j.partial()] {
+            if let Some(&(other, flag)) = read.get(&preflight::canonical(path)) {
+                return Err(fail(format!(
+                    "{} writes {}, which is the {flag} of {}: a batch never writes over an input",
+                    j.describe(),
+                    path.display(),
+                    jobs[other].describe()
+                )));
+            }
+        }
+    }
     // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a grid).
     let mut writers: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {
-        for (path, what) in [(j.output.clone(), "output"), (j.partial(), "partial output")] {
+        for (path, what) in [
+            (j.output.clone(), "output"),
+            (j.partial(), "partial output"),
+        ] {
             let key = preflight::canonical(&path);
             if let Some(&(other, other_what)) = writers.get(&key) {
                 let o = &jobs[other];
@@ -262,7 +297,11 @@ pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
         for i in preflight::inputs_of(&j.settings)? {
             inputs.push(Input::new(format!("{name} {}", i.flag), i.path));
         }
-        outputs.push(Output::new(format!("{name} output"), &j.output, Kind::Image));
+        outputs.push(Output::new(
+            format!("{name} output"),
+            &j.output,
+            Kind::Image,
+        ));
         outputs.push(Output::new(
             format!("{name} partial output"),
             j.partial(),

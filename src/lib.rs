@@ -11,8 +11,8 @@ pub mod batch;
 pub mod job;
 pub mod pictures;
 pub mod preflight;
-pub mod signals;
 pub mod settings;
+pub mod signals;
 
 pub use neural_style_core as core;
 

@@ -4,10 +4,10 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use neural_style::backends;
 use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
-use neural_style::settings::StyleArgs;
-use neural_style::{batch, pictures};
 use neural_style::preflight::{self, Input, Kind, Output};
+use neural_style::settings::StyleArgs;
 use neural_style::signals;
+use neural_style::{batch, pictures};
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::pixel::CaffeImage;
@@ -74,7 +74,7 @@ enum Command {
         json: bool,
     },
     /// Run many content × style jobs from a TOML file, skipping outputs that exist.
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
     /// One content and style at several content/style weight ratios, side by side.
     Compare(Box<CompareArgs>),
     /// Obtain the VGG19 weights now (they are otherwise fetched on first use).
@@ -308,7 +308,10 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         },
     );
     bar.finish_and_clear();
-    let log_failed = observer.log_error.take().or_else(|| observer.flush_log().err());
+    let log_failed = observer
+        .log_error
+        .take()
+        .or_else(|| observer.flush_log().err());
     let outcome = outcome?;
     Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
     if let Some(e) = log_failed {

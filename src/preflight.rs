@@ -85,7 +85,12 @@ pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<
 pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
     let mut v = vec![Input::new("--content", &s.content)];
     v.extend(s.styles.iter().map(|p| Input::new("--style", p)));
-    v.extend(s.masks.iter().flatten().map(|p| Input::new("--style-mask", p)));
+    v.extend(
+        s.masks
+            .iter()
+            .flatten()
+            .map(|p| Input::new("--style-mask", p)),
+    );
     if s.init == InitName::Image {
         if let Some(p) = &s.init_image {
             v.push(Input::new("--init-image", p));
@@ -225,7 +230,10 @@ pub fn check_output(o: &Output) -> Result<()> {
             })?;
         }
         Kind::Svg => {
-            if o.path.extension().is_none_or(|e| !e.eq_ignore_ascii_case("svg")) {
+            if o.path
+                .extension()
+                .is_none_or(|e| !e.eq_ignore_ascii_case("svg"))
+            {
                 return Err(bad("this is an SVG file: name it something.svg".into()));
             }
         }
@@ -251,17 +259,16 @@ pub fn check_output(o: &Output) -> Result<()> {
         _ => {
             let d = parent(&o.path);
             if !d.is_dir() {
-                return Err(bad(format!("the directory `{}` does not exist", d.display())));
+                return Err(bad(format!(
+                    "the directory `{}` does not exist",
+                    d.display()
+                )));
             }
             d.to_path_buf()
         }
     };
-    probe_writable(&dir).map_err(|e| {
-        bad(format!(
-            "cannot create a file in `{}` ({e})",
-            dir.display()
-        ))
-    })
+    probe_writable(&dir)
+        .map_err(|e| bad(format!("cannot create a file in `{}` ({e})", dir.display())))
 }
 
 /// Creates and removes a file in `dir`.
@@ -374,7 +381,13 @@ mod tests {
     fn min_side_doubles_with_each_pooling() {
         let m = |n: &str| min_side(LayerId::parse(n).unwrap());
         assert_eq!(
-            [m("relu1_1"), m("relu2_1"), m("relu4_2"), m("relu5_1"), m("pool5")],
+            [
+                m("relu1_1"),
+                m("relu2_1"),
+                m("relu4_2"),
+                m("relu5_1"),
+                m("pool5")
+            ],
             [1, 2, 8, 16, 32]
         );
     }

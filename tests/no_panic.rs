@@ -113,7 +113,8 @@ fn no_input_makes_it_panic() {
     }
 
     // Corrupted config and jobs files.
-    let config = "preset = \"gatys\"\nsize = 48\nstyle-weight = 50\nstyle-layers = \"relu1_1,relu2_1\"\n\
+    let config =
+        "preset = \"gatys\"\nsize = 48\nstyle-weight = 50\nstyle-layers = \"relu1_1,relu2_1\"\n\
                   scales = [16, 32]\nstyle-mask = [\"m.png\", \"none\"]\noriginal-colors = true\n";
     let jobs = "contents = [\"c.png\", \"x/c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\
                 format = \"jpg\"\n\n[defaults]\nsize = 32\niterations = 2\n\n\
@@ -145,7 +146,12 @@ fn no_input_makes_it_panic() {
     let (mut ran, mut refused) = (0, 0);
     for case in 0..40 {
         let side = |rng: &mut Rng| 1 + (rng.next_u64() % 64) as u32;
-        let (cw, ch, sw, sh) = (side(&mut rng), side(&mut rng), side(&mut rng), side(&mut rng));
+        let (cw, ch, sw, sh) = (
+            side(&mut rng),
+            side(&mut rng),
+            side(&mut rng),
+            side(&mut rng),
+        );
         image(&mut rng, cw, ch).save(d.join("c.png")).unwrap();
         image(&mut rng, sw, sh).save(d.join("s.png")).unwrap();
         let mut a = StyleArgs {
@@ -174,9 +180,15 @@ fn no_input_makes_it_panic() {
                 return;
             }
             // Past the preflight, errors are allowed (not expected); panics are not.
-            let Ok(sources) = job::load_sources(&s) else { return };
-            let Ok(inputs) = sources.at(&s, s.size) else { return };
-            let Ok(init) = job::initial_image(&s, &inputs.content) else { return };
+            let Ok(sources) = job::load_sources(&s) else {
+                return;
+            };
+            let Ok(inputs) = sources.at(&s, s.size) else {
+                return;
+            };
+            let Ok(init) = job::initial_image(&s, &inputs.content) else {
+                return;
+            };
             let stop = std::sync::atomic::AtomicBool::new(false);
             let r = dispatch(
                 &job::selection(&s),
@@ -196,7 +208,10 @@ fn no_input_makes_it_panic() {
         });
     }
     std::panic::set_hook(quiet_panics);
-    assert!(failures.is_empty(), "panics (seed {SEED:#x}): {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "panics (seed {SEED:#x}): {failures:#?}"
+    );
     // Both branches were exercised.
     assert!(ran > 0 && refused > 0, "ran {ran}, refused {refused}");
 }

@@ -5,6 +5,9 @@
 //! Every refused run must exit 1 with one `error:` line naming the culprits,
 //! and leave every file of its directory byte-for-byte as it was (compared
 //! by sha256 before and after).
+//!
+//! `NEURAL_STYLE_TEST_BIN=/path/to/neural-style` runs them against another
+//! build (an older one, say, to see which of them it fails).
 
 use image::{Rgb, RgbImage};
 use neural_style::core::weights::{self, sha256_hex};
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
 
 fn command(args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let bin = std::env::var_os("NEURAL_STYLE_TEST_BIN").unwrap_or_else(|| BIN.into());
+    let mut c = Command::new(bin);
     c.args(args)
         .current_dir(dir)
         .env_remove(weights::WEIGHTS_ENV)
@@ -154,7 +158,14 @@ fn written_paths_never_overwrite_inputs_or_each_other() {
         &["--sheet", "--output"],
     );
     assert_refused(
-        &with(&["-o", "out.png", "--json-log", "log.svg", "--plot", "log.svg"]),
+        &with(&[
+            "-o",
+            "out.png",
+            "--json-log",
+            "log.svg",
+            "--plot",
+            "log.svg",
+        ]),
         d,
         &["--plot", "--json-log"],
     );
@@ -164,7 +175,14 @@ fn written_paths_never_overwrite_inputs_or_each_other() {
         &["--json-log", "--output"],
     );
     assert_refused(
-        &with(&["-o", "out.png", "--save-every", "1", "--frames-dir", "c.png"]),
+        &with(&[
+            "-o",
+            "out.png",
+            "--save-every",
+            "1",
+            "--frames-dir",
+            "c.png",
+        ]),
         d,
         &["--frames-dir", "--content"],
     );
@@ -178,17 +196,20 @@ fn written_paths_never_overwrite_inputs_or_each_other() {
             d,
             &["--json-log", "--content"],
         );
-        assert_refused(
-            &with(&["-o", "hard.png"]),
-            d,
-            &["--output", "--style"],
-        );
+        assert_refused(&with(&["-o", "hard.png"]), d, &["--output", "--style"]);
     }
     assert_refused(&with(&["-o", "./c.png"]), d, &["--output", "--content"]);
     // The config file and the weights are inputs too.
     std::fs::write(d.join("cfg.toml"), "tv-weight = 0.001\n").unwrap();
     assert_refused(
-        &with(&["-o", "out.png", "--config", "cfg.toml", "--json-log", "cfg.toml"]),
+        &with(&[
+            "-o",
+            "out.png",
+            "--config",
+            "cfg.toml",
+            "--json-log",
+            "cfg.toml",
+        ]),
         d,
         &["--json-log", "--config"],
     );
@@ -199,7 +220,9 @@ fn written_paths_never_overwrite_inputs_or_each_other() {
     assert_refused(&args, d, &["--json-log", "--weights"]);
     // compare writes one file; loss writes none but its --image must exist.
     assert_refused(
-        &["compare", "-c", "c.png", "-s", "s.png", "--ratios", "1", "-o", "s.png"],
+        &[
+            "compare", "-c", "c.png", "-s", "s.png", "--ratios", "1", "-o", "s.png",
+        ],
         d,
         &["--output", "--style"],
     );
@@ -219,7 +242,16 @@ fn images_too_small_for_the_layers_are_refused_with_the_smallest_size() {
         .save(d.join("thin.png"))
         .unwrap();
     let e = assert_refused(
-        &["-c", "banner.png", "-s", "s.png", "--size", "512", "-o", "o.png"],
+        &[
+            "-c",
+            "banner.png",
+            "-s",
+            "s.png",
+            "--size",
+            "512",
+            "-o",
+            "o.png",
+        ],
         d,
         &["--size", "banner.png", "512×14", "relu5_1", "16 px"],
     );
@@ -233,34 +265,60 @@ fn images_too_small_for_the_layers_are_refused_with_the_smallest_size() {
         );
     }
     assert_refused(
-        &["-c", "c.png", "-s", "s.png", "--style-size", "1", "-o", "o.png"],
+        &[
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "--style-size",
+            "1",
+            "-o",
+            "o.png",
+        ],
         d,
         &["--style-size", "s.png", "use --style-size 16 or more"],
     );
     assert_refused(
-        &["-c", "c.png", "-s", "s.png", "--style-scale", "1e-6", "-o", "o.png"],
+        &[
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "--style-scale",
+            "1e-6",
+            "-o",
+            "o.png",
+        ],
         d,
         &["--style-scale", "s.png"],
     );
     assert_refused(
-        &["-c", "c.png", "-s", "thin.png", "--size", "64", "-o", "o.png"],
+        &[
+            "-c", "c.png", "-s", "thin.png", "--size", "64", "-o", "o.png",
+        ],
         d,
         &["--style", "thin.png", "crop it"],
     );
     assert_refused(
-        &["-c", "c.png", "-s", "s.png", "--scales", "8,64", "-o", "o.png"],
+        &[
+            "-c", "c.png", "-s", "s.png", "--scales", "8,64", "-o", "o.png",
+        ],
         d,
         &["--scales", "at 8 px"],
     );
     // loss, compare and batch check the same way.
     std::fs::write(d.join("img.png"), std::fs::read(d.join("c.png")).unwrap()).unwrap();
     assert_refused(
-        &["loss", "-c", "c.png", "-s", "s.png", "--size", "15", "--image", "img.png"],
+        &[
+            "loss", "-c", "c.png", "-s", "s.png", "--size", "15", "--image", "img.png",
+        ],
         d,
         &["--size"],
     );
     assert_refused(
-        &["compare", "-c", "c.png", "-s", "s.png", "--size", "15", "--ratios", "1", "-o", "x.png"],
+        &[
+            "compare", "-c", "c.png", "-s", "s.png", "--size", "15", "--ratios", "1", "-o", "x.png",
+        ],
         d,
         &["--size"],
     );
@@ -275,8 +333,22 @@ fn images_too_small_for_the_layers_are_refused_with_the_smallest_size() {
     for pooling in ["max", "avg"] {
         let out = run(
             &[
-                "loss", "-c", "c.png", "-s", "s.png", "--size", "21", "--style-size", "16",
-                "--pooling", pooling, "--image", "img.png", "--json", "--threads", "2",
+                "loss",
+                "-c",
+                "c.png",
+                "-s",
+                "s.png",
+                "--size",
+                "21",
+                "--style-size",
+                "16",
+                "--pooling",
+                pooling,
+                "--image",
+                "img.png",
+                "--json",
+                "--threads",
+                "2",
             ],
             d,
         );
@@ -297,8 +369,17 @@ fn damaged_weights_are_refused_saying_how_to_fetch_them_again() {
     std::fs::write(d.join("img.png"), std::fs::read(d.join("c.png")).unwrap()).unwrap();
     assert_refused(
         &[
-            "loss", "-c", "c.png", "-s", "s.png", "--size", "32", "--image", "img.png",
-            "--weights", "w.safetensors",
+            "loss",
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "--size",
+            "32",
+            "--image",
+            "img.png",
+            "--weights",
+            "w.safetensors",
         ],
         d,
         &["w.safetensors", "damaged", "neural-style weights"],
@@ -312,7 +393,7 @@ fn truncated_images_are_refused_naming_the_file() {
     let dir = fixture();
     let d = dir.path();
     let photo = RgbImage::from_fn(400, 300, |x, y| {
-        Rgb([(x * 7 ^ y * 13) as u8, (x * y) as u8, (x + 3 * y) as u8])
+        Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + 3 * y) as u8])
     });
     photo.save(d.join("full.jpg")).unwrap();
     let jpeg = std::fs::read(d.join("full.jpg")).unwrap();
@@ -330,7 +411,11 @@ fn truncated_images_are_refused_naming_the_file() {
     for case in cases {
         let mut args = case.to_vec();
         args.extend_from_slice(&base);
-        let file = if case.contains(&"cut.png") { "cut.png" } else { "cut.jpg" };
+        let file = if case.contains(&"cut.png") {
+            "cut.png"
+        } else {
+            "cut.jpg"
+        };
         assert_refused(&args, d, &[file, "ends too early"]);
     }
 }
@@ -348,29 +433,46 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     std::fs::copy(d.join("s.png"), d.join("b/photo.png")).unwrap();
     std::fs::write(
         d.join("grid.toml"),
-        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n",
+        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+         [defaults]\nsize = 32\niterations = 1\n",
     )
     .unwrap();
     assert_refused(
         &["batch", "grid.toml"],
         d,
-        &["job 0 (", "a/photo.png", "job 1 (", "b/photo.png", "photo_s.png"],
+        &[
+            "job 0 (",
+            "a/photo.png",
+            "job 1 (",
+            "b/photo.png",
+            "photo_s.png",
+        ],
     );
     std::fs::write(
         d.join("mixed.toml"),
         "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+         [defaults]\nsize = 32\niterations = 1\n\n\
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
     )
     .unwrap();
-    assert_refused(&["batch", "mixed.toml"], d, &["job 0 (", "job 1 (", "c_s.png"]);
+    assert_refused(
+        &["batch", "mixed.toml"],
+        d,
+        &["job 0 (", "job 1 (", "c_s.png"],
+    );
     // A job writing another job's input.
     std::fs::write(
         d.join("chain.toml"),
-        "[[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
+        "[defaults]\nsize = 32\niterations = 1\n\n\
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
     )
     .unwrap();
-    assert_refused(&["batch", "chain.toml"], d, &["job 1 output", "job 0 --style"]);
+    assert_refused(
+        &["batch", "chain.toml"],
+        d,
+        &["job 1 (", "writes s.png", "the --style of job 0 ("],
+    );
     // A missing input of the last job is found before the first job runs.
     std::fs::write(
         d.join("missing.toml"),
@@ -379,7 +481,11 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
          [[job]]\ncontent = \"nope.png\"\nstyle = [\"s.png\"]\noutput = \"out/two.png\"\n",
     )
     .unwrap();
-    assert_refused(&["batch", "missing.toml"], d, &["job 1 --content", "nope.png"]);
+    assert_refused(
+        &["batch", "missing.toml"],
+        d,
+        &["job 1 --content", "nope.png"],
+    );
 }
 
 #[test]
@@ -397,11 +503,20 @@ fn batch_goes_on_after_a_failing_job_and_flags_override_the_defaults() {
     )
     .unwrap();
     // The command line wins over [defaults]: 32 px, 2 iterations.
-    let out = run(&["batch", "jobs.toml", "--size", "32", "--iterations", "2"], d);
+    let out = run(
+        &["batch", "jobs.toml", "--size", "32", "--iterations", "2"],
+        d,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 written, 0 skipped (already there), 1 failed"), "{err}");
-    assert!(err.contains("error: job 1 (") && err.contains("non-finite"), "{err}");
+    assert!(
+        err.contains("2 written, 0 skipped (already there), 1 failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: job 1 (") && err.contains("non-finite"),
+        "{err}"
+    );
     for name in ["one.png", "three.png"] {
         let img = image::open(d.join("out").join(name)).unwrap();
         assert_eq!((img.width(), img.height()), (32, 24), "{name}");
@@ -419,7 +534,16 @@ fn signalled_run(d: &Path, signal: i32) -> Output {
         &paint_at(
             "32",
             "100000",
-            &["-c", "c.png", "-s", "s.png", "-o", "out.png", "--json-log", "log.jsonl"],
+            &[
+                "-c",
+                "c.png",
+                "-s",
+                "s.png",
+                "-o",
+                "out.png",
+                "--json-log",
+                "log.jsonl",
+            ],
         ),
         d,
     )
@@ -429,7 +553,10 @@ fn signalled_run(d: &Path, signal: i32) -> Output {
     .unwrap();
     let start = Instant::now();
     while std::fs::read(d.join("log.jsonl")).map_or(true, |b| b.is_empty()) {
-        assert!(start.elapsed() < Duration::from_secs(120), "no iteration logged");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no iteration logged"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: kill(2) on our own child.
@@ -507,16 +634,28 @@ fn unwritable_outputs_and_odd_inputs_are_refused_before_any_work() {
         v.extend_from_slice(extra);
         v
     };
-    assert_refused(&with(&["-o", "dir.png"]), d, &["--output", "not a regular file (a directory)"]);
+    assert_refused(
+        &with(&["-o", "dir.png"]),
+        d,
+        &["--output", "not a regular file (a directory)"],
+    );
     #[cfg(target_os = "linux")]
-    assert_refused(&with(&["-o", "/proc/out.png"]), d, &["--output", "cannot create a file in `/proc`"]);
+    assert_refused(
+        &with(&["-o", "/proc/out.png"]),
+        d,
+        &["--output", "cannot create a file in `/proc`"],
+    );
     #[cfg(unix)]
     assert_refused(
         &with(&["-o", "out.png", "--json-log", "/dev/full"]),
         d,
         &["--json-log", "not a regular file (a character device)"],
     );
-    assert_refused(&with(&["-o", "missing/out.png"]), d, &["--output", "does not exist"]);
+    assert_refused(
+        &with(&["-o", "missing/out.png"]),
+        d,
+        &["--output", "does not exist"],
+    );
     // A directory, /dev/zero and a FIFO as inputs: "not a regular file", at once.
     assert_refused(
         &["-c", "dir.png", "-s", "s.png", "-o", "out.png"],
@@ -534,14 +673,27 @@ fn unwritable_outputs_and_odd_inputs_are_refused_before_any_work() {
         // SAFETY: mkfifo on a valid C string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         assert_refused(
-            &["-c", "c.png", "-s", "s.png", "--style-mask", "fifo.png", "-o", "out.png"],
+            &[
+                "-c",
+                "c.png",
+                "-s",
+                "s.png",
+                "--style-mask",
+                "fifo.png",
+                "-o",
+                "out.png",
+            ],
             d,
             &["--style-mask", "not a regular file (a FIFO)"],
         );
     }
     // A backend this build lacks is named before anything is loaded.
     #[cfg(not(feature = "tch"))]
-    assert_refused(&with(&["-o", "out.png", "--backend", "tch"]), d, &["--backend", "tch"]);
+    assert_refused(
+        &with(&["-o", "out.png", "--backend", "tch"]),
+        d,
+        &["--backend", "tch"],
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -555,7 +707,16 @@ fn a_log_write_failure_stops_the_run_and_keeps_the_best_image() {
         &paint_at(
             "22",
             "100000",
-            &["-c", "c.png", "-s", "s.png", "-o", "out.png", "--json-log", "log.jsonl"],
+            &[
+                "-c",
+                "c.png",
+                "-s",
+                "s.png",
+                "-o",
+                "out.png",
+                "--json-log",
+                "log.jsonl",
+            ],
         ),
         d,
     );
@@ -576,7 +737,10 @@ fn a_log_write_failure_stops_the_run_and_keeps_the_best_image() {
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--json-log") && err.contains("log.jsonl"), "{err}");
+    assert!(
+        err.contains("--json-log") && err.contains("log.jsonl"),
+        "{err}"
+    );
     assert!(err.contains("best image so far is in out.png"), "{err}");
     let img = image::open(d.join("out.png")).unwrap();
     assert_eq!((img.width(), img.height()), (22, 17));
@@ -589,12 +753,24 @@ fn threads_beyond_the_cores_are_capped_with_a_warning() {
     std::fs::write(d.join("img.png"), std::fs::read(d.join("c.png")).unwrap()).unwrap();
     let out = run(
         &[
-            "loss", "-c", "c.png", "-s", "s.png", "--size", "32", "--image", "img.png",
-            "--threads", "100000",
+            "loss",
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "--size",
+            "32",
+            "--image",
+            "img.png",
+            "--threads",
+            "100000",
         ],
         d,
     );
     assert!(out.status.success(), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("warning: --threads 100000 is more than the"), "{err}");
+    assert!(
+        err.contains("warning: --threads 100000 is more than the"),
+        "{err}"
+    );
 }

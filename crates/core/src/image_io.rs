@@ -1222,7 +1222,10 @@ mod tests {
 
         std::fs::create_dir(at("dir.png")).unwrap();
         let e = err_text(Picture::load(&at("dir.png")));
-        assert!(e.contains("dir.png: not a regular file (a directory)"), "{e}");
+        assert!(
+            e.contains("dir.png: not a regular file (a directory)"),
+            "{e}"
+        );
 
         // Content decides, not the extension: a PNG named .jpg loads.
         std::fs::copy(at("whole.png"), at("really_png.jpg")).unwrap();
@@ -1346,7 +1349,10 @@ mod tests {
         }
         pattern8(4, 3).save(&out).unwrap();
         let left = names(dir.path());
-        assert!(!left.contains(&".neural-style-out.png.Ab12Cd.tmp".to_string()), "{left:?}");
+        assert!(
+            !left.contains(&".neural-style-out.png.Ab12Cd.tmp".to_string()),
+            "{left:?}"
+        );
         assert!(left.contains(&".neural-style-out.png.x.png.Ab12Cd.tmp".to_string()));
         assert!(left.contains(&".neural-style-out.png.notmine.tmp".to_string()));
         assert!(left.contains(&"out.png".to_string()));

@@ -589,10 +589,7 @@ impl StTensor {
 
 /// [`write_safetensors`] with [`CHECKSUM_KEY`] added to the metadata: the sha256 of the data
 /// section, which is every tensor's bytes in the order the writer puts them.
-fn write_checked(
-    mut tensors: Vec<StTensor>,
-    metadata: &BTreeMap<String, String>,
-) -> Vec<u8> {
+fn write_checked(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
     use sha2::Digest;
     sort_tensors(&mut tensors);
     let mut h = sha2::Sha256::new();

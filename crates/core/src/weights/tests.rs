@@ -830,7 +830,10 @@ fn damaged_weights_are_refused_by_their_checksum() {
     // One that says it is the older converter's output must be that file exactly.
     let claims = write_safetensors(
         synthetic_tensors(&w),
-        &meta(&[("pixel_convention", "caffe-bgr"), ("bin_sha256", BIN_SHA256)]),
+        &meta(&[
+            ("pixel_convention", "caffe-bgr"),
+            ("bin_sha256", BIN_SHA256),
+        ]),
     );
     assert_load_error(&claims, "the file is damaged");
 }
@@ -914,7 +917,10 @@ fn real_weights() {
             path.display()
         );
         // Both are verified on load: the current one by its checksum, the older one whole.
-        assert_eq!(Vgg19Weights::load_checked(&path).unwrap().1, Integrity::Verified);
+        assert_eq!(
+            Vgg19Weights::load_checked(&path).unwrap().1,
+            Integrity::Verified
+        );
         // The converter writes the same tensors, now with their checksum: exactly the
         // documented file.
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
