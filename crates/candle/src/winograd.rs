@@ -6,9 +6,9 @@
 //! 36 multiplications per 16 outputs where the direct method needs 144: 4×
 //! fewer FLOPs than im2col + GEMM (F(2×2, 3×3): 2.25×).
 //!
-//! Numerics: the interpolation points are Lavin's `0, ±1, ±2, ∞`; the
-//! kernel transform is computed in f64 and rounded once; the data
-//! transforms have small integer coefficients (|Bᵀ| row sums ≤ 10). Measured
+//! Numerics: the interpolation points are Lavin's `0, ±1, ±2, ∞` (`Bᵀ` in
+//! `bt6`, `Aᵀ` in `at6`, `G` below); the kernel transform is computed in f64
+//! and rounded once; the data transforms have small integer coefficients. Measured
 //! against an f64 direct convolution (test below) the error stays a few
 //! 1e-7 relative — well inside the 1e-5 activation tolerance of
 //! `crates/core/src/conformance.rs`.
@@ -36,22 +36,6 @@ const A: usize = 6;
 /// Transform points per tile (`A²`): the number of GEMMs.
 const XI: usize = A * A;
 
-/// `Bᵀ` (rows: transform points 0, 1, −1, 2, −2, ∞).
-const BT: [[f32; A]; A] = [
-    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-];
-/// `Aᵀ`.
-const AT: [[f32; A]; M] = [
-    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
-    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
-    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
-    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
-];
 /// `G` (f64: the kernel transform is computed in f64 and rounded once).
 const G: [[f64; 3]; A] = [
     [1.0 / 4.0, 0.0, 0.0],
@@ -107,21 +91,6 @@ pub enum Kernel {
     TransposedFlipped,
 }
 
-/// The data transforms of one direction: `Bᵀ` and `Aᵀ`, mirrored
-/// (`Bᵀ J`, `J Aᵀ`) for [`Kernel::TransposedFlipped`].
-fn transforms(kernel: Kernel) -> ([[f32; A]; A], [[f32; A]; M]) {
-    match kernel {
-        Kernel::Direct => (BT, AT),
-        Kernel::TransposedFlipped => {
-            let mut bt = BT;
-            bt.iter_mut().for_each(|row| row.reverse());
-            let mut at = AT;
-            at.reverse();
-            (bt, at)
-        }
-    }
-}
-
 struct SendPtr(*mut f32);
 // SAFETY: bands write disjoint rows of the output.
 unsafe impl Send for SendPtr {}
@@ -163,7 +132,7 @@ pub fn conv3x3(
     if n == 0 {
         return y;
     }
-    let (bt, at) = transforms(kernel);
+    let mirror = kernel == Kernel::TransposedFlipped;
     let (th, tw) = (h.div_ceil(M), w.div_ceil(M));
     let threads = rayon::current_num_threads().max(1);
     let band_tiles = (BAND_FLOATS / (XI * (c_in + c_out))).max(tw);
@@ -183,7 +152,7 @@ pub fn conv3x3(
             let Buffers { v, m, scratch } = &mut *b.borrow_mut();
             v.resize(XI * c_in * nt, 0.0);
             m.resize(XI * c_out * nt, 0.0);
-            input_transform(x, (c_in, h, w), (ty0, ty1, tw), &bt, v, scratch);
+            input_transform(x, (c_in, h, w), (ty0, ty1, tw), mirror, v, scratch);
             for xi in 0..XI {
                 // U_ξ as a c_out × c_in matrix: (column stride, row stride).
                 let (cs, rs) = match kernel {
@@ -221,7 +190,7 @@ pub fn conv3x3(
                     m,
                     (c_out, h, w),
                     (ty0, ty1, tw),
-                    &at,
+                    mirror,
                     (bias, epilogue),
                     scratch,
                     out.0,
@@ -234,49 +203,71 @@ pub fn conv3x3(
     y
 }
 
-/// `out[k] = Σ_j c[j] · ins[j][k]` over the nonzero coefficients (`out`
-/// zeroed when all are zero): loops over contiguous slices, vectorised.
-fn combine(out: &mut [f32], c: &[f32], ins: &[&[f32]]) {
-    let mut first = true;
-    for (&cj, x) in c.iter().zip(ins) {
-        if cj == 0.0 {
-            continue;
-        }
-        let x = &x[..out.len()];
-        match (first, cj) {
-            (true, 1.0) => out.copy_from_slice(x),
-            (true, _) => out.iter_mut().zip(x).for_each(|(o, x)| *o = cj * x),
-            (false, 1.0) => out.iter_mut().zip(x).for_each(|(o, x)| *o += x),
-            (false, -1.0) => out.iter_mut().zip(x).for_each(|(o, x)| *o -= x),
-            (false, _) => out.iter_mut().zip(x).for_each(|(o, x)| *o += cj * x),
-        }
-        first = false;
+/// `Bᵀ d` for one 6-vector (explicit, so that zero coefficients cost
+/// nothing and one pass computes all six).
+#[inline(always)]
+fn bt6(d: [f32; A]) -> [f32; A] {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    [
+        4.0 * d0 - 5.0 * d2 + d4,
+        (d3 + d4) - 4.0 * (d1 + d2),
+        (d4 - d3) + 4.0 * (d1 - d2),
+        (d4 - d2) + 2.0 * (d3 - d1),
+        (d4 - d2) + 2.0 * (d1 - d3),
+        4.0 * d1 - 5.0 * d3 + d5,
+    ]
+}
+
+/// `Aᵀ m` for one 6-vector.
+#[inline(always)]
+fn at6(m: [f32; A]) -> [f32; M] {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (p12, n12, p34, n34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [
+        m0 + p12 + p34,
+        n12 + 2.0 * n34,
+        p12 + 4.0 * p34,
+        n12 + 8.0 * n34 + m5,
+    ]
+}
+
+/// `Bᵀ d` of the direction: `Bᵀ J d` (the patch reversed) when `mirror`.
+#[inline(always)]
+fn bt_dir(mut d: [f32; A], mirror: bool) -> [f32; A] {
+    if mirror {
+        d.reverse();
     }
-    if first {
-        out.fill(0.0);
+    bt6(d)
+}
+
+/// `Aᵀ m` of the direction: `J Aᵀ m` (the result reversed) when `mirror`.
+#[inline(always)]
+fn at_dir(m: [f32; A], mirror: bool) -> [f32; M] {
+    let mut y = at6(m);
+    if mirror {
+        y.reverse();
     }
+    y
 }
 
 /// `V = Bᵀ d B` for every channel and tile of tile rows `ty0..ty1`, into
 /// `v[ξ][i][t]` (`t` = tile index within the band). Per input channel and
-/// tile row: the vertical transform on whole (zero-padded) input rows, then
-/// each transformed row split into its `M` column phases (column
-/// `M·k − 1 + j` → phase `j`, index `k`), so that the horizontal transform
-/// is a loop over the tiles of the row on contiguous slices.
+/// tile row: the vertical transform on whole (zero-padded) input rows, one
+/// pass writing all six; then per transformed row, each tile's six
+/// consecutive values through the horizontal transform into the six planes.
+/// `mirror`: the input gradient's `Bᵀ J` (module docs).
 fn input_transform(
     x: &[f32],
     (c_in, h, w): (usize, usize, usize),
     (ty0, ty1, tw): (usize, usize, usize),
-    bt: &[[f32; A]; A],
+    mirror: bool,
     v: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
     let nt = (ty1 - ty0) * tw;
     let stride = c_in * nt; // between ξ planes
-    let n = tw + 1; // phase length
-    let len = M * n; // a padded row: index c + 1 ↔ input column c
-    scratch.resize(A * len + M * n, 0.0);
-    let (vert, phase) = scratch.split_at_mut(A * len);
+    let len = M * tw + 2; // a padded row: index c + 1 ↔ input column c
+    scratch.resize(A * len, 0.0);
     let zeros = vec![0.0f32; w];
     for i in 0..c_in {
         let plane = &x[i * h * w..(i + 1) * h * w];
@@ -290,24 +281,32 @@ fn input_transform(
                     &zeros[..]
                 }
             });
-            for (rp, vr) in vert.chunks_exact_mut(len).enumerate() {
-                vr[0] = 0.0;
-                combine(&mut vr[1..=w], &bt[rp], &rows);
-                vr[w + 1..].fill(0.0);
-            }
-            let base = i * nt + (ty - ty0) * tw;
-            for (rp, vr) in vert.chunks_exact(len).enumerate() {
-                for (k, quad) in vr.chunks_exact(M).enumerate() {
-                    for (j, &val) in quad.iter().enumerate() {
-                        phase[j * n + k] = val;
+            {
+                let mut it = scratch.chunks_exact_mut(len);
+                let mut vert: [&mut [f32]; A] = std::array::from_fn(|_| {
+                    let row = it.next().expect("A rows");
+                    row[0] = 0.0;
+                    row[w + 1..].fill(0.0);
+                    &mut row[1..=w]
+                });
+                for k in 0..w {
+                    let d = std::array::from_fn(|r| rows[r][k]);
+                    let o = bt_dir(d, mirror);
+                    for (vr, o) in vert.iter_mut().zip(o) {
+                        vr[k] = o;
                     }
                 }
-                // Patch column s of tile tx: phase s % M, index tx + s / M.
-                let cols: [&[f32]; A] =
-                    std::array::from_fn(|s| &phase[(s % M) * n + s / M..][..tw]);
-                for (sp, c) in bt.iter().enumerate() {
-                    let o = (rp * A + sp) * stride + base;
-                    combine(&mut v[o..o + tw], c, &cols);
+            }
+            let base = i * nt + (ty - ty0) * tw;
+            for (rp, vr) in scratch.chunks_exact(len).enumerate() {
+                let mut planes = v[rp * A * stride..].chunks_mut(stride);
+                let mut outs: [&mut [f32]; A] =
+                    std::array::from_fn(|_| &mut planes.next().expect("A planes")[base..base + tw]);
+                for (tx, d) in vr.windows(A).step_by(M).take(tw).enumerate() {
+                    let o = bt_dir(std::array::from_fn(|s| d[s]), mirror);
+                    for (out, o) in outs.iter_mut().zip(o) {
+                        out[tx] = o;
+                    }
                 }
             }
         }
@@ -315,18 +314,21 @@ fn input_transform(
 }
 
 /// `Y = Aᵀ M A` (+ bias, ReLU) for every output channel and tile of the band,
-/// written to rows `M·ty0 .. min(M·ty1, h)` of `y`. Loops over the tiles of
-/// a row on contiguous slices of `m`; the `M` output columns of each tile
-/// are interleaved at the end.
+/// written to rows `M·ty0 .. min(M·ty1, h)` of `y`: per output channel and
+/// tile row, the vertical transform on contiguous slices of `m` (one pass
+/// per patch column writing all four), then per output row the horizontal
+/// transform with bias and ReLU, written interleaved. `mirror`: the input
+/// gradient's `J Aᵀ`.
 ///
 /// # Safety
 /// `y` points to a `c_out × h × w` buffer whose rows of this band no one
 /// else touches.
+#[allow(clippy::too_many_arguments)]
 unsafe fn output_transform(
     m: &[f32],
     (c_out, h, w): (usize, usize, usize),
     (ty0, ty1, tw): (usize, usize, usize),
-    at: &[[f32; A]; M],
+    mirror: bool,
     (bias, epilogue): (Option<&[f32]>, Epilogue),
     scratch: &mut Vec<f32>,
     y: *mut f32,
@@ -334,20 +336,23 @@ unsafe fn output_transform(
     let nt = (ty1 - ty0) * tw;
     let stride = c_out * nt;
     let relu = epilogue == Epilogue::Relu;
-    // q[a][s] = (Aᵀ M)[a][s] per tile; yv[b] one output row's column b;
-    // line: that row, interleaved.
-    scratch.resize(M * A * tw + M * tw + M * tw, 0.0);
-    let (q, rest) = scratch.split_at_mut(M * A * tw);
-    let (yv, line) = rest.split_at_mut(M * tw);
+    // q[s][a] = (Aᵀ M)[a][s] per tile (tw each); line: one output row.
+    scratch.resize(A * M * tw + M * tw, 0.0);
+    let (q, line) = scratch.split_at_mut(A * M * tw);
     for o in 0..c_out {
         let b = bias.map_or(0.0, |b| b[o]);
         for ty in ty0..ty1 {
             let base = o * nt + (ty - ty0) * tw;
-            for s in 0..A {
+            for (s, qs) in q.chunks_exact_mut(M * tw).enumerate() {
                 let ms: [&[f32]; A] =
                     std::array::from_fn(|r| &m[(r * A + s) * stride + base..][..tw]);
-                for (a, c) in at.iter().enumerate() {
-                    combine(&mut q[(a * A + s) * tw..][..tw], c, &ms);
+                let mut it = qs.chunks_exact_mut(tw);
+                let mut outs: [&mut [f32]; M] = std::array::from_fn(|_| it.next().expect("M rows"));
+                for k in 0..tw {
+                    let col = at_dir(std::array::from_fn(|r| ms[r][k]), mirror);
+                    for (out, v) in outs.iter_mut().zip(col) {
+                        out[k] = v;
+                    }
                 }
             }
             for a in 0..M {
@@ -355,18 +360,12 @@ unsafe fn output_transform(
                 if r >= h {
                     break;
                 }
-                let qs: [&[f32]; A] = std::array::from_fn(|s| &q[(a * A + s) * tw..][..tw]);
-                for (yb, c) in yv.chunks_exact_mut(tw).zip(at) {
-                    combine(yb, c, &qs);
-                    if relu {
-                        yb.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                    } else {
-                        yb.iter_mut().for_each(|v| *v += b);
-                    }
-                }
+                let qa: [&[f32]; A] = std::array::from_fn(|s| &q[(s * M + a) * tw..][..tw]);
                 for (k, group) in line.chunks_exact_mut(M).enumerate() {
-                    for (bcol, v) in group.iter_mut().enumerate() {
-                        *v = yv[bcol * tw + k];
+                    let row = at_dir(std::array::from_fn(|s| qa[s][k]), mirror);
+                    for (dst, v) in group.iter_mut().zip(row) {
+                        let v = v + b;
+                        *dst = if relu { v.max(0.0) } else { v };
                     }
                 }
                 // SAFETY: row r of channel o is inside `y` and in this band.
@@ -375,6 +374,7 @@ unsafe fn output_transform(
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
