@@ -1,7 +1,7 @@
 //! neural-style-candle: the default backend, pure Rust on the CPU.
 //!
 //! Tensors are candle-core CPU tensors (f32). Convolutions are our own:
-//! Winograd F(4×4, 3×3) (`winograd.rs`) where both sides have at least 16
+//! Winograd F(2×2, 3×3) (`winograd.rs`) where both sides have at least 16
 //! channels, else im2col + GEMM (`conv.rs`, about 2× candle's `conv2d`). The
 //! input gradient of a 3×3 "same" convolution is itself a 3×3 "same"
 //! convolution with the kernel transposed (in ↔ out) and flipped spatially,
@@ -56,7 +56,7 @@ enum ConvKernel {
     },
 }
 
-/// Fewest channels on either side for which Winograd's 36 GEMMs (inner
+/// Fewest channels on either side for which Winograd's 16 GEMMs (inner
 /// dimension `C_in`) beat one im2col GEMM (inner dimension `9·C_in`).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
@@ -139,7 +139,7 @@ fn check_channels(got: usize, want: usize) -> Result<()> {
 impl CandleBackend {
     /// The layer's convolution (`backward`: its input gradient, the
     /// convolution with the kernel transposed and flipped), plus `bias`, then
-    /// `epilogue`: by Winograd F(4×4, 3×3) when both sides are wide enough,
+    /// `epilogue`: by Winograd F(2×2, 3×3) when both sides are wide enough,
     /// else im2col + GEMM.
     fn conv(
         &self,

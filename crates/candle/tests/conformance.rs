@@ -24,7 +24,7 @@ fn a_perturbed_weight_is_caught() {
 #[test]
 fn matches_the_reference_with_winograd_wide_layers() {
     // Wide enough (≥ 16 channels) for every convolution but conv1_1's
-    // forward and backward to go through Winograd F(4×4, 3×3).
+    // forward and backward to go through Winograd F(2×2, 3×3).
     for mut case in conformance::tiny_cases() {
         case.weights = Vgg19Weights::synthetic(3, [16, 16, 24, 32, 32]);
         let c = conformance::compare(CandleBackend::cpu(), &case).unwrap();
