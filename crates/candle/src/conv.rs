@@ -108,40 +108,53 @@ pub fn conv3x3(
 
 /// `F Fᵀ / n` for a row-major `c × m` matrix `f`. The reduction dimension
 /// `m` (pixels) is long and `c` small, so the work is split along `m` across
-/// threads (each a single-threaded GEMM into its own `c × c` block), then
+/// threads (each single-threaded GEMMs into its own `c × c` block), then
 /// summed — a GEMM parallel over its `c × c` output would leave threads idle.
+/// The result is symmetric, so (like BLAS's `syrk`) only the blocks on and
+/// above the diagonal are computed, and mirrored at the end: with `nb`
+/// blocks a side, `nb(nb+1)/2` of the `nb²` block products.
 pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
     assert_eq!(f.len(), c * m);
     let threads = rayon::current_num_threads().max(1);
     let chunk = m.div_ceil(threads).max(1);
+    // Blocks of at least 32 rows (narrower ones run the GEMM kernels below
+    // speed), at most 8 a side.
+    let nb = (c / 32).clamp(1, 8);
+    let edge = |b: usize| b * c / nb;
     let partial: Vec<Vec<f32>> = (0..m.div_ceil(chunk))
         .into_par_iter()
         .map(|t| {
             let (k0, k1) = (t * chunk, ((t + 1) * chunk).min(m));
             let mut g = vec![0.0f32; c * c];
-            // SAFETY: all pointers and strides stay inside `f` and `g`.
-            unsafe {
-                gemm::gemm(
-                    c,
-                    c,
-                    k1 - k0,
-                    g.as_mut_ptr(),
-                    1,
-                    c as isize,
-                    false,
-                    f.as_ptr().add(k0),
-                    1,
-                    m as isize,
-                    f.as_ptr().add(k0),
-                    m as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+            for bi in 0..nb {
+                for bj in bi..nb {
+                    let (r0, r1) = (edge(bi), edge(bi + 1));
+                    let (c0, c1) = (edge(bj), edge(bj + 1));
+                    // SAFETY: all pointers and strides stay inside `f` and `g`.
+                    unsafe {
+                        gemm::gemm(
+                            r1 - r0,
+                            c1 - c0,
+                            k1 - k0,
+                            g.as_mut_ptr().add(r0 * c + c0),
+                            1,
+                            c as isize,
+                            false,
+                            f.as_ptr().add(r0 * m + k0),
+                            1,
+                            m as isize,
+                            f.as_ptr().add(c0 * m + k0),
+                            m as isize,
+                            1,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
             }
             g
         })
@@ -151,8 +164,70 @@ pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
     for p in &partial {
         g.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
+    // Mirror the blocks below the diagonal from those above it.
+    for a in 0..c {
+        let ba = (0..nb).find(|&b| a < edge(b + 1)).unwrap_or(0);
+        for b in 0..edge(ba) {
+            g[a * c + b] = g[b * c + a];
+        }
+    }
     g.iter_mut().for_each(|v| *v *= scale);
     g
+}
+
+/// Gradient of [`gram`] with respect to `f`: `(dG + dGᵀ) F / n`. The
+/// `c × c` factor is formed (in f64, scaled) once; the product is split along
+/// the pixel columns across threads, each a single-threaded GEMM writing its
+/// own columns of the (not zero-filled) output.
+pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f32> {
+    assert_eq!(f.len(), c * m);
+    assert_eq!(dg.len(), c * c);
+    let mut s = vec![0.0f32; c * c];
+    for a in 0..c {
+        for b in 0..c {
+            s[a * c + b] = ((dg[a * c + b] as f64 + dg[b * c + a] as f64) / n) as f32;
+        }
+    }
+    let len = c * m;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = m.div_ceil(threads).max(1);
+    let dst = SendPtr(out.as_mut_ptr());
+    let dst = &dst;
+    (0..m.div_ceil(chunk)).into_par_iter().for_each(|t| {
+        let (k0, k1) = (t * chunk, ((t + 1) * chunk).min(m));
+        // SAFETY: this task alone writes columns k0..k1 of every row of the
+        // `c × m` output; all reads stay inside `s` and `f`.
+        unsafe {
+            gemm::gemm(
+                c,
+                k1 - k0,
+                c,
+                dst.0.add(k0),
+                1,
+                m as isize,
+                false,
+                s.as_ptr(),
+                1,
+                c as isize,
+                f.as_ptr().add(k0),
+                1,
+                m as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    // SAFETY: the tasks together wrote all `c × m` elements.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// im2col for output rows `r0..r1`: row `(i·9 + ky·3 + kx)` of `col` holds
@@ -221,7 +296,7 @@ mod tests {
     #[test]
     fn gram_matches_a_direct_sum() {
         let mut rng = neural_style_core::rng::Rng::new(8);
-        for (c, m) in [(3, 7), (5, 1000), (1, 1)] {
+        for (c, m) in [(3, 7), (5, 1000), (1, 1), (70, 50), (300, 9)] {
             let f: Vec<f32> = (0..c * m).map(|_| rng.normal() as f32).collect();
             let g = gram(&f, c, m, 2.0);
             for a in 0..c {
@@ -231,6 +306,29 @@ mod tests {
                         .sum::<f64>()
                         / 2.0;
                     assert!((g[a * c + b] as f64 - want).abs() < 1e-3, "{a},{b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gram_backward_matches_a_direct_sum() {
+        let mut rng = neural_style_core::rng::Rng::new(11);
+        for (c, m) in [(3, 7), (5, 1000), (1, 1), (17, 33)] {
+            let f: Vec<f32> = (0..c * m).map(|_| rng.normal() as f32).collect();
+            let dg: Vec<f32> = (0..c * c).map(|_| rng.normal() as f32).collect();
+            let got = gram_backward(&f, c, m, &dg, 3.0);
+            for a in 0..c {
+                for k in 0..m {
+                    let want: f64 = (0..c)
+                        .map(|b| (dg[a * c + b] + dg[b * c + a]) as f64 * f[b * m + k] as f64)
+                        .sum::<f64>()
+                        / 3.0;
+                    let g = got[a * m + k] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{a},{k}: {g} vs {want}"
+                    );
                 }
             }
         }

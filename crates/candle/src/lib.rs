@@ -1,7 +1,8 @@
 //! neural-style-candle: the default backend, pure Rust on the CPU.
 //!
-//! Tensors are candle-core CPU tensors (f32). Convolutions are our own
-//! im2col + GEMM (`conv.rs`, about 2× candle's `conv2d` on these shapes). The
+//! Tensors are candle-core CPU tensors (f32). Convolutions are our own:
+//! Winograd F(2×2, 3×3) (`winograd.rs`) where both sides have at least 16
+//! channels, else im2col + GEMM (`conv.rs`, about 2× candle's `conv2d`). The
 //! input gradient of a 3×3 "same" convolution is itself a 3×3 "same"
 //! convolution with the kernel transposed (in ↔ out) and flipped spatially,
 //! so the backward pass reuses the same fast path instead of candle's
@@ -21,7 +22,7 @@ use conv::Epilogue;
 use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The candle backend (CPU).
 #[derive(Clone, Debug)]
@@ -30,19 +31,29 @@ pub struct CandleBackend {
     threads: usize,
 }
 
-/// A convolution prepared for this backend: the kernel (OIHW), the bias, and
-/// (made on first use, so that layers past the deepest one an objective needs
-/// cost no memory beyond their weights) the transposed-and-flipped kernel of
-/// the backward pass's im2col path and the Winograd transform, which serves
-/// both directions.
+/// A convolution prepared for this backend: its bias and its kernel in the
+/// form its path needs, made on first use (so that layers past the deepest
+/// one an objective needs cost no memory beyond their weights).
 pub struct CandleConv {
     c_in: usize,
     c_out: usize,
-    weight: Vec<f32>,
     bias: Vec<f32>,
-    weight_t: OnceLock<Vec<f32>>,
-    /// Winograd transform of `weight`; the backward pass reads it transposed.
-    wino: OnceLock<Vec<f32>>,
+    kernel: ConvKernel,
+}
+
+enum ConvKernel {
+    /// im2col + GEMM: the OIHW kernel, and the transposed-and-flipped one of
+    /// the backward pass.
+    Im2col {
+        weight: Vec<f32>,
+        weight_t: OnceLock<Vec<f32>>,
+    },
+    /// Winograd: the OIHW kernel until its transform is made, then only the
+    /// transform (which serves both directions; the OIHW kernel is dropped).
+    Winograd {
+        pending: Mutex<Option<Vec<f32>>>,
+        u: OnceLock<Vec<f32>>,
+    },
 }
 
 /// Fewest channels on either side for which Winograd's 16 GEMMs (inner
@@ -108,19 +119,9 @@ impl CandleBackend {
         Tensor::from_vec(data, like.shape(), &self.device).map_err(err)
     }
 
-    fn map2(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
-    ) -> Result<Tensor> {
-        let out = with_slice(a, |a| {
-            with_slice(b, |b| {
-                let mut out = vec![0.0f32; a.len()];
-                f(a, b, &mut out);
-                out
-            })
-        })??;
+    /// `f(a[k], b[k])` elementwise, into a new tensor shaped like `a`.
+    fn map2(&self, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
+        let out = with_slice(a, |a| with_slice(b, |b| ops::zip_map(a, b, f)))??;
         self.new_like(out, a)
     }
 }
@@ -136,46 +137,51 @@ fn check_channels(got: usize, want: usize) -> Result<()> {
 }
 
 impl CandleBackend {
-    /// The layer's own convolution (bias, then `epilogue`).
-    fn conv_forward(&self, x: &Tensor, k: &CandleConv, epilogue: Epilogue) -> Result<Tensor> {
-        let weight = || k.weight.as_slice();
-        self.conv(
-            x,
-            (k.c_in, k.c_out),
-            (&weight, &k.wino),
-            (winograd::Kernel::Direct, &k.weight),
-            Some(k.bias.as_slice()),
-            epilogue,
-        )
-    }
-
-    /// `x` (`c_in` channels) through a 3×3 kernel to `c_out` channels, by
-    /// Winograd F(2×2, 3×3) when both sides are wide enough (`wino` holds the
-    /// transformed kernel), else im2col + GEMM. `kernel` makes the OIHW kernel.
-    fn conv<'k>(
+    /// The layer's convolution (`backward`: its input gradient, the
+    /// convolution with the kernel transposed and flipped), plus `bias`, then
+    /// `epilogue`: by Winograd F(2×2, 3×3) when both sides are wide enough,
+    /// else im2col + GEMM.
+    fn conv(
         &self,
         x: &Tensor,
-        (c_in, c_out): (usize, usize),
-        (kernel, wino): (&dyn Fn() -> &'k [f32], &OnceLock<Vec<f32>>),
-        wino_form: (winograd::Kernel, &[f32]),
+        k: &CandleConv,
+        backward: bool,
         bias: Option<&[f32]>,
         epilogue: Epilogue,
     ) -> Result<Tensor> {
+        let (c_in, c_out) = if backward {
+            (k.c_out, k.c_in)
+        } else {
+            (k.c_in, k.c_out)
+        };
         let [c, h, w] = self.dims(x);
         check_channels(c, c_in)?;
-        let use_winograd = winograd_enabled() && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS;
-        let out = with_slice(x, |x| {
-            if use_winograd {
-                let (form, original) = wino_form;
-                let u = wino.get_or_init(|| match form {
-                    winograd::Kernel::Direct => winograd::transform_kernel(original, c_out, c_in),
-                    winograd::Kernel::TransposedFlipped => {
-                        winograd::transform_kernel(original, c_in, c_out)
-                    }
+        let out = with_slice(x, |x| match &k.kernel {
+            ConvKernel::Winograd { pending, u } => {
+                let u = u.get_or_init(|| {
+                    let weight = pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("the kernel is taken once, by this initialiser");
+                    winograd::transform_kernel(&weight, k.c_out, k.c_in)
                 });
+                let form = if backward {
+                    winograd::Kernel::TransposedFlipped
+                } else {
+                    winograd::Kernel::Direct
+                };
                 winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue)
-            } else {
-                conv::conv3x3(x, c, h, w, kernel(), bias, c_out, epilogue)
+            }
+            ConvKernel::Im2col { weight, weight_t } => {
+                let kernel = if backward {
+                    weight_t.get_or_init(|| {
+                        neural_style_core::weights::transpose_flip(weight, k.c_out, k.c_in)
+                    })
+                } else {
+                    weight
+                };
+                conv::conv3x3(x, c, h, w, kernel, bias, c_out, epilogue)
             }
         })?;
         tensor(out, [c_out, h, w], &self.device)
@@ -193,7 +199,7 @@ impl VecOps for CandleBackend {
     }
     fn axpy(&self, alpha: f64, x: &Tensor, y: &mut Tensor) -> Result<()> {
         let a = alpha as f32;
-        *y = self.map2(y, x, |y, x, out| ops::zip_map(out, y, x, |y, x| y + a * x))?;
+        *y = self.map2(y, x, |y, x| y + a * x)?;
         Ok(())
     }
     fn scale(&self, alpha: f64, x: &mut Tensor) -> Result<()> {
@@ -247,43 +253,37 @@ impl Backend for CandleBackend {
 
     fn prepare_conv(&self, w: &ConvWeights) -> Result<CandleConv> {
         let (o, i) = (w.out_channels, w.in_channels);
+        let weight = w.weight.clone();
+        let kernel = if winograd_enabled() && i.min(o) >= WINOGRAD_MIN_CHANNELS {
+            ConvKernel::Winograd {
+                pending: Mutex::new(Some(weight)),
+                u: OnceLock::new(),
+            }
+        } else {
+            ConvKernel::Im2col {
+                weight,
+                weight_t: OnceLock::new(),
+            }
+        };
         Ok(CandleConv {
             c_in: i,
             c_out: o,
-            weight: w.weight.clone(),
             bias: w.bias.clone(),
-            weight_t: OnceLock::new(),
-            wino: OnceLock::new(),
+            kernel,
         })
     }
 
     fn conv3x3(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv_forward(x, k, Epilogue::None)
+        self.conv(x, k, false, Some(k.bias.as_slice()), Epilogue::None)
     }
     fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        let weight_t = || {
-            k.weight_t
-                .get_or_init(|| {
-                    neural_style_core::weights::transpose_flip(&k.weight, k.c_out, k.c_in)
-                })
-                .as_slice()
-        };
-        self.conv(
-            dy,
-            (k.c_out, k.c_in),
-            (&weight_t, &k.wino),
-            (winograd::Kernel::TransposedFlipped, &k.weight),
-            None,
-            Epilogue::None,
-        )
+        self.conv(dy, k, true, None, Epilogue::None)
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         x.relu().map_err(err)
     }
     fn relu_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-        self.map2(y, dy, |y, dy, out| {
-            ops::zip_map(out, y, dy, |y, d| if y > 0.0 { d } else { 0.0 })
-        })
+        self.map2(y, dy, |y, d| if y > 0.0 { d } else { 0.0 })
     }
     fn pool(&self, x: &Tensor, kind: Pooling) -> Result<Tensor> {
         let [c, h, w] = self.dims(x);
@@ -306,14 +306,10 @@ impl Backend for CandleBackend {
     fn gram_backward(&self, f: &Tensor, dg: &Tensor) -> Result<Tensor> {
         let [c, h, w] = self.dims(f);
         let n = (c * h * w) as f64;
-        let dg = dg.squeeze(0).map_err(err)?;
-        (|| {
-            let sym = (&dg + dg.t()?)?;
-            sym.matmul(&f.reshape((c, h * w))?)?
-                .affine(1.0 / n, 0.0)?
-                .reshape((c, h, w))
-        })()
-        .map_err(err)
+        let out = with_slice(f, |f| {
+            with_slice(dg, |dg| conv::gram_backward(f, c, h * w, dg, n))
+        })??;
+        tensor(out, [c, h, w], &self.device)
     }
     fn mse_grad(&self, a: &Tensor, target: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
         let (value, grad) = with_slice(a, |a| with_slice(target, |t| ops::mse_grad(a, t, scale)))??;
@@ -326,6 +322,6 @@ impl Backend for CandleBackend {
     }
 
     fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv_forward(x, k, Epilogue::Relu)
+        self.conv(x, k, false, Some(k.bias.as_slice()), Epilogue::Relu)
     }
 }

@@ -25,14 +25,23 @@ pub fn norm1(a: &[f32]) -> f64 {
         .sum()
 }
 
-pub fn zip_map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    out.par_chunks_mut(CHUNK)
+/// `f(a[k], b[k])` for every `k`, written straight into a new vector (no
+/// zero-fill before the overwrite).
+pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len());
+    let n = a.len();
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
         .for_each(|(o, (a, b))| {
             for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(*a, *b);
+                o.write(f(*a, *b));
             }
         });
+    // SAFETY: the chunks together wrote all `n` elements.
+    unsafe { out.set_len(n) };
+    out
 }
 
 pub fn adam(x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: AdamCoeffs) {
@@ -112,8 +121,9 @@ pub fn pool_backward(
 pub fn mse_grad(a: &[f32], t: &[f32], scale: f64) -> (f64, Vec<f32>) {
     let n = a.len() as f64;
     let k = (2.0 * scale / n) as f32;
-    let mut grad = vec![0.0; a.len()];
-    let sum: f64 = grad
+    assert_eq!(a.len(), t.len());
+    let mut grad = Vec::with_capacity(a.len());
+    let sum: f64 = grad.spare_capacity_mut()[..a.len()]
         .par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(t.par_chunks(CHUNK)))
         .map(|(g, (a, t))| {
@@ -121,11 +131,13 @@ pub fn mse_grad(a: &[f32], t: &[f32], scale: f64) -> (f64, Vec<f32>) {
             for ((g, a), t) in g.iter_mut().zip(a).zip(t) {
                 let d = a - t;
                 s += (d as f64) * (d as f64);
-                *g = k * d;
+                g.write(k * d);
             }
             s
         })
         .sum();
+    // SAFETY: the chunks together wrote every element.
+    unsafe { grad.set_len(a.len()) };
     (sum / n, grad)
 }
 
