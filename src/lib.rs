@@ -8,9 +8,13 @@
 
 pub mod backends;
 pub mod batch;
+pub mod checkpoint;
+pub mod claim;
+pub mod events;
 pub mod job;
 pub mod pictures;
 pub mod settings;
+pub mod shard;
 
 pub use neural_style_core as core;
 
