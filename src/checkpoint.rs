@@ -386,6 +386,16 @@ impl Observer for Checkpointer<'_> {
 pub type PaintScales<'a> = dyn FnMut(&[(usize, usize)], &CaffeImage, &Cell<usize>, &mut dyn Observer) -> Result<RunOutcome>
     + 'a;
 
+/// What [`paint_resumable`] tells its caller as it goes.
+pub struct Hooks<'a> {
+    /// Messages (the resume, a checkpoint ignored and why).
+    pub log: &'a mut dyn FnMut(&str),
+    /// Before the first iteration: the checkpoint's iteration when resuming.
+    pub started: &'a mut dyn FnMut(Option<usize>),
+    /// Each checkpoint written.
+    pub checkpoint: &'a mut dyn FnMut(&Position),
+}
+
 /// A job's result with checkpoints.
 pub struct Painted {
     /// Iterations numbered over the whole job (a resumed run's included).
@@ -404,21 +414,20 @@ pub struct Painted {
 /// given `(scale index, iterations)` from its image, setting the cell to
 /// each scale as it starts it (see [`Checkpointer`]); the caller removes the
 /// checkpoint once it has written the output.
-#[allow(clippy::too_many_arguments)]
 pub fn paint_resumable(
     s: &Settings,
     output: &Path,
     every: Option<usize>,
     init: &CaffeImage,
     observer: &mut dyn Observer,
-    log: &mut dyn FnMut(&str),
-    on_checkpoint: &mut dyn FnMut(&Position),
+    hooks: &mut Hooks<'_>,
     paint: &mut PaintScales<'_>,
 ) -> Result<Painted> {
     let all: Vec<(usize, usize)> = s.scales.iter().map(|x| x.1).enumerate().collect();
     let total = s.total_iterations();
     let scale = Cell::new(0);
     let Some(n) = every else {
+        (hooks.started)(None);
         let mut c = Checkpointer::new(
             observer,
             output,
@@ -427,7 +436,7 @@ pub fn paint_resumable(
             total,
             Start::default(),
             &scale,
-            on_checkpoint,
+            &mut *hooks.checkpoint,
         );
         let outcome = paint(&all, init, &scale, &mut c)?;
         return Ok(Painted {
@@ -439,13 +448,13 @@ pub fn paint_resumable(
     let (start, from) = match load(output, &fp, &s.scales) {
         Found::Nothing => (Start::default(), None),
         Found::Ignored(why) => {
-            log(&format!(
+            (hooks.log)(&format!(
                 "warning: checkpoint ignored, starting afresh: {why}"
             ));
             (Start::default(), None)
         }
         Found::Resume(r) => {
-            log(&format!(
+            (hooks.log)(&format!(
                 "resuming {} from its checkpoint at iteration {} of {}",
                 output.display(),
                 r.meta.iteration,
@@ -457,6 +466,7 @@ pub fn paint_resumable(
     let rest = remaining(&s.scales, start.scale, start.scale_iteration);
     let resumed_from = from.as_ref().map(|r| r.meta.iteration);
     let init = from.as_ref().map_or(init, |r| &r.image);
+    (hooks.started)(resumed_from);
     if rest.is_empty() {
         // Every iteration was done: the checkpoint is the result.
         let r = from.expect("a fresh job has iterations to run");
@@ -480,7 +490,7 @@ pub fn paint_resumable(
         total,
         start,
         &scale,
-        on_checkpoint,
+        &mut *hooks.checkpoint,
     );
     let mut outcome = paint(&rest, init, &scale, &mut c)?;
     let done = outcome.iterations;
@@ -796,6 +806,7 @@ mod tests {
         let mut logs = Vec::new();
         let mut written = Vec::new();
         let mut calls = Vec::new();
+        let mut starts = Vec::new();
         // Interrupted after 7 iterations: checkpoints at 3, 6, and 7 (the interrupt).
         let p = paint_resumable(
             &s,
@@ -803,8 +814,11 @@ mod tests {
             Some(3),
             &init,
             &mut Silent,
-            &mut |m: &str| logs.push(m.to_string()),
-            &mut |p: &Position| written.push(p.iteration),
+            &mut Hooks {
+                log: &mut |m: &str| logs.push(m.to_string()),
+                started: &mut |r| starts.push(r),
+                checkpoint: &mut |p: &Position| written.push(p.iteration),
+            },
             &mut fake_paint(7, &mut calls),
         )
         .unwrap();
@@ -819,8 +833,11 @@ mod tests {
             Some(3),
             &init,
             &mut seen,
-            &mut |m: &str| logs.push(m.to_string()),
-            &mut |p: &Position| written.push(p.iteration),
+            &mut Hooks {
+                log: &mut |m: &str| logs.push(m.to_string()),
+                started: &mut |r| starts.push(r),
+                checkpoint: &mut |p: &Position| written.push(p.iteration),
+            },
             &mut fake_paint(usize::MAX, &mut calls),
         )
         .unwrap();
@@ -849,8 +866,11 @@ mod tests {
             Some(3),
             &init,
             &mut Silent,
-            &mut |m: &str| logs.push(m.to_string()),
-            &mut |_: &Position| {},
+            &mut Hooks {
+                log: &mut |m: &str| logs.push(m.to_string()),
+                started: &mut |r| starts.push(r),
+                checkpoint: &mut |_: &Position| {},
+            },
             &mut fake_paint(usize::MAX, &mut calls),
         )
         .unwrap();
@@ -870,8 +890,11 @@ mod tests {
             None,
             &init,
             &mut Silent,
-            &mut |_: &str| {},
-            &mut |_: &Position| panic!("no checkpoint"),
+            &mut Hooks {
+                log: &mut |_: &str| {},
+                started: &mut |r| starts.push(r),
+                checkpoint: &mut |_: &Position| panic!("no checkpoint"),
+            },
             &mut fake_paint(4, &mut calls),
         )
         .unwrap();

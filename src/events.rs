@@ -20,6 +20,7 @@
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,9 +94,14 @@ fn unix_time() -> f64 {
         .unwrap_or(0.0)
 }
 
+fn write_line(out: &Mutex<Box<dyn Write + Send>>, text: &str) {
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 /// Where events go: nowhere (no `--json`) or one line each to a writer.
 pub struct Events {
-    out: Option<Box<dyn Write + Send>>,
+    out: Option<Mutex<Box<dyn Write + Send>>>,
     host: String,
 }
 
@@ -119,7 +125,7 @@ impl Events {
     /// Events as JSON lines on `out` (stdout for `batch --json`).
     pub fn to(out: Box<dyn Write + Send>) -> Events {
         Events {
-            out: Some(out),
+            out: Some(Mutex::new(out)),
             host: crate::claim::host_name(),
         }
     }
@@ -130,8 +136,8 @@ impl Events {
 
     /// Write one event line (flushed at once: the collector follows it live).
     /// A failing event stream (closed pipe) does not stop the batch.
-    pub fn emit(&mut self, event: Kind, job: usize, output: &Path, detail: &Detail) {
-        let Some(out) = &mut self.out else {
+    pub fn emit(&self, event: Kind, job: usize, output: &Path, detail: &Detail) {
+        let Some(out) = &self.out else {
             return;
         };
         let line = Line {
@@ -144,12 +150,12 @@ impl Events {
             detail,
         };
         let text = serde_json::to_string(&line).expect("an event serialises");
-        let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+        write_line(out, &text);
     }
 
     /// The batch's last line.
-    pub fn summary(&mut self, summary: &Summary) {
-        let Some(out) = &mut self.out else {
+    pub fn summary(&self, summary: &Summary) {
+        let Some(out) = &self.out else {
             return;
         };
         let line = SummaryLine {
@@ -160,7 +166,7 @@ impl Events {
             summary,
         };
         let text = serde_json::to_string(&line).expect("a summary serialises");
-        let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+        write_line(out, &text);
     }
 }
 
@@ -184,7 +190,7 @@ mod tests {
     #[test]
     fn one_json_object_per_line_with_only_meaningful_fields() {
         let buf = Shared::default();
-        let mut ev = Events::to(Box::new(buf.clone()));
+        let ev = Events::to(Box::new(buf.clone()));
         ev.emit(Kind::Claimed, 3, Path::new("out/a.png"), &Detail::default());
         ev.emit(
             Kind::Written,

@@ -3,6 +3,9 @@
 
 use crate::backends::{dispatch, Selection, WithBackend};
 use crate::batch::BatchJob;
+use crate::checkpoint::{self, Hooks, Painted};
+use crate::claim::{Acquired, Claim};
+use crate::events::{Detail, Events, Kind};
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
@@ -16,9 +19,11 @@ use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome, Silent
 use neural_style_core::vgg::Vgg;
 use neural_style_core::weights::{self, Vgg19Weights};
 use neural_style_core::{layers, Error, Result};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Images in the network's space, at the sizes they will be used.
 pub struct Inputs {
@@ -262,12 +267,31 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
         observer: &mut dyn Observer,
         interrupt: &AtomicBool,
     ) -> Result<RunOutcome> {
+        let all: Vec<(usize, usize)> = s.scales.iter().map(|x| x.1).enumerate().collect();
+        self.paint_scales(s, sources, &all, init, &Cell::new(0), observer, interrupt)
+    }
+
+    /// Paint `scales` (`(index into s.scales, iterations)`, in order) from
+    /// `init`, setting `scale` to each as its objective is built (a resumed
+    /// checkpoint starts mid-way: `crate::checkpoint`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn paint_scales(
+        &mut self,
+        s: &Settings,
+        sources: &Sources,
+        scales: &[(usize, usize)],
+        init: &CaffeImage,
+        scale: &Cell<usize>,
+        observer: &mut dyn Observer,
+        interrupt: &AtomicBool,
+    ) -> Result<RunOutcome> {
         let i = self.net_index(s.spec.pooling)?;
         let net = &self.nets[i];
         let grams = &mut self.grams;
-        let iterations: Vec<usize> = s.scales.iter().map(|x| x.1).collect();
+        let iterations: Vec<usize> = scales.iter().map(|x| x.1).collect();
         let mut objective_at = |k: usize| {
-            let inputs = sources.at(s, s.scales[k].0)?;
+            scale.set(scales[k].0);
+            let inputs = sources.at(s, s.scales[scales[k].0].0)?;
             build_objective(net, s, &inputs, grams)
         };
         run::run_scales(
@@ -323,18 +347,33 @@ pub struct StyleJob<'a> {
     pub interrupt: &'a AtomicBool,
     /// Called once the backend is ready, with its name and device.
     pub on_ready: &'a mut dyn FnMut(&str, &str),
+    /// The output, beside which checkpoints go.
+    pub output: &'a Path,
+    /// `--checkpoint-every N`: resume from, and write, checkpoints.
+    pub checkpoint_every: Option<usize>,
+    pub log: &'a mut dyn FnMut(&str),
 }
 
 impl WithBackend for StyleJob<'_> {
-    type Output = RunOutcome;
-    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<RunOutcome> {
+    type Output = Painted;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Painted> {
         (self.on_ready)(backend.name(), &backend.device());
-        Session::new(backend, self.weights).paint(
-            self.settings,
-            self.sources,
+        let mut session = Session::new(backend, self.weights);
+        let (s, sources, interrupt) = (self.settings, self.sources, self.interrupt);
+        checkpoint::paint_resumable(
+            s,
+            self.output,
+            self.checkpoint_every,
             &self.init,
             self.observer,
-            self.interrupt,
+            &mut Hooks {
+                log: self.log,
+                started: &mut |_| {},
+                checkpoint: &mut |_| {},
+            },
+            &mut |scales, init, scale, observer| {
+                session.paint_scales(s, sources, scales, init, scale, observer, interrupt)
+            },
         )
     }
 }
@@ -401,17 +440,26 @@ pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImag
 #[derive(Debug, Default)]
 pub struct BatchSummary {
     pub written: usize,
+    /// Output already there, or the job claimed by another process.
     pub skipped: usize,
     pub interrupted: bool,
 }
 
 /// Run a batch's jobs on one backend: the network is built once (per
-/// pooling) and each style's targets are computed once per size.
+/// pooling) and each style's targets are computed once per size. Each job
+/// is claimed first (`crate::claim`): one claimed by another live process
+/// is skipped; with `checkpoint_every`, a job resumes from its checkpoint
+/// and writes one every N iterations and when interrupted
+/// (`crate::checkpoint`); every step is an event (`crate::events`).
 pub struct BatchRun<'a> {
     pub jobs: &'a [BatchJob],
     pub weights: &'a Vgg19Weights,
     pub interrupt: &'a AtomicBool,
     pub log: &'a mut dyn FnMut(&str),
+    pub checkpoint_every: Option<usize>,
+    /// A claim not refreshed for this long is taken over.
+    pub stale_claim_after: Duration,
+    pub events: &'a Events,
 }
 
 impl WithBackend for BatchRun<'_> {
@@ -419,16 +467,63 @@ impl WithBackend for BatchRun<'_> {
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<BatchSummary> {
         let mut session = Session::new(backend, self.weights);
         let mut summary = BatchSummary::default();
+        let events = self.events;
         for (k, j) in self.jobs.iter().enumerate() {
             if self.interrupt.load(Ordering::SeqCst) {
                 summary.interrupted = true;
                 break;
             }
-            let s = &j.settings;
+            let skip = |why: String| {
+                events.emit(
+                    Kind::Skipped,
+                    j.index,
+                    &j.output,
+                    &Detail {
+                        reason: Some(why),
+                        ..Detail::default()
+                    },
+                )
+            };
             if j.output.exists() {
                 summary.skipped += 1;
+                skip("the output exists".into());
                 continue;
             }
+            let claim = match Claim::acquire(&j.output, self.stale_claim_after)? {
+                Acquired::Mine(c) => c,
+                Acquired::Busy(holder) => {
+                    let by = holder.map_or("another process".into(), |h| h.to_string());
+                    (self.log)(&format!("job {}: claimed by {by}, skipped", j.index));
+                    summary.skipped += 1;
+                    skip(format!("claimed by {by}"));
+                    continue;
+                }
+            };
+            let took_over = claim.took_over.as_ref().map(|(old, why)| {
+                let who = old
+                    .as_ref()
+                    .map_or("unreadable claim".into(), |h| h.to_string());
+                format!("took over the stale claim ({who}): {why}")
+            });
+            if let Some(t) = &took_over {
+                (self.log)(&format!("job {}: {t}", j.index));
+            }
+            events.emit(
+                Kind::Claimed,
+                j.index,
+                &j.output,
+                &Detail {
+                    reason: took_over,
+                    ..Detail::default()
+                },
+            );
+            // Written by another process between our check and our claim.
+            if j.output.exists() {
+                summary.skipped += 1;
+                skip("the output exists".into());
+                continue;
+            }
+            let s = &j.settings;
             (self.log)(&format!(
                 "[{}/{}] job {}: {} in the style of {} -> {}",
                 k + 1,
@@ -442,16 +537,101 @@ impl WithBackend for BatchRun<'_> {
                     .join(" + "),
                 j.output.display()
             ));
-            let sources = load_sources(s)?;
-            let content = sources.at(s, s.size)?.content;
-            let init = initial_image(s, &content)?;
-            let out = session.paint(s, &sources, &init, &mut Silent, self.interrupt)?;
+            let result = (|| {
+                let sources = load_sources(s)?;
+                let content = sources.at(s, s.size)?.content;
+                let init = initial_image(s, &content)?;
+                let interrupt = self.interrupt;
+                let mut started = |from: Option<usize>| {
+                    events.emit(
+                        Kind::Started,
+                        j.index,
+                        &j.output,
+                        &Detail {
+                            resumed_from: from,
+                            ..Detail::default()
+                        },
+                    )
+                };
+                let mut checkpointed = |p: &checkpoint::Position| {
+                    events.emit(
+                        Kind::Checkpoint,
+                        j.index,
+                        &j.output,
+                        &Detail {
+                            iteration: Some(p.iteration),
+                            loss: Some(p.best_loss),
+                            ..Detail::default()
+                        },
+                    )
+                };
+                let painted = checkpoint::paint_resumable(
+                    s,
+                    &j.output,
+                    self.checkpoint_every,
+                    &init,
+                    &mut Silent,
+                    &mut Hooks {
+                        log: &mut *self.log,
+                        started: &mut started,
+                        checkpoint: &mut checkpointed,
+                    },
+                    &mut |scales, init, scale, observer| {
+                        session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
+                    },
+                )?;
+                Ok::<_, Error>((painted, content))
+            })();
+            let (painted, content) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    events.emit(
+                        Kind::Failed,
+                        j.index,
+                        &j.output,
+                        &Detail {
+                            reason: Some(e.to_string()),
+                            ..Detail::default()
+                        },
+                    );
+                    return Err(e);
+                }
+            };
+            let out = painted.outcome;
             if out.stop == StopReason::Interrupted {
                 summary.interrupted = true;
                 break;
             }
+            if !claim.still_held() {
+                // Another process judged this one dead and took the job over:
+                // it writes the output, not us.
+                (self.log)(&format!(
+                    "job {}: the claim was taken over meanwhile; not writing {}",
+                    j.index,
+                    j.output.display()
+                ));
+                summary.skipped += 1;
+                skip("the claim was taken over while the job ran".into());
+                continue;
+            }
             Picture::from_caffe(&finish(s, &out.best, &content)).save(&j.output)?;
+            if self.checkpoint_every.is_some() {
+                checkpoint::remove(&j.output)?;
+            }
+            drop(claim);
             summary.written += 1;
+            events.emit(
+                Kind::Written,
+                j.index,
+                &j.output,
+                &Detail {
+                    iteration: Some(out.iterations),
+                    loss: Some(out.best_loss),
+                    seconds: Some(out.elapsed.as_secs_f64()),
+                    resumed_from: painted.resumed_from,
+                    ..Detail::default()
+                },
+            );
             (self.log)(&format!(
                 "wrote {} (loss {:.4e}, {:.1} s)",
                 j.output.display(),
