@@ -90,7 +90,7 @@ pub fn host_name() -> String {
 }
 
 /// Field 22 of `/proc/PID/stat`: the start time in clock ticks since boot.
-fn proc_start(pid: u32) -> Option<u64> {
+pub fn proc_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces.
     let after = &stat[stat.rfind(')')? + 1..];

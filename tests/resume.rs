@@ -147,11 +147,8 @@ fn a_stopped_job_resumes_from_its_checkpoint_and_other_settings_do_not() {
     assert_eq!((img.width(), img.height()), (48, 36));
 }
 
-/// Field 22 of /proc/PID/stat.
 fn proc_start(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+    neural_style::claim::proc_start(pid).expect("Linux, with /proc")
 }
 
 #[test]
@@ -165,10 +162,7 @@ fn batch_respects_live_claims_and_takes_over_dead_ones() {
          [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"dead.png\"\n",
     )
     .unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
+    let host = neural_style::claim::host_name();
     let me = std::process::id();
     let claim = |pid: u32, start: u64, token: &str| {
         serde_json::json!({"host": host, "pid": pid, "proc_start": start, "since": 1, "token": token})
