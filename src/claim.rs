@@ -10,8 +10,9 @@
 //! every `stale_after / 4`, so a long job keeps a fresh claim.
 //!
 //! A claim is stale when its process is gone (same host, checked through
-//! `/proc`) or when it was not refreshed for `stale_after` (any host: the
-//! holder's node died). A stale claim is taken over under a second lock,
+//! `/proc`) or, when its process cannot be checked (another host), when it
+//! was not refreshed for `stale_after` (the holder's node died). A claim
+//! whose process runs on this host is never stale. A stale claim is taken over under a second lock,
 //! `OUTPUT.claim.takeover` (also `O_EXCL`): its holder re-reads the claim,
 //! removes it only if it is still the very claim judged stale, and creates
 //! its own; a claimant racing in meanwhile simply wins. The takeover is
@@ -146,8 +147,11 @@ fn read_claim(path: &Path) -> std::io::Result<Seen> {
 /// Why `seen` is stale, or `None` when it must be respected.
 pub fn stale_reason(seen: &Seen, stale_after: Duration, this_host: &str) -> Option<String> {
     if let Some(h) = &seen.holder {
-        if holder_alive(h, this_host) == Some(false) {
-            return Some(format!("its process ({h}) is gone"));
+        match holder_alive(h, this_host) {
+            Some(false) => return Some(format!("its process ({h}) is gone")),
+            // Known to run (a hung holder is still a holder): never taken over.
+            Some(true) => return None,
+            None => {}
         }
     }
     let age = SystemTime::now()
@@ -423,9 +427,21 @@ mod tests {
         let (prev, why) = c.took_over.clone().unwrap();
         assert_eq!(prev, Some(remote));
         assert!(why.contains("not refreshed for 7200 s"), "{why}");
-        // A live process on this host (this test) is never stale by pid.
+        // A live process on this host (this test) is never stale, however old.
         let seen = read_claim(&path).unwrap();
         assert_eq!(stale_reason(&seen, LONG, &host_name()), None);
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let seen = read_claim(&path).unwrap();
+        assert_eq!(
+            stale_reason(&seen, Duration::from_secs(1), &host_name()),
+            None
+        );
+        assert!(stale_reason(&seen, Duration::from_secs(1), "another-host").is_some());
     }
 
     #[test]

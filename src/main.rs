@@ -506,6 +506,9 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     if a.checkpoint_every == Some(0) {
         return Err(Error::config("--checkpoint-every", "must be at least 1"));
     }
+    if a.stale_claim_after == 0 {
+        return Err(Error::config("--stale-claim-after", "must be at least 1"));
+    }
     let jobs = batch::plan(&a.file)?;
     let total = jobs.len();
     let (todo, done) = batch::todo(jobs, shard);
