@@ -88,8 +88,9 @@ pub fn set_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
-/// Run `job` on the selected backend.
-pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
+/// Refuses a backend that this project does not have or this build does not
+/// include (checked before anything is loaded, and again by [`dispatch`]).
+pub fn check_selection(sel: &Selection) -> Result<()> {
     if !ALL.contains(&sel.name.as_str()) {
         return Err(Error::config(
             "--backend",
@@ -110,6 +111,12 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Run `job` on the selected backend.
+pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
+    check_selection(sel)?;
     match sel.name.as_str() {
         #[cfg(feature = "candle")]
         "candle" => {

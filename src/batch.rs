@@ -26,11 +26,18 @@
 //! (0-based, as Slurm's `$SLURM_ARRAY_TASK_ID` and Kubernetes'
 //! `$JOB_COMPLETION_INDEX`). A job whose output exists is skipped, so a
 //! killed batch resumes where it stopped.
+//!
+//! The work is split in two: [`plan`] resolves every job of the file and
+//! refuses two jobs writing one file; [`check`] runs the preflight of
+//! `crate::preflight` on the jobs a shard will run, before any image is
+//! decoded or the weights are loaded. Running them is `crate::job::BatchRun`.
 
+use crate::preflight::{self, Input, Kind, Output};
 use crate::settings::{parse_toml, Settings, StyleArgs};
 use neural_style_core::image_io::{check_output_path, OutputFormat};
 use neural_style_core::{Error, Result};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,8 +92,57 @@ pub struct BatchJob {
     pub output: PathBuf,
 }
 
-/// The jobs of a file, each resolved and checked, before any work.
-pub fn plan(path: &Path) -> Result<Vec<BatchJob>> {
+impl BatchJob {
+    /// Where the best image of this job goes when a signal stops it before
+    /// its last iteration: `NAME.partial.EXT` beside the output (the output
+    /// itself is written only by a finished job, so a rerun redoes this one).
+    pub fn partial(&self) -> PathBuf {
+        let stem = self
+            .output
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let ext = self
+            .output
+            .extension()
+            .unwrap_or_default()
+            .to_string_lossy();
+        self.output.with_file_name(format!("{stem}.partial.{ext}"))
+    }
+
+    /// `job 3 (photos/a.jpg × art/x.jpg)`, for messages.
+    pub fn describe(&self) -> String {
+        let styles: Vec<String> = self
+            .settings
+            .styles
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "job {} ({} × {})",
+            self.index,
+            self.settings.content.display(),
+            styles.join(" + ")
+        )
+    }
+}
+
+/// The jobs of a file, each resolved, before any work. `cli` holds the
+/// options given on the batch command line: they override the file's
+/// `[defaults]` and every `[[job]]`'s keys. Two jobs that would write the
+/// same file are an error naming both.
+pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
+    if cli.content.is_some()
+        || !cli.style.is_empty()
+        || !cli.style_mask.is_empty()
+        || cli.config.is_some()
+    {
+        return Err(Error::config(
+            "batch",
+            "--content, --style, --style-mask and --config belong in the jobs file; \
+             other options given here override it",
+        ));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let file: BatchFile = parse_toml("batch", path, &text)?;
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -157,6 +213,8 @@ pub fn plan(path: &Path) -> Result<Vec<BatchJob>> {
             .collect();
         a.init_image = a.init_image.as_ref().map(rebase);
         a.weights = a.weights.as_ref().map(rebase);
+        // Command-line options (their paths relative to the working directory) win.
+        let a = a.under(cli);
         let output = a
             .output
             .as_ref()
@@ -180,7 +238,59 @@ pub fn plan(path: &Path) -> Result<Vec<BatchJob>> {
             j.index
         )));
     }
+    // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a grid).
+    let mut writers: HashMap<PathBuf, (usize, &str)> = HashMap::new();
+    for (k, j) in jobs.iter().enumerate() {
+        for (path, what) in [
+            (j.output.clone(), "output"),
+            (j.partial(), "partial output"),
+        ] {
+            let key = preflight::canonical(&path);
+            if let Some(&(other, other_what)) = writers.get(&key) {
+                let o = &jobs[other];
+                return Err(fail(format!(
+                    "{} and {} both write {} (the {other_what} of one, the {what} of the \
+                     other): give one of them its own `output` in a [[job]]",
+                    o.describe(),
+                    j.describe(),
+                    path.display()
+                )));
+            }
+            writers.insert(key, (k, what));
+        }
+    }
     Ok(jobs)
+}
+
+/// The preflight of every job to run (see `crate::preflight`): inputs exist
+/// and their headers decode, images are large enough, outputs are writable
+/// and are nobody's input, before any job starts. Errors name the job.
+pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
+    let mut inputs = vec![Input::new("the jobs file", file)];
+    let mut outputs = Vec::new();
+    for j in jobs {
+        let name = format!("job {}", j.index);
+        for i in preflight::inputs_of(&j.settings)? {
+            inputs.push(Input::new(format!("{name} {}", i.flag), i.path));
+        }
+        outputs.push(Output::new(
+            format!("{name} output"),
+            &j.output,
+            Kind::Image,
+        ));
+        outputs.push(Output::new(
+            format!("{name} partial output"),
+            j.partial(),
+            Kind::Image,
+        ));
+    }
+    preflight::check_paths(&inputs, &outputs)?;
+    for j in jobs {
+        crate::backends::check_selection(&crate::job::selection(&j.settings))?;
+        preflight::check_sizes(&j.settings)
+            .map_err(|e| Error::config("batch", format!("{}: {e}", j.describe())))?;
+    }
+    Ok(())
 }
 
 /// The jobs of this shard: those whose output does not exist yet, and
@@ -218,7 +328,7 @@ mod tests {
              [defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"o.png\"\nstyle-weight = 7\n",
         )
         .unwrap();
-        let jobs = plan(&f).unwrap();
+        let jobs = plan(&f, &StyleArgs::default()).unwrap();
         assert_eq!(jobs.len(), 5);
         assert_eq!(jobs[0].settings.spec.style_weight, 7.0);
         assert_eq!(jobs[0].settings.size, 64);
@@ -234,7 +344,7 @@ mod tests {
             "[defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstlye = [\"s.png\"]\n",
         )
         .unwrap();
-        let e = plan(&f).unwrap_err().to_string();
+        let e = plan(&f, &StyleArgs::default()).unwrap_err().to_string();
         assert!(e.contains("line 6") && e.contains("stlye"), "{e}");
     }
 }

@@ -116,7 +116,7 @@ pub fn save(output: &Path, fingerprint: &str, at: Position, best: &CaffeImage) -
     };
     let mut text = serde_json::to_string(&m).expect("serialises");
     text.push('\n');
-    crate::pictures::write_atomic(&meta, text.as_bytes())
+    neural_style_core::image_io::write_file_atomic(&meta, text.as_bytes(), 0o666)
 }
 
 /// Remove the checkpoint of `output` (when its output is written).

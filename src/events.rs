@@ -64,6 +64,16 @@ struct Line<'a> {
     detail: &'a Detail,
 }
 
+impl Detail {
+    /// Just a reason (an error, for `failed`).
+    pub fn reason(why: &dyn std::fmt::Display) -> Detail {
+        Detail {
+            reason: Some(why.to_string()),
+            ..Detail::default()
+        }
+    }
+}
+
 /// The last line of a batch.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {

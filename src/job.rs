@@ -9,7 +9,7 @@ use crate::events::{Detail, Events, Kind};
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
-use neural_style_core::image_io::Picture;
+use neural_style_core::image_io::{self, Picture};
 use neural_style_core::mask::Mask;
 use neural_style_core::objective::{
     normalise_blend, style_grams, Loss, LossParts, Objective, StyleTerm,
@@ -87,11 +87,9 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
 }
 
 impl Sources {
-    fn style_size(&self, s: &Settings, i: usize, (cw, ch): (u32, u32)) -> (u32, u32) {
-        match s.style_size {
-            Some(side) => self.styles[i].size_longest(side),
-            None => self.styles[i].size_for_pixels(cw as f64 * ch as f64 * s.style_scale),
-        }
+    fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
+        let p = &self.styles[i];
+        style_size(s, (p.width, p.height), content)
     }
 
     /// The inputs with the content's longest side `size`: styles resized
@@ -130,6 +128,16 @@ impl Sources {
             masks,
             style_keys,
         })
+    }
+}
+
+/// The size a `style`-sized style image is used at next to a content of
+/// size `(cw, ch)`: `--style-size` on its longest side, else the content's
+/// pixel count times `--style-scale`.
+pub fn style_size(s: &Settings, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32, u32) {
+    match s.style_size {
+        Some(side) => image_io::size_longest(style, side),
+        None => image_io::size_for_pixels(style, cw as f64 * ch as f64 * s.style_scale),
     }
 }
 
@@ -202,7 +210,14 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
 /// Find (or fetch, once) and load the weights.
 pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
     let path = weights::ensure(s.weights.as_deref(), log)?;
-    let w = Vgg19Weights::load(&path)?;
+    let (w, integrity) = Vgg19Weights::load_checked(&path)?;
+    if integrity == weights::Integrity::Unchecked {
+        log(&format!(
+            "warning: {} carries no checksum (metadata `{}`): damage to it cannot be detected",
+            path.display(),
+            weights::CHECKSUM_KEY
+        ));
+    }
     // The loader accepts any consistent widths (tests use small networks);
     // the style-transfer settings are those of the real VGG19.
     for (i, c) in w.convs.iter().enumerate() {
@@ -442,22 +457,29 @@ pub struct BatchSummary {
     pub written: usize,
     /// Output already there, or the job claimed by another process.
     pub skipped: usize,
+    /// The jobs that failed, with why; the batch went on after each.
+    pub failed: Vec<(BatchJob, Error)>,
+    /// A stop signal ended the batch (the job in flight saved as its partial output).
     pub interrupted: bool,
+    /// Jobs not started because of the stop.
+    pub not_started: usize,
 }
 
 /// Run a batch's jobs on one backend: the network is built once (per
 /// pooling) and each style's targets are computed once per size. Each job
 /// is claimed first (`crate::claim`): one claimed by another live process
-/// is skipped; with `checkpoint_every`, a job resumes from its checkpoint
-/// and writes one every N iterations and when interrupted
-/// (`crate::checkpoint`); every step is an event (`crate::events`).
+/// is skipped. A job that fails is reported in the summary and the batch
+/// goes on; a stop signal saves the job in flight as its partial output
+/// (and, with `checkpoint_every`, as its checkpoint, from which a rerun
+/// resumes: `crate::checkpoint`) and ends the batch. Every step is an event
+/// (`crate::events`).
 pub struct BatchRun<'a> {
     pub jobs: &'a [BatchJob],
     pub weights: &'a Vgg19Weights,
     pub interrupt: &'a AtomicBool,
     pub log: &'a mut dyn FnMut(&str),
     pub checkpoint_every: Option<usize>,
-    /// A claim not refreshed for this long is taken over.
+    /// A claim from another host not refreshed for this long is taken over.
     pub stale_claim_after: Duration,
     pub events: &'a Events,
 }
@@ -471,31 +493,37 @@ impl WithBackend for BatchRun<'_> {
         for (k, j) in self.jobs.iter().enumerate() {
             if self.interrupt.load(Ordering::SeqCst) {
                 summary.interrupted = true;
+                summary.not_started = self.jobs.len() - k;
                 break;
             }
-            let skip = |why: String| {
-                events.emit(
+            let emit = |kind: Kind, detail: Detail| events.emit(kind, j.index, &j.output, &detail);
+            let skip = |why: &str| {
+                emit(
                     Kind::Skipped,
-                    j.index,
-                    &j.output,
-                    &Detail {
-                        reason: Some(why),
+                    Detail {
+                        reason: Some(why.to_string()),
                         ..Detail::default()
                     },
                 )
             };
             if j.output.exists() {
                 summary.skipped += 1;
-                skip("the output exists".into());
+                skip("the output exists");
                 continue;
             }
-            let claim = match Claim::acquire(&j.output, self.stale_claim_after)? {
-                Acquired::Mine(c) => c,
-                Acquired::Busy(holder) => {
+            let claim = match Claim::acquire(&j.output, self.stale_claim_after) {
+                Ok(Acquired::Mine(c)) => c,
+                Ok(Acquired::Busy(holder)) => {
                     let by = holder.map_or("another process".into(), |h| h.to_string());
-                    (self.log)(&format!("job {}: claimed by {by}, skipped", j.index));
+                    (self.log)(&format!("{}: claimed by {by}, skipped", j.describe()));
                     summary.skipped += 1;
-                    skip(format!("claimed by {by}"));
+                    skip(&format!("claimed by {by}"));
+                    continue;
+                }
+                Err(e) => {
+                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    emit(Kind::Failed, Detail::reason(&e));
+                    summary.failed.push((j.clone(), e));
                     continue;
                 }
             };
@@ -506,13 +534,11 @@ impl WithBackend for BatchRun<'_> {
                 format!("took over the stale claim ({who}): {why}")
             });
             if let Some(t) = &took_over {
-                (self.log)(&format!("job {}: {t}", j.index));
+                (self.log)(&format!("{}: {t}", j.describe()));
             }
-            events.emit(
+            emit(
                 Kind::Claimed,
-                j.index,
-                &j.output,
-                &Detail {
+                Detail {
                     reason: took_over,
                     ..Detail::default()
                 },
@@ -520,127 +546,145 @@ impl WithBackend for BatchRun<'_> {
             // Written by another process between our check and our claim.
             if j.output.exists() {
                 summary.skipped += 1;
-                skip("the output exists".into());
+                skip("the output exists");
                 continue;
             }
-            let s = &j.settings;
             (self.log)(&format!(
-                "[{}/{}] job {}: {} in the style of {} -> {}",
+                "[{}/{}] {} -> {}",
                 k + 1,
                 self.jobs.len(),
-                j.index,
-                s.content.display(),
-                s.styles
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" + "),
+                j.describe(),
                 j.output.display()
             ));
-            let result = (|| {
-                let sources = load_sources(s)?;
-                let content = sources.at(s, s.size)?.content;
-                let init = initial_image(s, &content)?;
-                let interrupt = self.interrupt;
-                let mut started = |from: Option<usize>| {
-                    events.emit(
-                        Kind::Started,
-                        j.index,
-                        &j.output,
-                        &Detail {
-                            resumed_from: from,
-                            ..Detail::default()
-                        },
-                    )
-                };
-                let mut checkpointed = |p: &checkpoint::Position| {
-                    events.emit(
-                        Kind::Checkpoint,
-                        j.index,
-                        &j.output,
-                        &Detail {
-                            iteration: Some(p.iteration),
-                            loss: Some(p.best_loss),
-                            ..Detail::default()
-                        },
-                    )
-                };
-                let painted = checkpoint::paint_resumable(
-                    s,
-                    &j.output,
-                    self.checkpoint_every,
-                    &init,
-                    &mut Silent,
-                    &mut Hooks {
-                        log: &mut *self.log,
-                        started: &mut started,
-                        checkpoint: &mut checkpointed,
-                    },
-                    &mut |scales, init, scale, observer| {
-                        session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
-                    },
-                )?;
-                Ok::<_, Error>((painted, content))
-            })();
-            let (painted, content) = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    events.emit(
-                        Kind::Failed,
-                        j.index,
-                        &j.output,
-                        &Detail {
-                            reason: Some(e.to_string()),
-                            ..Detail::default()
-                        },
-                    );
-                    return Err(e);
-                }
-            };
-            let out = painted.outcome;
-            if out.stop == StopReason::Interrupted {
-                summary.interrupted = true;
-                break;
-            }
-            if !claim.still_held() {
-                // Another process judged this one dead and took the job over:
-                // it writes the output, not us.
-                (self.log)(&format!(
-                    "job {}: the claim was taken over meanwhile; not writing {}",
-                    j.index,
-                    j.output.display()
-                ));
-                summary.skipped += 1;
-                skip("the claim was taken over while the job ran".into());
-                continue;
-            }
-            Picture::from_caffe(&finish(s, &out.best, &content)).save(&j.output)?;
-            if self.checkpoint_every.is_some() {
-                checkpoint::remove(&j.output)?;
-            }
-            drop(claim);
-            summary.written += 1;
-            events.emit(
-                Kind::Written,
-                j.index,
-                &j.output,
-                &Detail {
-                    iteration: Some(out.iterations),
-                    loss: Some(out.best_loss),
-                    seconds: Some(out.elapsed.as_secs_f64()),
-                    resumed_from: painted.resumed_from,
-                    ..Detail::default()
-                },
+            let ran = run_job(
+                &mut session,
+                j,
+                self.interrupt,
+                self.checkpoint_every,
+                &claim,
+                &mut *self.log,
+                &emit,
             );
-            (self.log)(&format!(
-                "wrote {} (loss {:.4e}, {:.1} s)",
-                j.output.display(),
-                out.best_loss,
-                out.elapsed.as_secs_f64()
-            ));
+            drop(claim);
+            match ran {
+                Ok((out, Some(path), resumed_from)) => {
+                    let done = out.stop != StopReason::Interrupted;
+                    if done {
+                        summary.written += 1;
+                        emit(
+                            Kind::Written,
+                            Detail {
+                                iteration: Some(out.iterations),
+                                loss: Some(out.best_loss),
+                                seconds: Some(out.elapsed.as_secs_f64()),
+                                resumed_from,
+                                ..Detail::default()
+                            },
+                        );
+                    }
+                    (self.log)(&format!(
+                        "wrote {}{} (loss {:.4e}, {:.1} s)",
+                        path.display(),
+                        if done { "" } else { ", interrupted" },
+                        out.best_loss,
+                        out.elapsed.as_secs_f64()
+                    ));
+                    if !done {
+                        summary.interrupted = true;
+                        summary.not_started = self.jobs.len() - k - 1;
+                        break;
+                    }
+                }
+                Ok((_, None, _)) => {
+                    // Another process judged this one dead and took the job
+                    // over: it writes the output, not us.
+                    (self.log)(&format!(
+                        "{}: the claim was taken over meanwhile; not writing {}",
+                        j.describe(),
+                        j.output.display()
+                    ));
+                    summary.skipped += 1;
+                    skip("the claim was taken over while the job ran");
+                }
+                Err(e) => {
+                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    emit(Kind::Failed, Detail::reason(&e));
+                    summary.failed.push((j.clone(), e));
+                }
+            }
         }
         Ok(summary)
     }
+}
+
+/// One claimed batch job: its image written to its output, or (stopped by a
+/// signal) to its partial output, with checkpoints when `every` is given.
+/// Returns the outcome, the path written (`None`: the claim was taken over
+/// meanwhile, nothing written) and the iteration it resumed from.
+#[allow(clippy::too_many_arguments)]
+fn run_job<B: Backend + Clone>(
+    session: &mut Session<'_, B>,
+    j: &BatchJob,
+    interrupt: &AtomicBool,
+    every: Option<usize>,
+    claim: &Claim,
+    log: &mut dyn FnMut(&str),
+    emit: &dyn Fn(Kind, Detail),
+) -> Result<(RunOutcome, Option<std::path::PathBuf>, Option<usize>)> {
+    let s = &j.settings;
+    let sources = load_sources(s)?;
+    let content = sources.at(s, s.size)?.content;
+    let init = initial_image(s, &content)?;
+    let painted = checkpoint::paint_resumable(
+        s,
+        &j.output,
+        every,
+        &init,
+        &mut Silent,
+        &mut Hooks {
+            log,
+            started: &mut |from| {
+                emit(
+                    Kind::Started,
+                    Detail {
+                        resumed_from: from,
+                        ..Detail::default()
+                    },
+                )
+            },
+            checkpoint: &mut |p| {
+                emit(
+                    Kind::Checkpoint,
+                    Detail {
+                        iteration: Some(p.iteration),
+                        loss: Some(p.best_loss),
+                        ..Detail::default()
+                    },
+                )
+            },
+        },
+        &mut |scales, init, scale, observer| {
+            session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
+        },
+    )?;
+    let out = painted.outcome;
+    if !claim.still_held() {
+        return Ok((out, None, painted.resumed_from));
+    }
+    let path = if out.stop == StopReason::Interrupted {
+        j.partial()
+    } else {
+        j.output.clone()
+    };
+    Picture::from_caffe(&finish(s, &out.best, &content)).save(&path)?;
+    if path == j.output {
+        // A partial image or checkpoint of an earlier, interrupted run is now stale.
+        let _ = std::fs::remove_file(j.partial());
+        if every.is_some() {
+            checkpoint::remove(&j.output)?;
+        }
+    }
+    Ok((out, Some(path), painted.resumed_from))
 }
 
 /// `compare`: one content and style at several content/style weight ratios

@@ -5,10 +5,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use neural_style::backends;
 use neural_style::events::{Events, Summary};
 use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
+use neural_style::preflight::{self, Input, Kind, Output};
 use neural_style::settings::StyleArgs;
 use neural_style::shard::{self, ShardArg};
+use neural_style::signals;
 use neural_style::{batch, checkpoint, pictures};
-use neural_style_core::image_io::{check_output_path, Picture};
+use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer, StopReason};
@@ -17,8 +19,6 @@ use neural_style_core::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Paint a photo in the style of a painting (Gatys et al., VGG19).
 ///
@@ -108,6 +108,9 @@ struct BatchArgs {
     /// The jobs file (see the README: [defaults], [[job]], contents × styles).
     #[arg(value_name = "JOBS.toml")]
     file: PathBuf,
+    /// Options of the main job: they override the file's [defaults] and [[job]] keys.
+    #[command(flatten)]
+    style: StyleArgs,
     /// Run only the jobs i with i % N == I (0-based); `auto`: from SLURM_ARRAY_TASK_ID/COUNT
     /// or JOB_COMPLETION_INDEX (the default when set); `none`: every job.
     #[arg(long, value_name = "I/N|auto|none")]
@@ -175,12 +178,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn set_threads(threads: Option<usize>) -> Result<()> {
-    let n = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+/// Set the thread count: `--threads`, capped at the logical cores (more
+/// only adds contention), or all of them.
+fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let n = match threads {
+        Some(t) if t > cores => {
+            log(&format!(
+                "warning: --threads {t} is more than the {cores} logical cores: using {cores}"
+            ));
+            cores
+        }
+        Some(t) => t,
+        None => cores,
+    };
     backends::set_threads(n)
 }
 
@@ -190,7 +203,6 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .output
         .clone()
         .ok_or_else(|| Error::config("--output", "an output file is required"))?;
-    check_output_path(&output)?;
     if run.save_every == Some(0) {
         return Err(Error::config("--save-every", "must be at least 1"));
     }
@@ -203,46 +215,44 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             "the contact sheet shows the --save-every frames: add --save-every N",
         ));
     }
-    if let Some(p) = &run.sheet {
-        check_output_path(p).map_err(|e| Error::config("--sheet", e.to_string()))?;
+    let frames_dir = run.save_every.map(|_| {
+        run.frames_dir.clone().unwrap_or_else(|| {
+            let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+            output.with_file_name(format!("{stem}_frames"))
+        })
+    });
+    let mut outputs = vec![Output::new("--output", &output, Kind::Image)];
+    if let Some(p) = &run.json_log {
+        outputs.push(Output::new("--json-log", p, Kind::Text));
     }
     if let Some(p) = &run.plot {
-        if p.extension().is_none_or(|e| !e.eq_ignore_ascii_case("svg")) {
-            return Err(Error::config(
-                "--plot",
-                format!("{}: the plot is SVG: name it something.svg", p.display()),
-            ));
-        }
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-        if dir.is_some_and(|d| !d.is_dir()) {
-            return Err(Error::config(
-                "--plot",
-                format!("{}: the directory does not exist", p.display()),
-            ));
-        }
+        outputs.push(Output::new("--plot", p, Kind::Svg));
     }
-    set_threads(s.threads)?;
+    if let Some(p) = &run.sheet {
+        outputs.push(Output::new("--sheet", p, Kind::Image));
+    }
+    if let Some(d) = &frames_dir {
+        outputs.push(Output::new("--frames-dir", d, Kind::Dir));
+    }
+    preflight::check_run(&s, Vec::new(), &outputs)?;
     let quiet = run.quiet;
     let mut log = |m: &str| {
         if !quiet {
             eprintln!("{m}");
         }
     };
+    set_threads(s.threads, &mut log)?;
     let sources = job::load_sources(&s)?;
     let inputs: Inputs = sources.at(&s, s.size)?;
     let init = job::initial_image(&s, &inputs.content)?;
     let weights = job::load_weights(&s, &mut log)?;
     // Inputs are good: only now create the frames directory and the log.
-    let frames = match run.save_every {
-        Some(n) => {
-            let dir = run.frames_dir.clone().unwrap_or_else(|| {
-                let stem = output.file_stem().unwrap_or_default().to_string_lossy();
-                output.with_file_name(format!("{stem}_frames"))
-            });
+    let frames = match (run.save_every, frames_dir) {
+        (Some(n), Some(dir)) => {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             Some((n, dir))
         }
-        None => None,
+        _ => None,
     };
     let json_log = match &run.json_log {
         Some(p) => Some((
@@ -252,19 +262,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupt.clone();
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted again: quitting without saving");
-                std::process::exit(130);
-            }
-            if !quiet {
-                eprintln!("\ninterrupted: finishing this iteration and saving the best image so far (Ctrl-C again to quit now)");
-            }
-        });
-    }
+    signals::install(quiet, "the best image so far will be saved");
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -291,6 +289,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             .to_string_lossy()
             .into_owned(),
         json_log,
+        log_error: None,
         colors: s.original_colors.then(|| inputs.content.clone()),
         plot: run.plot.as_ref().map(|_| Vec::new()),
         thumbs: run.sheet.as_ref().map(|_| Vec::new()),
@@ -332,7 +331,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             sources: &sources,
             init,
             observer: &mut observer,
-            interrupt: &interrupt,
+            interrupt: signals::flag(),
             on_ready: &mut on_ready,
             output: &output,
             checkpoint_every: run.checkpoint_every,
@@ -340,15 +339,28 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         },
     );
     bar.finish_and_clear();
-    observer.flush_log()?;
+    let log_failed = observer
+        .log_error
+        .take()
+        .or_else(|| observer.flush_log().err());
     let outcome = painted?.outcome;
     Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
     if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
         checkpoint::remove(&output)?;
     }
+    if let Some(e) = log_failed {
+        return Err(Error::config(
+            "--json-log",
+            format!(
+                "{e}; the run stopped at iteration {} and the best image so far is in {}",
+                outcome.iterations,
+                output.display()
+            ),
+        ));
+    }
     if let (Some(path), Some(points)) = (&run.plot, &observer.plot) {
         let w = [s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight];
-        pictures::write_atomic(path, pictures::plot_losses(points, w)?.as_bytes())?;
+        image_io::write_file_atomic(path, pictures::plot_losses(points, w)?.as_bytes(), 0o666)?;
         log(&format!("wrote {}", path.display()));
     }
     if let (Some(path), Some(thumbs)) = (&run.sheet, &observer.thumbs) {
@@ -374,7 +386,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         }
         StopReason::Interrupted => {
             log("interrupted: the best image so far was saved");
-            ExitCode::from(130)
+            signals::exit_code()
         }
     })
 }
@@ -397,6 +409,9 @@ struct CliObserver {
     frames: Option<(usize, PathBuf)>,
     stem: String,
     json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
+    /// The first error writing the log: the run is asked to stop, saves its
+    /// best image and then reports it.
+    log_error: Option<Error>,
     /// The content, with --original-colors (frames get its colours too).
     colors: Option<CaffeImage>,
     /// With --plot: the loss parts of every iteration.
@@ -456,7 +471,11 @@ impl Observer for CliObserver {
         }
         if let Some((path, w)) = &mut self.json_log {
             let line = serde_json::to_string(r).expect("report serialises");
-            writeln!(w, "{line}").map_err(|e| Error::io(&*path, e))?;
+            if let Err(e) = writeln!(w, "{line}") {
+                self.log_error = Some(Error::io(&*path, e));
+                self.json_log = None;
+                signals::request_stop();
+            }
         }
         Ok(())
     }
@@ -464,7 +483,8 @@ impl Observer for CliObserver {
 
 fn loss(a: &LossArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
-    set_threads(s.threads)?;
+    preflight::check_run(&s, vec![Input::new("--image", &a.image)], &[])?;
+    set_threads(s.threads, &mut |m| eprintln!("{m}"))?;
     let inputs: Inputs = job::load_inputs(&s)?;
     let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
     let weights = job::load_weights(&s, &mut |m| eprintln!("{m}"))?;
@@ -485,20 +505,6 @@ fn loss(a: &LossArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C: the first sets `flag` (the run finishes its iteration), the
-/// second quits at once.
-fn on_ctrl_c(flag: Arc<AtomicBool>, quiet: bool, what: &'static str) {
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: quitting without saving");
-            std::process::exit(130);
-        }
-        if !quiet {
-            eprintln!("\ninterrupted: finishing this iteration; {what} (Ctrl-C again to quit now)");
-        }
-    });
-}
-
 fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let arg = a.shard.as_deref().map(str::parse::<ShardArg>).transpose()?;
     let chosen = shard::choose(arg, a.shard_count, &|k| std::env::var(k).ok())?;
@@ -509,10 +515,11 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     if a.stale_claim_after == 0 {
         return Err(Error::config("--stale-claim-after", "must be at least 1"));
     }
-    let jobs = batch::plan(&a.file)?;
+    let jobs = batch::plan(&a.file, &a.style)?;
     let total = jobs.len();
     let (todo, done) = batch::todo(jobs, shard);
     let skipped = done.len();
+    batch::check(&a.file, &todo)?;
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {
@@ -558,16 +565,14 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
-    set_threads(first.threads)?;
+    set_threads(first.threads, &mut log)?;
     let weights = job::load_weights(&first, &mut log)?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    on_ctrl_c(
-        interrupt.clone(),
+    signals::install(
         quiet,
         if a.checkpoint_every.is_some() {
-            "the job in flight is checkpointed, so a rerun resumes it"
+            "the job in flight will be checkpointed (a rerun resumes it) and saved as NAME.partial.EXT, and the batch will stop"
         } else {
-            "the job in flight will not be written, so a rerun redoes it"
+            "the job in flight will be saved as NAME.partial.EXT and the batch will stop (a rerun redoes that job)"
         },
     );
     let summary = backends::dispatch(
@@ -575,7 +580,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
         BatchRun {
             jobs: &todo,
             weights: &weights,
-            interrupt: &interrupt,
+            interrupt: signals::flag(),
             log: &mut log,
             checkpoint_every: a.checkpoint_every,
             stale_claim_after: std::time::Duration::from_secs(a.stale_claim_after),
@@ -585,23 +590,35 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
-            totals.failed = 1;
+            totals.failed = todo.len();
             events.summary(&totals);
             return Err(e);
         }
     };
     totals.written = summary.written;
     totals.skipped += summary.skipped;
+    totals.failed = summary.failed.len();
     totals.interrupted = summary.interrupted;
     events.summary(&totals);
+    for (j, e) in &summary.failed {
+        eprintln!("error: {} failed: {e}", j.describe());
+    }
     log(&format!(
-        "{} written, {} skipped (already there or claimed by another process)",
+        "{} written, {} skipped (already there or claimed by another process), {} failed{}",
         summary.written,
-        skipped + summary.skipped
+        skipped + summary.skipped,
+        summary.failed.len(),
+        if summary.interrupted {
+            format!(", {} not started", summary.not_started)
+        } else {
+            String::new()
+        }
     ));
     Ok(if summary.interrupted {
         log("interrupted: rerun the same command to resume");
-        ExitCode::from(130)
+        signals::exit_code()
+    } else if !summary.failed.is_empty() {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
@@ -609,30 +626,29 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
 
 fn compare(a: &CompareArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
-    check_output_path(&a.output)?;
     if let Some(bad) = a.ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
         return Err(Error::config(
             "--ratios",
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
-    set_threads(s.threads)?;
+    preflight::check_run(
+        &s,
+        Vec::new(),
+        &[Output::new("--output", &a.output, Kind::Image)],
+    )?;
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {
             eprintln!("{m}");
         }
     };
+    set_threads(s.threads, &mut log)?;
     let sources = job::load_sources(&s)?;
     let inputs = sources.at(&s, s.size)?;
     let init = job::initial_image(&s, &inputs.content)?;
     let weights = job::load_weights(&s, &mut log)?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    on_ctrl_c(
-        interrupt.clone(),
-        quiet,
-        "the comparison will show the images made so far",
-    );
+    signals::install(quiet, "the comparison will show the images made so far");
     let (done, interrupted) = backends::dispatch(
         &job::selection(&s),
         CompareRun {
@@ -642,7 +658,7 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
             sources: &sources,
             init: &init,
             content: &inputs.content,
-            interrupt: &interrupt,
+            interrupt: signals::flag(),
             log: &mut log,
         },
     )?;
@@ -660,7 +676,7 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
     pictures::sheet(&tiles, columns, 256).save(&a.output)?;
     log(&format!("wrote {}", a.output.display()));
     Ok(if interrupted {
-        ExitCode::from(130)
+        signals::exit_code()
     } else {
         ExitCode::SUCCESS
     })

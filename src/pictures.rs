@@ -10,8 +10,6 @@
 use neural_style_core::image_io::Picture;
 use neural_style_core::objective::LossParts;
 use neural_style_core::{Error, Result};
-use std::io::Write;
-use std::path::Path;
 
 /// Height of one line of label text at `scale`.
 fn text_height(scale: u32) -> u32 {
@@ -96,26 +94,6 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
         );
     }
     out
-}
-
-/// Write `bytes` to `path` atomically (temporary file beside it, renamed).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".plot.").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        // Like an ordinary new file: 0666 less the umask (not 0600).
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
 
 /// The weighted loss parts of one iteration (what the total adds up).

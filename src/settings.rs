@@ -191,6 +191,8 @@ pub struct Settings {
     pub device: Option<String>,
     pub threads: Option<usize>,
     pub weights: Option<PathBuf>,
+    /// The `--config` file these settings were read from, if any.
+    pub config: Option<PathBuf>,
     /// One optional mask file per style image.
     pub masks: Vec<Option<PathBuf>>,
     pub original_colors: bool,
@@ -394,6 +396,7 @@ impl StyleArgs {
             device: a.device.clone(),
             threads: a.threads,
             weights: a.weights.clone(),
+            config: a.config.clone(),
             masks,
             original_colors: a.original_colors.unwrap_or(false),
             color_match: a.color_match.unwrap_or(false),

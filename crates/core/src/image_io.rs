@@ -134,6 +134,76 @@ fn output_dir(path: &Path) -> &Path {
     }
 }
 
+/// Every temporary file this project writes starts with this, followed by
+/// the target's file name, a dot, six random characters and `.tmp`:
+/// `.neural-style-out.png.a1B2c3.tmp` beside `out.png`.
+pub const TEMP_PREFIX: &str = ".neural-style-";
+
+/// Writes `path` atomically: `write` fills a temporary file in the same
+/// directory ([`TEMP_PREFIX`]), which is synced and renamed over `path`. On
+/// any error the temporary file is removed and `path` is untouched. A
+/// temporary file of an earlier write to the same `path` that was killed
+/// before its rename (SIGKILL, power loss) is removed first. `mode` is the
+/// new file's permission bits before the umask (Unix).
+pub fn write_atomic(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    let dir = output_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{TEMP_PREFIX}{name}.");
+    remove_stale_temps(dir, &prefix);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp").rand_bytes(6);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    // From here on, dropping `tmp` on an error removes the temporary file.
+    {
+        let mut out = BufWriter::new(tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush().map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// [`write_atomic`] of bytes already in memory.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic(path, mode, |out| {
+        out.write_all(bytes).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Removes `dir/{prefix}XXXXXX.tmp` files (six random characters): what a
+/// killed [`write_atomic`] of the same target left. Best effort.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if stale && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Error messages from the decoders can span lines; ours never do.
 fn one_line(msg: impl std::fmt::Display) -> String {
     msg.to_string()
@@ -186,17 +256,106 @@ fn decode_error(path: &Path, err: ImageError) -> Error {
     }
 }
 
+/// The bytes of an input file, refusing anything but a non-empty regular
+/// file (a directory, a FIFO, a device such as `/dev/zero`) before reading.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::image(path, "no such file"))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if !meta.is_file() {
+        return Err(Error::image(path, not_regular(&meta)));
+    }
+    if meta.len() == 0 {
+        return Err(undecodable(path, "the file is empty"));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// "not a regular file (a directory)" and the like.
+pub fn not_regular(meta: &std::fs::Metadata) -> String {
+    let ft = meta.file_type();
+    let what = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        special_kind(&ft)
+    };
+    format!("not a regular file ({what})")
+}
+
+#[cfg(unix)]
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+/// The decoder of an in-memory file, its header read and its size checked;
+/// no pixel is decoded yet.
+fn header<'a>(path: &Path, bytes: &'a [u8]) -> Result<impl ImageDecoder + 'a> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    reader.limits(decoder_limits());
+    let decoder = reader.into_decoder().map_err(|e| {
+        // Some decoders refuse an empty or huge image outright, without
+        // saying how big it is; say so plainly where we can tell.
+        match header_size(bytes).map(|size| check_size(path, size)) {
+            Some(Err(size_error)) => size_error,
+            _ => decode_error(path, e),
+        }
+    })?;
+    check_size(path, decoder.dimensions())?;
+    Ok(decoder)
+}
+
+/// Refuses a PNG or JPEG that stops before the end of its data (a cut-off
+/// download or copy), which some decoders would otherwise paint with grey
+/// or black for the missing rows. A JPEG is complete when an end-of-image
+/// marker (`FF D9`) follows its last start-of-scan marker (`FF DA`; neither
+/// can occur inside entropy-coded data, where `FF` is always followed by
+/// `00` or a restart marker); a PNG when it holds its `IEND` chunk.
+fn check_complete(path: &Path, bytes: &[u8]) -> Result<()> {
+    let truncated = || undecodable(path, "the file ends too early (truncated?)");
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let iend = b"\0\0\0\0IEND\xAE\x42\x60\x82";
+        if !bytes.windows(iend.len()).any(|w| w == iend) {
+            return Err(truncated());
+        }
+    } else if bytes.starts_with(&[0xFF, 0xD8]) {
+        let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+        match (last(0xDA), last(0xD9)) {
+            (Some(sos), Some(eoi)) if eoi > sos => {}
+            _ => return Err(truncated()),
+        }
+    }
+    Ok(())
+}
+
 /// The size a file's header declares, read by hand for the formats whose
 /// decoders refuse some sizes (zero, huge) before they can be asked:
 /// PNG, BMP and GIF. `None` for anything else.
-fn header_size(path: &Path) -> Option<(u32, u32)> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(32);
-    std::fs::File::open(path)
-        .ok()?
-        .take(32)
-        .read_to_end(&mut head)
-        .ok()?;
+fn header_size(head: &[u8]) -> Option<(u32, u32)> {
+    let head = &head[..head.len().min(32)];
     let n = head.len();
     let be32 = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let le32 = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
@@ -266,44 +425,37 @@ impl Picture {
     /// made RGB, alpha composited over white, 16-bit precision kept, EXIF
     /// orientation applied.
     pub fn load(path: &Path) -> Result<Picture> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::image(path, "no such file"))
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        if meta.is_dir() {
-            return Err(Error::image(path, "is a directory, not an image file"));
-        }
-        if meta.len() == 0 {
-            return Err(undecodable(path, "the file is empty"));
-        }
-
-        let mut reader = ImageReader::open(path)
-            .map_err(|e| Error::io(path, e))?
-            .with_guessed_format()
-            .map_err(|e| Error::io(path, e))?;
-        reader.limits(decoder_limits());
-        let mut decoder = reader.into_decoder().map_err(|e| {
-            // Some decoders refuse an empty or huge image outright, without
-            // saying how big it is; say so plainly where we can tell.
-            match header_size(path).map(|size| check_size(path, size)) {
-                Some(Err(size_error)) => size_error,
-                _ => decode_error(path, e),
-            }
-        })?;
-        // The header is read; nothing is decoded yet.
-        check_size(path, decoder.dimensions())?;
-
+        let bytes = read_regular(path)?;
+        let mut decoder = header(path, &bytes)?;
         // A damaged EXIF block is no reason to refuse the pixels.
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+        check_complete(path, &bytes)?;
         let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
         img.apply_orientation(orientation);
         if img.width() == 0 || img.height() == 0 {
             return Err(Error::image(path, "image has zero width or height"));
         }
         Ok(Picture::from_dynamic(&img))
+    }
+
+    /// The size [`Picture::load`] would give (EXIF orientation applied),
+    /// from the file's header alone: the pixels are not decoded. Refuses
+    /// what `load` refuses before decoding (a missing, empty, special or
+    /// unreadable file, an unknown format, a zero or huge size) and a PNG
+    /// or JPEG that does not reach the end of its data.
+    pub fn probe(path: &Path) -> Result<(u32, u32)> {
+        let bytes = read_regular(path)?;
+        let mut decoder = header(path, &bytes)?;
+        let (w, h) = decoder.dimensions();
+        check_complete(path, &bytes)?;
+        let turned = matches!(
+            decoder.orientation().unwrap_or(Orientation::NoTransforms),
+            Orientation::Rotate90
+                | Orientation::Rotate270
+                | Orientation::Rotate90FlipH
+                | Orientation::Rotate270FlipH
+        );
+        Ok(if turned { (h, w) } else { (w, h) })
     }
 
     /// Converts a decoded image: RGB floats in 0–255, alpha over white.
@@ -355,13 +507,7 @@ impl Picture {
 
     /// The size [`Picture::resize_longest`] gives, without resizing.
     pub fn size_longest(&self, longest: u32) -> (u32, u32) {
-        let longest = longest.max(1);
-        let (w, h) = (self.width.max(1) as f64, self.height.max(1) as f64);
-        if w >= h {
-            (longest, side(h * longest as f64 / w))
-        } else {
-            (side(w * longest as f64 / h), longest)
-        }
+        size_longest((self.width, self.height), longest)
     }
 
     /// Resized to exactly `width × height` (Lanczos3); a zero side is taken as
@@ -402,12 +548,7 @@ impl Picture {
 
     /// The size [`Picture::resize_to_pixels`] gives, without resizing.
     pub fn size_for_pixels(&self, pixels: f64) -> (u32, u32) {
-        if !(pixels.is_finite() && pixels > 0.0) {
-            return (self.width, self.height);
-        }
-        let (w, h) = (self.width.max(1) as f64, self.height.max(1) as f64);
-        let scale = (pixels / (w * h)).sqrt();
-        (side(w * scale), side(h * scale))
+        size_for_pixels((self.width, self.height), pixels)
     }
 
     /// Into the network's pixel space (BGR, minus the Caffe mean, planar).
@@ -458,36 +599,37 @@ impl Picture {
             ));
         }
         let bytes = self.to_rgb8();
-
-        let dir = output_dir(path);
-        let prefix = format!(
-            ".{}.",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        #[cfg(unix)]
-        {
-            // Like an ordinary new file: 0666 less the umask (not 0600).
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-        // From here on, dropping `tmp` on an error removes the temporary file.
-        {
-            let mut out = BufWriter::new(tmp.as_file_mut());
-            encode(&mut out, format, &bytes, self.width, self.height).map_err(|e| match e {
+        write_atomic(path, 0o666, |out| {
+            encode(out, format, &bytes, self.width, self.height).map_err(|e| match e {
                 ImageError::IoError(e) => Error::io(path, e),
                 e => Error::image(path, format!("cannot encode: {}", one_line(e))),
-            })?;
-            out.flush().map_err(|e| Error::io(path, e))?;
-        }
-        tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-        Ok(())
+            })
+        })
     }
+}
+
+/// The size of a `width × height` image resized so that its longer side is
+/// `longest` pixels, aspect kept, each side at least 1 ([`Picture::resize_longest`]).
+pub fn size_longest((width, height): (u32, u32), longest: u32) -> (u32, u32) {
+    let longest = longest.max(1);
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    if w >= h {
+        (longest, side(h * longest as f64 / w))
+    } else {
+        (side(w * longest as f64 / h), longest)
+    }
+}
+
+/// The size of a `width × height` image resized to about `pixels` pixels, aspect kept,
+/// each side at least 1; unchanged when `pixels` is not a positive finite number
+/// ([`Picture::resize_to_pixels`]).
+pub fn size_for_pixels((width, height): (u32, u32), pixels: f64) -> (u32, u32) {
+    if !(pixels.is_finite() && pixels > 0.0) {
+        return (width, height);
+    }
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    let scale = (pixels / (w * h)).sqrt();
+    (side(w * scale), side(h * scale))
 }
 
 /// A side length from a float: rounded, at least 1.
@@ -1080,7 +1222,10 @@ mod tests {
 
         std::fs::create_dir(at("dir.png")).unwrap();
         let e = err_text(Picture::load(&at("dir.png")));
-        assert!(e.contains("dir.png: is a directory"), "{e}");
+        assert!(
+            e.contains("dir.png: not a regular file (a directory)"),
+            "{e}"
+        );
 
         // Content decides, not the extension: a PNG named .jpg loads.
         std::fs::copy(at("whole.png"), at("really_png.jpg")).unwrap();
@@ -1131,5 +1276,85 @@ mod tests {
         std::fs::write(&path, bmp_header_only(4, -4)).unwrap();
         let e = err_text(Picture::load(&path));
         assert!(!e.contains("too large") && !e.contains("zero"), "{e}");
+    }
+
+    #[test]
+    fn truncated_png_and_jpeg_are_refused_naming_the_file() {
+        let dir = tmp();
+        let p = pattern8(64, 48);
+        for (name, keep) in [("t.jpg", 3), ("t.png", 2)] {
+            let path = dir.path().join(name);
+            p.save(&path).unwrap();
+            assert_eq!(Picture::probe(&path).unwrap(), (64, 48));
+            assert!(Picture::load(&path).is_ok());
+            let bytes = std::fs::read(&path).unwrap();
+            // Cut to a third (JPEG) or half (PNG), and just before the end.
+            for cut in [bytes.len() / keep, bytes.len() - 2] {
+                let short = dir.path().join(format!("short_{cut}_{name}"));
+                std::fs::write(&short, &bytes[..cut]).unwrap();
+                for e in [
+                    err_text(Picture::load(&short)),
+                    err_text(Picture::probe(&short)),
+                ] {
+                    assert!(e.contains(&short.display().to_string()), "{e}");
+                    assert!(
+                        e.contains("ends too early") || e.contains("not an image"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        // A JPEG carrying a complete thumbnail (its own start-of-scan and end
+        // marker) in an APP1 block, then cut: still refused.
+        let jpeg = dir.path().join("t.jpg");
+        let mut main = std::fs::read(&jpeg).unwrap();
+        let thumb_path = dir.path().join("thumb.jpg");
+        pattern8(8, 8).save(&thumb_path).unwrap();
+        let thumb = std::fs::read(&thumb_path).unwrap();
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend(((thumb.len() + 2) as u16).to_be_bytes());
+        app1.extend(&thumb);
+        main.splice(2..2, app1);
+        let with_thumb = dir.path().join("thumbed.jpg");
+        std::fs::write(&with_thumb, &main).unwrap();
+        assert!(Picture::load(&with_thumb).is_ok());
+        std::fs::write(&with_thumb, &main[..main.len() * 2 / 3]).unwrap();
+        assert!(err_text(Picture::load(&with_thumb)).contains("ends too early"));
+    }
+
+    #[test]
+    fn special_files_are_not_regular_files() {
+        let dir = tmp();
+        let e = err_text(Picture::load(dir.path()));
+        assert!(e.contains("not a regular file (a directory)"), "{e}");
+        #[cfg(unix)]
+        {
+            let e = err_text(Picture::load(Path::new("/dev/zero")));
+            assert!(e.contains("not a regular file (a character device)"), "{e}");
+            let e = err_text(Picture::probe(Path::new("/dev/null")));
+            assert!(e.contains("not a regular file"), "{e}");
+        }
+    }
+
+    #[test]
+    fn temporary_files_are_recognisable_and_stale_ones_are_removed() {
+        let dir = tmp();
+        let out = dir.path().join("out.png");
+        // What a write killed before its rename left, and files that only look alike.
+        let stale = dir.path().join(".neural-style-out.png.Ab12Cd.tmp");
+        let other = dir.path().join(".neural-style-out.png.x.png.Ab12Cd.tmp");
+        let mine = dir.path().join(".neural-style-out.png.notmine.tmp");
+        for p in [&stale, &other, &mine] {
+            std::fs::write(p, b"half an image").unwrap();
+        }
+        pattern8(4, 3).save(&out).unwrap();
+        let left = names(dir.path());
+        assert!(
+            !left.contains(&".neural-style-out.png.Ab12Cd.tmp".to_string()),
+            "{left:?}"
+        );
+        assert!(left.contains(&".neural-style-out.png.x.png.Ab12Cd.tmp".to_string()));
+        assert!(left.contains(&".neural-style-out.png.notmine.tmp".to_string()));
+        assert!(left.contains(&"out.png".to_string()));
     }
 }

