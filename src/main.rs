@@ -80,7 +80,7 @@ enum Command {
         json: bool,
     },
     /// Run many content × style jobs from a TOML file, skipping outputs that exist.
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
     /// One content and style at several content/style weight ratios, side by side.
     Compare(Box<CompareArgs>),
     /// Obtain the VGG19 weights now (they are otherwise fetched on first use).

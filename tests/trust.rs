@@ -389,7 +389,7 @@ fn truncated_images_are_refused_naming_the_file() {
     let dir = fixture();
     let d = dir.path();
     let photo = RgbImage::from_fn(400, 300, |x, y| {
-        Rgb([(x * 7 ^ y * 13) as u8, (x * y) as u8, (x + 3 * y) as u8])
+        Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + 3 * y) as u8])
     });
     photo.save(d.join("full.jpg")).unwrap();
     let jpeg = std::fs::read(d.join("full.jpg")).unwrap();
