@@ -317,16 +317,12 @@ pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
     Ok(())
 }
 
-/// The jobs of this shard whose output does not exist yet.
-pub fn todo(jobs: Vec<BatchJob>, shard: Option<Shard>) -> (Vec<BatchJob>, usize) {
-    let mine: Vec<BatchJob> = jobs
-        .into_iter()
+/// The jobs of this shard: those whose output does not exist yet, and
+/// those whose output does.
+pub fn todo(jobs: Vec<BatchJob>, shard: Option<Shard>) -> (Vec<BatchJob>, Vec<BatchJob>) {
+    jobs.into_iter()
         .filter(|j| shard.is_none_or(|s| j.index % s.count == s.index))
-        .collect();
-    let n = mine.len();
-    let left: Vec<BatchJob> = mine.into_iter().filter(|j| !j.output.exists()).collect();
-    let skipped = n - left.len();
-    (left, skipped)
+        .partition(|j| !j.output.exists())
 }
 
 #[cfg(test)]
@@ -364,7 +360,7 @@ mod tests {
         assert_eq!(jobs[2].output, dir.path().join(".").join("a_y.jpg"));
         assert_eq!(jobs[4].settings.content, dir.path().join("b.png"));
         let (left, skipped) = todo(jobs, Some(Shard { index: 1, count: 2 }));
-        assert_eq!((left.len(), skipped), (2, 0));
+        assert_eq!((left.len(), skipped.len()), (2, 0));
         assert_eq!(left[0].index, 1);
 
         std::fs::write(

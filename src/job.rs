@@ -3,6 +3,9 @@
 
 use crate::backends::{dispatch, Selection, WithBackend};
 use crate::batch::BatchJob;
+use crate::checkpoint::{self, Hooks, Painted};
+use crate::claim::{Acquired, Claim};
+use crate::events::{Detail, Events, Kind};
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
@@ -16,9 +19,11 @@ use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome, Silent
 use neural_style_core::vgg::Vgg;
 use neural_style_core::weights::{self, Vgg19Weights};
 use neural_style_core::{layers, Error, Result};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Images in the network's space, at the sizes they will be used.
 pub struct Inputs {
@@ -277,12 +282,31 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
         observer: &mut dyn Observer,
         interrupt: &AtomicBool,
     ) -> Result<RunOutcome> {
+        let all: Vec<(usize, usize)> = s.scales.iter().map(|x| x.1).enumerate().collect();
+        self.paint_scales(s, sources, &all, init, &Cell::new(0), observer, interrupt)
+    }
+
+    /// Paint `scales` (`(index into s.scales, iterations)`, in order) from
+    /// `init`, setting `scale` to each as its objective is built (a resumed
+    /// checkpoint starts mid-way: `crate::checkpoint`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn paint_scales(
+        &mut self,
+        s: &Settings,
+        sources: &Sources,
+        scales: &[(usize, usize)],
+        init: &CaffeImage,
+        scale: &Cell<usize>,
+        observer: &mut dyn Observer,
+        interrupt: &AtomicBool,
+    ) -> Result<RunOutcome> {
         let i = self.net_index(s.spec.pooling)?;
         let net = &self.nets[i];
         let grams = &mut self.grams;
-        let iterations: Vec<usize> = s.scales.iter().map(|x| x.1).collect();
+        let iterations: Vec<usize> = scales.iter().map(|x| x.1).collect();
         let mut objective_at = |k: usize| {
-            let inputs = sources.at(s, s.scales[k].0)?;
+            scale.set(scales[k].0);
+            let inputs = sources.at(s, s.scales[scales[k].0].0)?;
             build_objective(net, s, &inputs, grams)
         };
         run::run_scales(
@@ -338,18 +362,33 @@ pub struct StyleJob<'a> {
     pub interrupt: &'a AtomicBool,
     /// Called once the backend is ready, with its name and device.
     pub on_ready: &'a mut dyn FnMut(&str, &str),
+    /// The output, beside which checkpoints go.
+    pub output: &'a Path,
+    /// `--checkpoint-every N`: resume from, and write, checkpoints.
+    pub checkpoint_every: Option<usize>,
+    pub log: &'a mut dyn FnMut(&str),
 }
 
 impl WithBackend for StyleJob<'_> {
-    type Output = RunOutcome;
-    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<RunOutcome> {
+    type Output = Painted;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Painted> {
         (self.on_ready)(backend.name(), &backend.device());
-        Session::new(backend, self.weights).paint(
-            self.settings,
-            self.sources,
+        let mut session = Session::new(backend, self.weights);
+        let (s, sources, interrupt) = (self.settings, self.sources, self.interrupt);
+        checkpoint::paint_resumable(
+            s,
+            self.output,
+            self.checkpoint_every,
             &self.init,
             self.observer,
-            self.interrupt,
+            &mut Hooks {
+                log: self.log,
+                started: &mut |_| {},
+                checkpoint: &mut |_| {},
+            },
+            &mut |scales, init, scale, observer| {
+                session.paint_scales(s, sources, scales, init, scale, observer, interrupt)
+            },
         )
     }
 }
@@ -416,6 +455,7 @@ pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImag
 #[derive(Debug, Default)]
 pub struct BatchSummary {
     pub written: usize,
+    /// Output already there, or the job claimed by another process.
     pub skipped: usize,
     /// The jobs that failed, with why; the batch went on after each.
     pub failed: Vec<(BatchJob, Error)>,
@@ -426,14 +466,22 @@ pub struct BatchSummary {
 }
 
 /// Run a batch's jobs on one backend: the network is built once (per
-/// pooling) and each style's targets are computed once per size. A job that
-/// fails is reported in the summary and the batch goes on; a stop signal
-/// saves the job in flight as its partial output and ends the batch.
+/// pooling) and each style's targets are computed once per size. Each job
+/// is claimed first (`crate::claim`): one claimed by another live process
+/// is skipped. A job that fails is reported in the summary and the batch
+/// goes on; a stop signal saves the job in flight as its partial output
+/// (and, with `checkpoint_every`, as its checkpoint, from which a rerun
+/// resumes: `crate::checkpoint`) and ends the batch. Every step is an event
+/// (`crate::events`).
 pub struct BatchRun<'a> {
     pub jobs: &'a [BatchJob],
     pub weights: &'a Vgg19Weights,
     pub interrupt: &'a AtomicBool,
     pub log: &'a mut dyn FnMut(&str),
+    pub checkpoint_every: Option<usize>,
+    /// A claim from another host not refreshed for this long is taken over.
+    pub stale_claim_after: Duration,
+    pub events: &'a Events,
 }
 
 impl WithBackend for BatchRun<'_> {
@@ -441,14 +489,64 @@ impl WithBackend for BatchRun<'_> {
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<BatchSummary> {
         let mut session = Session::new(backend, self.weights);
         let mut summary = BatchSummary::default();
+        let events = self.events;
         for (k, j) in self.jobs.iter().enumerate() {
             if self.interrupt.load(Ordering::SeqCst) {
                 summary.interrupted = true;
                 summary.not_started = self.jobs.len() - k;
                 break;
             }
+            let emit = |kind: Kind, detail: Detail| events.emit(kind, j.index, &j.output, &detail);
+            let skip = |why: &str| {
+                emit(
+                    Kind::Skipped,
+                    Detail {
+                        reason: Some(why.to_string()),
+                        ..Detail::default()
+                    },
+                )
+            };
             if j.output.exists() {
                 summary.skipped += 1;
+                skip("the output exists");
+                continue;
+            }
+            let claim = match Claim::acquire(&j.output, self.stale_claim_after) {
+                Ok(Acquired::Mine(c)) => c,
+                Ok(Acquired::Busy(holder)) => {
+                    let by = holder.map_or("another process".into(), |h| h.to_string());
+                    (self.log)(&format!("{}: claimed by {by}, skipped", j.describe()));
+                    summary.skipped += 1;
+                    skip(&format!("claimed by {by}"));
+                    continue;
+                }
+                Err(e) => {
+                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    emit(Kind::Failed, Detail::reason(&e));
+                    summary.failed.push((j.clone(), e));
+                    continue;
+                }
+            };
+            let took_over = claim.took_over.as_ref().map(|(old, why)| {
+                let who = old
+                    .as_ref()
+                    .map_or("unreadable claim".into(), |h| h.to_string());
+                format!("took over the stale claim ({who}): {why}")
+            });
+            if let Some(t) = &took_over {
+                (self.log)(&format!("{}: {t}", j.describe()));
+            }
+            emit(
+                Kind::Claimed,
+                Detail {
+                    reason: took_over,
+                    ..Detail::default()
+                },
+            );
+            // Written by another process between our check and our claim.
+            if j.output.exists() {
+                summary.skipped += 1;
+                skip("the output exists");
                 continue;
             }
             (self.log)(&format!(
@@ -458,11 +556,31 @@ impl WithBackend for BatchRun<'_> {
                 j.describe(),
                 j.output.display()
             ));
-            match run_job(&mut session, j, self.interrupt) {
-                Ok((out, path)) => {
+            let ran = run_job(
+                &mut session,
+                j,
+                self.interrupt,
+                self.checkpoint_every,
+                &claim,
+                &mut *self.log,
+                &emit,
+            );
+            drop(claim);
+            match ran {
+                Ok((out, Some(path), resumed_from)) => {
                     let done = out.stop != StopReason::Interrupted;
                     if done {
                         summary.written += 1;
+                        emit(
+                            Kind::Written,
+                            Detail {
+                                iteration: Some(out.iterations),
+                                loss: Some(out.best_loss),
+                                seconds: Some(out.elapsed.as_secs_f64()),
+                                resumed_from,
+                                ..Detail::default()
+                            },
+                        );
                     }
                     (self.log)(&format!(
                         "wrote {}{} (loss {:.4e}, {:.1} s)",
@@ -477,8 +595,20 @@ impl WithBackend for BatchRun<'_> {
                         break;
                     }
                 }
+                Ok((_, None, _)) => {
+                    // Another process judged this one dead and took the job
+                    // over: it writes the output, not us.
+                    (self.log)(&format!(
+                        "{}: the claim was taken over meanwhile; not writing {}",
+                        j.describe(),
+                        j.output.display()
+                    ));
+                    summary.skipped += 1;
+                    skip("the claim was taken over while the job ran");
+                }
                 Err(e) => {
                     (self.log)(&format!("{} failed: {e}", j.describe()));
+                    emit(Kind::Failed, Detail::reason(&e));
                     summary.failed.push((j.clone(), e));
                 }
             }
@@ -487,18 +617,60 @@ impl WithBackend for BatchRun<'_> {
     }
 }
 
-/// One batch job: its image written to its output, or (stopped by a signal)
-/// to its partial output. Returns the outcome and the path written.
+/// One claimed batch job: its image written to its output, or (stopped by a
+/// signal) to its partial output, with checkpoints when `every` is given.
+/// Returns the outcome, the path written (`None`: the claim was taken over
+/// meanwhile, nothing written) and the iteration it resumed from.
+#[allow(clippy::too_many_arguments)]
 fn run_job<B: Backend + Clone>(
     session: &mut Session<'_, B>,
     j: &BatchJob,
     interrupt: &AtomicBool,
-) -> Result<(RunOutcome, std::path::PathBuf)> {
+    every: Option<usize>,
+    claim: &Claim,
+    log: &mut dyn FnMut(&str),
+    emit: &dyn Fn(Kind, Detail),
+) -> Result<(RunOutcome, Option<std::path::PathBuf>, Option<usize>)> {
     let s = &j.settings;
     let sources = load_sources(s)?;
     let content = sources.at(s, s.size)?.content;
     let init = initial_image(s, &content)?;
-    let out = session.paint(s, &sources, &init, &mut Silent, interrupt)?;
+    let painted = checkpoint::paint_resumable(
+        s,
+        &j.output,
+        every,
+        &init,
+        &mut Silent,
+        &mut Hooks {
+            log,
+            started: &mut |from| {
+                emit(
+                    Kind::Started,
+                    Detail {
+                        resumed_from: from,
+                        ..Detail::default()
+                    },
+                )
+            },
+            checkpoint: &mut |p| {
+                emit(
+                    Kind::Checkpoint,
+                    Detail {
+                        iteration: Some(p.iteration),
+                        loss: Some(p.best_loss),
+                        ..Detail::default()
+                    },
+                )
+            },
+        },
+        &mut |scales, init, scale, observer| {
+            session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
+        },
+    )?;
+    let out = painted.outcome;
+    if !claim.still_held() {
+        return Ok((out, None, painted.resumed_from));
+    }
     let path = if out.stop == StopReason::Interrupted {
         j.partial()
     } else {
@@ -506,10 +678,13 @@ fn run_job<B: Backend + Clone>(
     };
     Picture::from_caffe(&finish(s, &out.best, &content)).save(&path)?;
     if path == j.output {
-        // A partial image of an earlier, interrupted run is now stale.
+        // A partial image or checkpoint of an earlier, interrupted run is now stale.
         let _ = std::fs::remove_file(j.partial());
+        if every.is_some() {
+            checkpoint::remove(&j.output)?;
+        }
     }
-    Ok((out, path))
+    Ok((out, Some(path), painted.resumed_from))
 }
 
 /// `compare`: one content and style at several content/style weight ratios

@@ -8,10 +8,14 @@
 
 pub mod backends;
 pub mod batch;
+pub mod checkpoint;
+pub mod claim;
+pub mod events;
 pub mod job;
 pub mod pictures;
 pub mod preflight;
 pub mod settings;
+pub mod shard;
 pub mod signals;
 
 pub use neural_style_core as core;

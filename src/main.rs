@@ -3,11 +3,13 @@
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use neural_style::backends;
+use neural_style::events::{Events, Summary};
 use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
 use neural_style::preflight::{self, Input, Kind, Output};
 use neural_style::settings::StyleArgs;
+use neural_style::shard::{self, ShardArg};
 use neural_style::signals;
-use neural_style::{batch, pictures};
+use neural_style::{batch, checkpoint, pictures};
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::pixel::CaffeImage;
@@ -53,6 +55,10 @@ struct RunArgs {
     /// Plot each loss part over the iterations (log scale) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Every N iterations (and when stopped) save the best image so far as OUTPUT.ckpt.png
+    /// (+ .json); run again with this flag to resume from it.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
     /// A contact sheet of the --save-every frames, labelled with their iteration.
     #[arg(long, value_name = "FILE")]
     sheet: Option<PathBuf>,
@@ -105,9 +111,23 @@ struct BatchArgs {
     /// Options of the main job: they override the file's [defaults] and [[job]] keys.
     #[command(flatten)]
     style: StyleArgs,
-    /// Run only the jobs i with i % N == I (0-based I, e.g. $SLURM_ARRAY_TASK_ID/N).
-    #[arg(long, value_name = "I/N")]
+    /// Run only the jobs i with i % N == I (0-based); `auto`: from SLURM_ARRAY_TASK_ID/COUNT
+    /// or JOB_COMPLETION_INDEX (the default when set); `none`: every job.
+    #[arg(long, value_name = "I/N|auto|none")]
     shard: Option<String>,
+    /// The number of shards for a Kubernetes Indexed Job (its `completions`).
+    #[arg(long, value_name = "N")]
+    shard_count: Option<usize>,
+    /// One JSON line per job event on stdout (claimed, started, checkpoint, written, failed,
+    /// skipped, and a final summary).
+    #[arg(long)]
+    json: bool,
+    /// Every N iterations (and when stopped) checkpoint the job in flight; a rerun resumes it.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// Take over a job claim not refreshed for this many seconds (its node died).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    stale_claim_after: u64,
     /// List the jobs this shard would run, and exit.
     #[arg(long)]
     dry_run: bool,
@@ -185,6 +205,9 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .ok_or_else(|| Error::config("--output", "an output file is required"))?;
     if run.save_every == Some(0) {
         return Err(Error::config("--save-every", "must be at least 1"));
+    }
+    if run.checkpoint_every == Some(0) {
+        return Err(Error::config("--checkpoint-every", "must be at least 1"));
     }
     if run.sheet.is_some() && run.save_every.is_none() {
         return Err(Error::config(
@@ -295,7 +318,12 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             );
         }
     };
-    let outcome = backends::dispatch(
+    let mut say_bar = |m: &str| {
+        if !quiet {
+            say(&bar, m.to_string());
+        }
+    };
+    let painted = backends::dispatch(
         &job::selection(&s),
         StyleJob {
             settings: &s,
@@ -305,6 +333,9 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             observer: &mut observer,
             interrupt: signals::flag(),
             on_ready: &mut on_ready,
+            output: &output,
+            checkpoint_every: run.checkpoint_every,
+            log: &mut say_bar,
         },
     );
     bar.finish_and_clear();
@@ -312,8 +343,11 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .log_error
         .take()
         .or_else(|| observer.flush_log().err());
-    let outcome = outcome?;
+    let outcome = painted?.outcome;
     Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
+    if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
+        checkpoint::remove(&output)?;
+    }
     if let Some(e) = log_failed {
         return Err(Error::config(
             "--json-log",
@@ -472,14 +506,19 @@ fn loss(a: &LossArgs) -> Result<ExitCode> {
 }
 
 fn batch(a: &BatchArgs) -> Result<ExitCode> {
-    let shard = a
-        .shard
-        .as_deref()
-        .map(str::parse::<batch::Shard>)
-        .transpose()?;
+    let arg = a.shard.as_deref().map(str::parse::<ShardArg>).transpose()?;
+    let chosen = shard::choose(arg, a.shard_count, &|k| std::env::var(k).ok())?;
+    let shard = chosen.shard;
+    if a.checkpoint_every == Some(0) {
+        return Err(Error::config("--checkpoint-every", "must be at least 1"));
+    }
+    if a.stale_claim_after == 0 {
+        return Err(Error::config("--stale-claim-after", "must be at least 1"));
+    }
     let jobs = batch::plan(&a.file, &a.style)?;
     let total = jobs.len();
-    let (todo, skipped) = batch::todo(jobs, shard);
+    let (todo, done) = batch::todo(jobs, shard);
+    let skipped = done.len();
     batch::check(&a.file, &todo)?;
     let quiet = a.quiet;
     let mut log = |m: &str| {
@@ -487,12 +526,10 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
             eprintln!("{m}");
         }
     };
-    let shard_text = shard
-        .map(|s| format!(" (shard {}/{})", s.index, s.count))
-        .unwrap_or_default();
     log(&format!(
-        "{total} jobs in {}{shard_text}: {} to run, {skipped} already done",
+        "{total} jobs in {}, {}: {} to run, {skipped} already done",
         a.file.display(),
+        chosen.from,
         todo.len()
     ));
     if a.dry_run {
@@ -501,7 +538,30 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let events = if a.json {
+        Events::to(Box::new(std::io::stdout()))
+    } else {
+        Events::off()
+    };
+    for j in &done {
+        events.emit(
+            neural_style::events::Kind::Skipped,
+            j.index,
+            &j.output,
+            &neural_style::events::Detail {
+                reason: Some("the output exists".into()),
+                ..Default::default()
+            },
+        );
+    }
+    let mut totals = Summary {
+        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
+        jobs: todo.len() + skipped,
+        skipped,
+        ..Summary::default()
+    };
     let Some(first) = todo.first() else {
+        events.summary(&totals);
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
@@ -509,7 +569,11 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let weights = job::load_weights(&first, &mut log)?;
     signals::install(
         quiet,
-        "the job in flight will be saved as NAME.partial.EXT and the batch will stop (a rerun redoes that job)",
+        if a.checkpoint_every.is_some() {
+            "the job in flight will be checkpointed (a rerun resumes it) and saved as NAME.partial.EXT, and the batch will stop"
+        } else {
+            "the job in flight will be saved as NAME.partial.EXT and the batch will stop (a rerun redoes that job)"
+        },
     );
     let summary = backends::dispatch(
         &job::selection(&first),
@@ -518,13 +582,29 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
             weights: &weights,
             interrupt: signals::flag(),
             log: &mut log,
+            checkpoint_every: a.checkpoint_every,
+            stale_claim_after: std::time::Duration::from_secs(a.stale_claim_after),
+            events: &events,
         },
-    )?;
+    );
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            totals.failed = todo.len();
+            events.summary(&totals);
+            return Err(e);
+        }
+    };
+    totals.written = summary.written;
+    totals.skipped += summary.skipped;
+    totals.failed = summary.failed.len();
+    totals.interrupted = summary.interrupted;
+    events.summary(&totals);
     for (j, e) in &summary.failed {
         eprintln!("error: {} failed: {e}", j.describe());
     }
     log(&format!(
-        "{} written, {} skipped (already there), {} failed{}",
+        "{} written, {} skipped (already there or claimed by another process), {} failed{}",
         summary.written,
         skipped + summary.skipped,
         summary.failed.len(),

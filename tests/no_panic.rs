@@ -200,6 +200,9 @@ fn no_input_makes_it_panic() {
                     observer: &mut Silent,
                     interrupt: &stop,
                     on_ready: &mut |_, _| {},
+                    output: std::path::Path::new("unused.png"),
+                    checkpoint_every: None,
+                    log: &mut |_| {},
                 },
             );
             if r.is_ok() {
