@@ -407,6 +407,9 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         per_size.push(((w, h), rows));
     }
 
+    // The cuda backend's counters, roofline and registers (roofline.rs).
+    let counted = super::roofline::collect(|a| r.ours(a), &o.sizes, &backends);
+
     // Time to a fixed loss: L-BFGS from the content image.
     let (lw, lh) = o.to_loss_size;
     let n = o.to_loss_iters;
@@ -507,6 +510,14 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
             headline.push((row.backend.clone(), (*w, *h), t, row.peak_mb, torch_t));
         }
         writeln!(md)?;
+    }
+
+    md.push_str(&super::roofline::section(&counted)?);
+    for ((w, h), v) in &counted {
+        raw.insert(
+            format!("cuda_counters_{w}x{h}"),
+            v.clone().unwrap_or_else(|e| e.into()),
+        );
     }
 
     // Linear fit of time against pixels.

