@@ -28,7 +28,7 @@ use neural_style::backends::{self, Selection, WithBackend};
 use neural_style::core::backend::{AdamCoeffs, Backend, DeviceCounters, VecOps};
 use neural_style::core::layers::VGG19_WIDTHS;
 use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
-use neural_style::core::optim::{Lbfgs, LbfgsConfig, Optimizer};
+use neural_style::core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer};
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::run::{self, IterationReport, Observer, OptimizerKind, RunOptions};
 use neural_style::core::vgg::Vgg;
@@ -156,14 +156,13 @@ fn counters_json(c: &DeviceCounters) -> serde_json::Value {
 const STATS_HISTORY: usize = 100;
 
 /// Counters of the `STATS_HISTORY + 5`th L-BFGS update on
-/// `½ Σ dᵢ (xᵢ − 1)²` (condition number 1000, so the history fills up).
+/// `ill_conditioned_quadratic` (so that the history fills up).
 fn update_counters<B: Backend, O: VecOps<Vector = B::Tensor>>(
     b: &B,
     ops: &O,
     shape: [usize; 3],
 ) -> Result<serde_json::Value> {
     let n: usize = shape.iter().product();
-    let d = |i: usize| 1.0 + 999.0 * i as f64 / (n - 1) as f64;
     let mut x = b.upload(&vec![0.0; n], shape)?;
     let mut opt = Lbfgs::new(LbfgsConfig {
         history: STATS_HISTORY,
@@ -171,17 +170,7 @@ fn update_counters<B: Backend, O: VecOps<Vector = B::Tensor>>(
     });
     let mut last = None;
     for _ in 0..STATS_HISTORY + 5 {
-        let xv = b.download(&x)?;
-        let mut f = 0.0;
-        let g: Vec<f32> = xv
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let e = *v as f64 - 1.0;
-                f += 0.5 * d(i) * e * e;
-                (d(i) * e) as f32
-            })
-            .collect();
+        let (f, g) = ill_conditioned_quadratic(&b.download(&x)?);
         let g = b.upload(&g, shape)?;
         b.synchronize()?;
         b.reset_counters();

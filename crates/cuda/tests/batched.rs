@@ -8,31 +8,13 @@ mod common;
 use neural_style_core::backend::{Backend, DeviceCounters};
 use neural_style_core::conformance::{rel, rel_l2, tiny_cases};
 use neural_style_core::objective::{Loss, Objective};
-use neural_style_core::optim::{Lbfgs, LbfgsConfig, Optimizer, Step};
+use neural_style_core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer, Step};
 use neural_style_core::run::{run, OptimizerKind, RunOptions, Silent};
 use neural_style_core::vgg::Vgg;
 use neural_style_cuda::CudaBackend;
 use std::sync::atomic::AtomicBool;
 
-/// `½ Σ dᵢ (xᵢ − 1)²`, condition number 1000: L-BFGS needs hundreds of
-/// iterations, so a history of 100 fills up and is recycled.
-fn quadratic(x: &[f32]) -> (f64, Vec<f32>) {
-    let n = x.len();
-    let d = |i: usize| 1.0 + 999.0 * i as f64 / (n - 1) as f64;
-    let mut f = 0.0;
-    let g = x
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let e = *v as f64 - 1.0;
-            f += 0.5 * d(i) * e * e;
-            (d(i) * e) as f32
-        })
-        .collect();
-    (f, g)
-}
-
-/// Run `iters` L-BFGS updates (history 100) on the quadratic; the counts of
+/// Run `iters` L-BFGS updates (history 100) on `ill_conditioned_quadratic`; the counts of
 /// the last update, the pairs held and the final x.
 fn lbfgs_on_quadratic(b: &CudaBackend, iters: usize) -> (DeviceCounters, usize, Vec<f32>) {
     let shape = [3, 24, 32];
@@ -40,7 +22,7 @@ fn lbfgs_on_quadratic(b: &CudaBackend, iters: usize) -> (DeviceCounters, usize, 
     let mut opt = Lbfgs::new(LbfgsConfig::default());
     let mut last = DeviceCounters::default();
     for _ in 0..iters {
-        let (f, g) = quadratic(&b.download(&x).unwrap());
+        let (f, g) = ill_conditioned_quadratic(&b.download(&x).unwrap());
         let g = b.upload(&g, shape).unwrap();
         b.reset_counters();
         let step = Optimizer::<CudaBackend>::update(&mut opt, b, &mut x, f, &g).unwrap();

@@ -157,6 +157,18 @@ impl<V: Clone> Lbfgs<V> {
     }
 }
 
+/// Why a gradient of ‖·‖₁ `g1` cannot be followed, if it cannot.
+fn unusable(g1: f64) -> Option<Step> {
+    if !g1.is_finite() {
+        return Some(Step::Stop("L-BFGS: the gradient is not finite".into()));
+    }
+    (g1 == 0.0).then(|| {
+        Step::Stop(
+            "L-BFGS: the gradient is exactly zero (a stationary point); nothing left to do".into(),
+        )
+    })
+}
+
 /// `gᵀd < 0` (false for NaN).
 fn is_descent(gtd: f64) -> bool {
     gtd < 0.0
@@ -190,14 +202,8 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
             return self.update_batched(ops, x, g);
         }
         let g1 = ops.norm1(g)?;
-        if !g1.is_finite() {
-            return Ok(Step::Stop("L-BFGS: the gradient is not finite".into()));
-        }
-        if g1 == 0.0 {
-            return Ok(Step::Stop(
-                "L-BFGS: the gradient is exactly zero (a stationary point); nothing left to do"
-                    .into(),
-            ));
+        if let Some(stop) = unusable(g1) {
+            return Ok(stop);
         }
         let first = self.d.is_none();
         if !first {

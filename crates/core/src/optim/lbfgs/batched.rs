@@ -22,7 +22,7 @@
 //! scaled like `lbfgs.rs`'s. Rounding differs: the direction is formed once
 //! from f64 coefficients instead of by 4k f32 vector updates.
 
-use super::{is_descent, Lbfgs, Pair, Step};
+use super::{is_descent, unusable, Lbfgs, Pair, Step};
 use crate::backend::VecOps;
 use crate::error::Result;
 use std::collections::{HashMap, VecDeque};
@@ -94,14 +94,8 @@ impl<V: Clone> Lbfgs<V> {
         let nc = cols.len();
         let row = |r: usize| &dots[r * nc..(r + 1) * nc];
 
-        if !g1.is_finite() {
-            return Ok(Step::Stop("L-BFGS: the gradient is not finite".into()));
-        }
-        if g1 == 0.0 {
-            return Ok(Step::Stop(
-                "L-BFGS: the gradient is exactly zero (a stationary point); nothing left to do"
-                    .into(),
-            ));
+        if let Some(stop) = unusable(g1) {
+            return Ok(stop);
         }
 
         // g's dot products by vector key (history) and with itself.
