@@ -16,14 +16,22 @@
 //! …/iteration --gemm-ceiling --json
 //! …/iteration --list
 //! …/iteration --size 256x192 --write-images DIR   # content.png, style.png for CLI runs
+//! …/iteration --backend cuda --device host --size 512x384 --stats --json
 //! ```
+//!
+//! `--stats` (backends with device counters: cuda) counts instead of timing:
+//! launches, copies, synchronisations and memory of one evaluation, and of one
+//! L-BFGS update with a full history of 100 pairs — batched (the backend's
+//! default) and per-operation — filled on a quadratic over an image-sized
+//! vector (the update's counts do not depend on the objective).
 
 use neural_style::backends::{self, Selection, WithBackend};
 use neural_style::core::backend::Backend;
 use neural_style::core::image_io::Picture;
+use neural_style::core::backend::{AdamCoeffs, Backend, DeviceCounters, VecOps};
 use neural_style::core::layers::VGG19_WIDTHS;
 use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
-use neural_style::core::optim::LbfgsConfig;
+use neural_style::core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer};
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::run::{self, IterationReport, Observer, OptimizerKind, RunOptions};
 use neural_style::core::vgg::Vgg;
@@ -75,6 +83,8 @@ fn peak_rss_mb() -> f64 {
 enum Mode {
     /// Warm-up evaluations, then timed ones.
     Time { warmup: usize, reps: usize },
+    /// Device counters of an evaluation and of full-history L-BFGS updates.
+    Stats,
     /// L-BFGS from the content image for this many evaluations.
     ToLoss { iters: usize },
 }
@@ -86,11 +96,92 @@ struct Case<'a> {
     mode: Mode,
 }
 
-/// Times per evaluation, or `(elapsed, loss)` per evaluation of a run.
+/// Times per evaluation, or `(elapsed, loss)` per evaluation of a run, or
+/// device counters.
 struct Measured {
     device: String,
     times: Vec<f64>,
     curve: Vec<(f64, f64)>,
+    stats: Option<serde_json::Value>,
+}
+
+/// A backend's vector operations with L-BFGS's batched path turned off.
+struct PerOperation<'a, B>(&'a B);
+
+impl<B: Backend> VecOps for PerOperation<'_, B> {
+    type Vector = B::Tensor;
+    fn dot(&self, a: &B::Tensor, b: &B::Tensor) -> Result<f64> {
+        self.0.dot(a, b)
+    }
+    fn norm1(&self, a: &B::Tensor) -> Result<f64> {
+        self.0.norm1(a)
+    }
+    fn axpy(&self, alpha: f64, x: &B::Tensor, y: &mut B::Tensor) -> Result<()> {
+        self.0.axpy(alpha, x, y)
+    }
+    fn scale(&self, alpha: f64, x: &mut B::Tensor) -> Result<()> {
+        self.0.scale(alpha, x)
+    }
+    fn zeros_like(&self, like: &B::Tensor) -> Result<B::Tensor> {
+        self.0.zeros_like(like)
+    }
+    fn adam_update(
+        &self,
+        x: &mut B::Tensor,
+        g: &B::Tensor,
+        m: &mut B::Tensor,
+        v: &mut B::Tensor,
+        c: AdamCoeffs,
+    ) -> Result<()> {
+        self.0.adam_update(x, g, m, v, c)
+    }
+    fn copy_from(&self, dst: &mut B::Tensor, src: &B::Tensor) -> Result<()> {
+        self.0.copy_from(dst, src)
+    }
+}
+
+fn counters_json(c: &DeviceCounters) -> serde_json::Value {
+    let kernels: Vec<_> = c
+        .kernels
+        .iter()
+        .map(|k| {
+            serde_json::json!({"name": k.name, "launches": k.launches, "items": k.items,
+                "flops": k.flops, "bytes": k.bytes})
+        })
+        .collect();
+    serde_json::json!({"launches": c.launches, "uploads": c.uploads,
+        "upload_bytes": c.upload_bytes, "downloads": c.downloads,
+        "download_bytes": c.download_bytes, "syncs": c.syncs, "allocs": c.allocs,
+        "peak_bytes": c.peak_bytes, "kernels": kernels})
+}
+
+/// L-BFGS history of the `--stats` update counts.
+const STATS_HISTORY: usize = 100;
+
+/// Counters of the `STATS_HISTORY + 5`th L-BFGS update on
+/// `ill_conditioned_quadratic` (so that the history fills up).
+fn update_counters<B: Backend, O: VecOps<Vector = B::Tensor>>(
+    b: &B,
+    ops: &O,
+    shape: [usize; 3],
+) -> Result<serde_json::Value> {
+    let n: usize = shape.iter().product();
+    let mut x = b.upload(&vec![0.0; n], shape)?;
+    let mut opt = Lbfgs::new(LbfgsConfig {
+        history: STATS_HISTORY,
+        ..Default::default()
+    });
+    let mut last = None;
+    for _ in 0..STATS_HISTORY + 5 {
+        let (f, g) = ill_conditioned_quadratic(&b.download(&x)?);
+        let g = b.upload(&g, shape)?;
+        b.synchronize()?;
+        b.reset_counters();
+        Optimizer::<O>::update(&mut opt, ops, &mut x, f, &g)?;
+        last = b.counters();
+    }
+    let held = opt.stats().0;
+    Ok(serde_json::json!({"history": held, "counters": last.as_ref().map(counters_json)}))
 }
 
 struct Curve(Vec<(f64, f64)>);
@@ -119,8 +210,26 @@ impl WithBackend for Case<'_> {
             device,
             times: Vec::new(),
             curve: Vec::new(),
+            stats: None,
         };
         match self.mode {
+            Mode::Stats => {
+                let x = b.upload(&procedural("x", w, h).data, [3, h, w])?;
+                objective.evaluate(&x)?;
+                b.synchronize()?;
+                b.reset_counters();
+                objective.evaluate(&x)?;
+                let Some(eval) = b.counters() else {
+                    return Err(neural_style::core::Error::backend(
+                        b.name(),
+                        "--stats: this backend keeps no device counters",
+                    ));
+                };
+                let batched = update_counters(b, b, [3, h, w])?;
+                let per_op = update_counters(b, &PerOperation(b), [3, h, w])?;
+                out.stats = Some(serde_json::json!({"evaluation": counters_json(&eval),
+                    "update_batched": batched, "update_per_operation": per_op}));
+            }
             Mode::Time { warmup, reps } => {
                 let x = b.upload(&procedural("x", w, h).data, [3, h, w])?;
                 for _ in 0..warmup {
@@ -210,6 +319,8 @@ struct Args {
     list: bool,
     json: bool,
     write_images: Option<std::path::PathBuf>,
+    stats: bool,
+    device: Option<String>,
 }
 
 fn parse_size(s: &str) -> (usize, usize) {
@@ -237,6 +348,8 @@ fn parse_args() -> Args {
         list: false,
         json: false,
         write_images: None,
+        stats: false,
+        device: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -252,6 +365,8 @@ fn parse_args() -> Args {
             "--list" => a.list = true,
             "--json" => a.json = true,
             "--write-images" => a.write_images = Some(value().into()),
+            "--stats" => a.stats = true,
+            "--device" => a.device = Some(value()),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument `{other}`"),
         }
@@ -321,6 +436,7 @@ fn main() -> Result<()> {
     for name in names {
         for &(w, h) in &a.sizes {
             let mode = match a.to_loss {
+                _ if a.stats => Mode::Stats,
                 Some(iters) => Mode::ToLoss { iters },
                 None => Mode::Time {
                     warmup: a.warmup,
@@ -329,7 +445,7 @@ fn main() -> Result<()> {
             };
             let sel = Selection {
                 name: name.clone(),
-                device: None,
+                device: a.device.clone(),
             };
             let case = Case {
                 weights: &weights,
@@ -346,10 +462,13 @@ fn main() -> Result<()> {
                     "{}",
                     serde_json::json!({"backend": name, "device": m.device, "width": w,
                         "height": h, "threads": a.threads, "times": m.times,
-                        "median_s": median, "curve": m.curve,
+                        "median_s": median, "curve": m.curve, "stats": m.stats,
                         "peak_rss_mb": peak_rss_mb(), "weights": weights.origin})
                 );
             } else {
+                if let Some(stats) = &m.stats {
+                    println!("{name} {w}×{h} counters: {stats}");
+                }
                 println!(
                     "| {name} | {} | {w}×{h} | {median:.3} | {:.3} | {:.3} | {:.0} |",
                     m.device,

@@ -5,11 +5,15 @@
 #   bash run.sh [DEVICE]      DEVICE: cuda:0 (default) or `host` for a dry run
 #                             of the same kernels on the CPU.
 #
-# Steps: the backend list; the parity tests (cuda vs the f64 reference and vs
-# candle: activations, Gram, loss parts, gradient, 10 L-BFGS / Adam
-# iterations); `loss --json` for a few cases, cuda vs candle (relative 1e-4);
-# per-iteration time of cuda at BENCH_SIZE (512, i.e. 512x384) next to
-# PyTorch eager on the same GPU. Exits non-zero if any step fails.
+# Steps: the backend list; the tests (the cuda crate's: the f64 reference,
+# candle, L-BFGS's batched path and its synchronisation counts, the fp32 and
+# tf32 precision modes, NVRTC for sm_80/90/100; and the generic parity suite
+# tests/parity.rs built with candle and cuda); `loss --json` for a few cases,
+# cuda vs candle (relative 1e-4); the device counters of an evaluation and
+# of a full-history L-BFGS update at BENCH_SIZE (bin/iteration --stats);
+# per-iteration time of cuda at BENCH_SIZE (512, i.e. 512x384) in both
+# precision modes, fp32 and tf32, next to PyTorch eager in the same mode on
+# the same GPU. Exits non-zero if any step fails.
 #
 # Sizes (env): LOSS_SIZE (default 256; 48 on host), BENCH_SIZE (512; 32 on
 # host), BENCH_ITERS (20; 3 on host), THREADS (CPU threads for candle / host).
@@ -25,6 +29,7 @@ else
   LOSS_SIZE=${LOSS_SIZE:-256} BENCH_SIZE=${BENCH_SIZE:-512} BENCH_ITERS=${BENCH_ITERS:-20}
   export NEURAL_STYLE_CUDA_DEVICE=$dev NEURAL_STYLE_REQUIRE_GPU=1
 fi
+export NEURAL_STYLE_WEIGHTS=$here/weights/vgg19-caffe-q8.safetensors
 THREADS=${THREADS:-$(nproc)}
 ns=$here/bin/neural-style
 w=$here/weights/vgg19-caffe-q8.safetensors
@@ -72,7 +77,14 @@ fi
 for t in "$here"/tests/*; do
   step "parity-$(basename "$t")" "$t" --test-threads=1 --nocapture
 done
-grep -h -E "rel|skipped|device:" "$OUT"/parity-*.log | tee -a "$summary"
+grep -h -E "rel|skipped|device:|syncs|NVRTC|sm_[0-9]+:" "$OUT"/parity-*.log | tee -a "$summary"
+
+# Device counters (launches, copies, synchronisations, peak bytes) of one
+# evaluation and one L-BFGS update at history 100, on this device.
+h=$((BENCH_SIZE * 3 / 4))
+step counters "$here/bin/iteration" --backend cuda --device "$dev" --size "${BENCH_SIZE}x$h" \
+  --threads "$THREADS" --stats --json
+tail -n 1 "$OUT/counters.log" > "$OUT/counters.json"
 
 # loss --json: cuda on $dev vs candle, several objectives.
 cases=(
@@ -102,33 +114,38 @@ PY
   fi
 done
 
-# Per-iteration time of the cuda backend (L-BFGS, the whole run loop).
-step bench-cuda "$ns" --backend cuda --device "$dev" --threads "$THREADS" --weights "$w" \
-  -c "$img/content.bmp" -s "$img/style.bmp" --size "$BENCH_SIZE" -n "$BENCH_ITERS" \
-  -o "$OUT/bench-cuda.png" --json-log "$OUT/bench-cuda.jsonl" -q
-if [ -s "$OUT/bench-cuda.jsonl" ] && [ -n "$py" ]; then
-  "$py" - "$OUT/bench-cuda.jsonl" "$dev" <<'PY' | tee -a "$summary"
+# Per-iteration time of the cuda backend (L-BFGS, the whole run loop) in
+# each precision mode, and PyTorch eager in the same mode.
+for mode in fp32 tf32; do
+  d=$dev; [ $mode = tf32 ] && d=$dev+tf32
+  note "precision mode: $mode (--device $d)"
+  step bench-cuda-$mode "$ns" --backend cuda --device "$d" --threads "$THREADS" --weights "$w" \
+    -c "$img/content.bmp" -s "$img/style.bmp" --size "$BENCH_SIZE" -n "$BENCH_ITERS" \
+    -o "$OUT/bench-cuda-$mode.png" --json-log "$OUT/bench-cuda-$mode.jsonl" -q
+  if [ -s "$OUT/bench-cuda-$mode.jsonl" ] && [ -n "$py" ]; then
+    "$py" - "$OUT/bench-cuda-$mode.jsonl" "$d" "$mode" <<'PY' | tee -a "$summary"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 t = [r["elapsed"] for r in rows]
 d = [b - a for a, b in zip(t, t[1:])] or t
-print(json.dumps({"backend": "cuda", "device": sys.argv[2], "iters": len(rows),
+print(json.dumps({"backend": "cuda", "device": sys.argv[2], "mode": sys.argv[3], "iters": len(rows),
                   "median_ms": round(1000 * statistics.median(d), 3), "min_ms": round(1000 * min(d), 3),
                   "first_iteration_ms": round(1000 * t[0], 3)}))
 PY
-fi
-if [ -n "$py" ] && "$py" -c "import torch" 2>/dev/null; then
-  tdev=cuda; [ "$dev" = host ] && tdev=cpu
-  [ "$dev" != host ] && tdev=cuda:${dev#cuda:} && [ "$dev" = gpu ] && tdev=cuda
-  h=$((BENCH_SIZE * 3 / 4))
-  step bench-torch "$py" "$here/bench_torch_gpu.py" --weights "$w" --width "$BENCH_SIZE" --height "$h" \
-    --iters "$BENCH_ITERS" --device "$tdev"
-  tail -n 1 "$OUT/bench-torch.log" | tee -a "$summary"
-elif [ "$dev" = host ]; then
-  note "skipped bench-torch: no python with torch here (dry run)"
-else
-  note "FAILED  bench-torch: no python with torch"; fail=1
-fi
+  fi
+  if [ -n "$py" ] && "$py" -c "import torch" 2>/dev/null; then
+    tdev=cuda; [ "$dev" = host ] && tdev=cpu
+    [ "$dev" != host ] && tdev=cuda:${dev#cuda:} && [ "$dev" = gpu ] && tdev=cuda
+    tf=(); [ $mode = tf32 ] && tf=(--tf32)
+    step bench-torch-$mode "$py" "$here/bench_torch_gpu.py" --weights "$w" --width "$BENCH_SIZE" --height "$h" \
+      --iters "$BENCH_ITERS" --device "$tdev" "${tf[@]}"
+    tail -n 1 "$OUT/bench-torch-$mode.log" | tee -a "$summary"
+  elif [ "$dev" = host ]; then
+    note "skipped bench-torch-$mode: no python with torch here (dry run)"
+  else
+    note "FAILED  bench-torch-$mode: no python with torch"; fail=1
+  fi
+done
 
 if [ $fail = 0 ]; then note "all steps passed"; else note "some steps FAILED"; fi
 exit $fail

@@ -450,6 +450,8 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         )?),
         None => None,
     };
+    // The cuda backend's counters, roofline and registers (roofline.rs).
+    let counted = super::roofline::collect(|a| r.ours(a), &o.sizes, &backends);
 
     // Time to a fixed loss: L-BFGS from the content image.
     let (lw, lh) = o.to_loss_size;
@@ -586,6 +588,14 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
             }
         }
         writeln!(md)?;
+    }
+
+    md.push_str(&super::roofline::section(&counted)?);
+    for ((w, h), v) in &counted {
+        raw.insert(
+            format!("cuda_counters_{w}x{h}"),
+            v.clone().unwrap_or_else(|e| e.into()),
+        );
     }
 
     // Linear fit of time against pixels.

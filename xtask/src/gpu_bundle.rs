@@ -1,7 +1,9 @@
 //! `cargo xtask gpu-bundle [--out DIR]`: a folder (at most 60 MiB) that runs
 //! the cuda backend's GPU check on a machine with an NVIDIA GPU and no
-//! registry access: release binaries (the CLI and the cuda parity tests),
-//! the 8-bit weights, sample images, `run.sh` and a PyTorch timing script.
+//! registry access: release binaries (the CLI, the cuda crate's tests, the
+//! generic parity suite `tests/parity.rs` built with candle and cuda, and
+//! the iteration bench for device counters), the 8-bit weights, sample
+//! images, `run.sh` and a PyTorch timing script.
 //! `bash DIR/run.sh host` is the dry run on the host executor.
 
 use anyhow::{bail, Context, Result};
@@ -42,7 +44,47 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release --features cuda failed ({status})");
     }
-    let tests = test_executables(&cargo, &root)?;
+    let mut tests = executables(
+        &cargo,
+        &root,
+        &[
+            "test",
+            "--release",
+            "--no-run",
+            "-p",
+            "neural-style-cuda",
+            "--tests",
+        ],
+        "test",
+    )?;
+    tests.extend(executables(
+        &cargo,
+        &root,
+        &[
+            "test",
+            "--release",
+            "--no-run",
+            "--features",
+            "candle,cuda",
+            "--test",
+            "parity",
+        ],
+        "test",
+    )?);
+    let bench = executables(
+        &cargo,
+        &root,
+        &[
+            "bench",
+            "--no-run",
+            "--no-default-features",
+            "--features",
+            "candle,cuda",
+            "--bench",
+            "iteration",
+        ],
+        "bench",
+    )?;
 
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
@@ -56,6 +98,9 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
     )?;
     for (name, exe) in &tests {
         strip_into(exe, &out.join("tests").join(name))?;
+    }
+    for (name, exe) in &bench {
+        strip_into(exe, &out.join("bin").join(name))?;
     }
     std::fs::copy(
         &weights,
@@ -81,35 +126,31 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Build the cuda crate's integration tests in release and return
-/// `(test name, executable)` from cargo's JSON messages.
-fn test_executables(cargo: &str, root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    eprintln!("$ cargo test --release --no-run -p neural-style-cuda --tests --message-format=json");
+/// Build with `cargo <args>` (a `--no-run` test or bench build) and return
+/// `(target name, executable)` of the artifacts of `kind` (`test`, `bench`)
+/// from cargo's JSON messages.
+fn executables(
+    cargo: &str,
+    root: &Path,
+    args: &[&str],
+    kind: &str,
+) -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("$ cargo {} --message-format=json", args.join(" "));
     let out = Command::new(cargo)
-        .args([
-            "test",
-            "--release",
-            "--no-run",
-            "-p",
-            "neural-style-cuda",
-            "--tests",
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
         .current_dir(root)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("running cargo test --no-run")?;
+        .context("running cargo --no-run")?;
     if !out.status.success() {
-        bail!(
-            "cargo test --release --no-run -p neural-style-cuda failed ({})",
-            out.status
-        );
+        bail!("cargo {} failed ({})", args.join(" "), out.status);
     }
     let mut tests = Vec::new();
+    let kind = format!(r#""kind":["{kind}"]"#);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // An integration test's artifact: kind ["test"] and an executable.
-        if !line.contains(r#""reason":"compiler-artifact""#) || !line.contains(r#""kind":["test"]"#)
-        {
+        // A test's or bench's artifact: its kind and an executable.
+        if !line.contains(r#""reason":"compiler-artifact""#) || !line.contains(&kind) {
             continue;
         }
         let (Some(name), Some(exe)) = (json_str(line, "name"), json_str(line, "executable")) else {
@@ -118,7 +159,7 @@ fn test_executables(cargo: &str, root: &Path) -> Result<Vec<(String, PathBuf)>> 
         tests.push((name, PathBuf::from(exe)));
     }
     if tests.is_empty() {
-        bail!("cargo test --no-run reported no test executables for neural-style-cuda");
+        bail!("cargo {} reported no executables", args.join(" "));
     }
     Ok(tests)
 }

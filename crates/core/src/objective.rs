@@ -27,7 +27,7 @@
 //! primitives: `G^m = k · gram(F ⊙ m)` with `k = H_l·W_l / Σ m_l`, and the
 //! gradient `dF = m ⊙ (k · gram_backward(F ⊙ m, dG))`.
 
-use crate::backend::{Backend, Pooling};
+use crate::backend::{Backend, Pooling, Scalar};
 use crate::error::{Error, Result};
 use crate::layers::LayerId;
 use crate::mask::Mask;
@@ -373,10 +373,35 @@ fn blend<B: Backend>(b: &B, per_style: Vec<(B::Tensor, f64)>) -> Result<StyleTar
     })
 }
 
+/// Which loss part a deferred value adds to.
+#[derive(Clone, Copy)]
+enum Part {
+    Content,
+    Style,
+    Tv,
+}
+
 impl<B: Backend> Loss for Objective<'_, B> {
     type Tensor = B::Tensor;
 
     fn evaluate(&self, x: &B::Tensor) -> Result<(LossParts, B::Tensor)> {
+        let (parts, grad, _) = self.evaluate_inner(x, false)?;
+        Ok((parts, grad))
+    }
+}
+
+impl<B: Backend> Objective<'_, B> {
+    /// [`Loss::evaluate`] and the gradient's Euclidean norm, brought back
+    /// from the device with the loss parts in one copy (the run loop reports it).
+    pub fn evaluate_with_norm(&self, x: &B::Tensor) -> Result<(LossParts, B::Tensor, f64)> {
+        self.evaluate_inner(x, true)
+    }
+
+    fn evaluate_inner(
+        &self,
+        x: &B::Tensor,
+        with_norm: bool,
+    ) -> Result<(LossParts, B::Tensor, f64)> {
         let b = self.net.backend();
         let shape = b.dims(x);
         if shape != self.content_shape {
@@ -390,7 +415,9 @@ impl<B: Backend> Loss for Objective<'_, B> {
         }
         let s = &self.spec;
         let trace = self.net.forward(x, &self.layers, true)?;
-        let mut parts = LossParts::default();
+        // Loss values stay on the device until the end (one copy for all);
+        // a term (part, k1, k2, off, value) adds k1 · (k2 · value + off).
+        let mut terms = Vec::new();
         let mut grads = Vec::with_capacity(self.layers.len());
         let n_content = s.content_layers.len();
         for (i, ((layer, lw), target)) in s
@@ -399,16 +426,17 @@ impl<B: Backend> Loss for Objective<'_, B> {
             .zip(&self.content_targets)
             .enumerate()
         {
-            let (v, g) = b.mse_grad(&trace.outputs[i], target, s.content_weight * lw)?;
-            parts.content += lw * v;
+            let (v, g) = b.mse_grad_deferred(&trace.outputs[i], target, s.content_weight * lw)?;
+            terms.push((Part::Content, *lw, 1.0, 0.0, v));
             grads.push((*layer, g));
         }
         for (i, ((layer, lw), target)) in s.style_layers.iter().zip(&self.style_targets).enumerate()
         {
             let f = &trace.outputs[n_content + i];
             let gram = b.gram(f)?;
-            let (v, dg) = b.mse_grad(&gram, &target.gram, s.style_weight * lw * target.weight)?;
-            parts.style += lw * (target.weight * v + target.offset);
+            let (v, dg) =
+                b.mse_grad_deferred(&gram, &target.gram, s.style_weight * lw * target.weight)?;
+            terms.push((Part::Style, *lw, target.weight, target.offset, v));
             grads.push((*layer, b.gram_backward(f, &dg)?));
         }
         for term in &self.masked {
@@ -419,22 +447,41 @@ impl<B: Backend> Loss for Objective<'_, B> {
                 let fm = b.mul_mask(f, mask)?;
                 let mut gram = b.gram(&fm)?;
                 b.scale(*k, &mut gram)?;
-                let (v, dg) = b.mse_grad(&gram, target, s.style_weight * lw * term.weight)?;
-                parts.style += lw * term.weight * v;
+                let (v, dg) =
+                    b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight)?;
+                terms.push((Part::Style, lw * term.weight, 1.0, 0.0, v));
                 let mut dfm = b.gram_backward(&fm, &dg)?;
                 b.scale(*k, &mut dfm)?;
                 grads.push((*layer, b.mul_mask(&dfm, mask)?));
             }
         }
         let mut grad = self.net.backward(&trace, grads)?;
-        let (tv, tv_grad) = b.tv_grad(x, s.tv_weight)?;
-        parts.tv = tv;
+        let (tv, tv_grad) = b.tv_grad_deferred(x, s.tv_weight)?;
+        terms.push((Part::Tv, 1.0, 1.0, 0.0, tv));
         if s.tv_weight != 0.0 {
             b.axpy(1.0, &tv_grad, &mut grad)?;
+        }
+        let mut pending: Vec<Scalar> = terms.iter().map(|t| t.4).collect();
+        if with_norm {
+            pending.push(b.dot_deferred(&grad, &grad)?);
+        }
+        let mut values = b.fetch_scalars(&pending)?;
+        let grad_norm = if with_norm {
+            values.pop().expect("the norm was pushed last").sqrt()
+        } else {
+            f64::NAN
+        };
+        let mut parts = LossParts::default();
+        for ((part, k1, k2, off, _), v) in terms.iter().zip(values) {
+            *match part {
+                Part::Content => &mut parts.content,
+                Part::Style => &mut parts.style,
+                Part::Tv => &mut parts.tv,
+            } += k1 * (k2 * v + off);
         }
         parts.total = s.content_weight * parts.content
             + s.style_weight * parts.style
             + s.tv_weight * parts.tv;
-        Ok((parts, grad))
+        Ok((parts, grad, grad_norm))
     }
 }

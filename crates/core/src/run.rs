@@ -11,7 +11,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::objective::{Loss, LossParts, Objective};
+use crate::objective::{LossParts, Objective};
 use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer, Step};
 use crate::pixel::CaffeImage;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,8 +117,7 @@ pub fn run<B: Backend>(
             stop = StopReason::Interrupted;
             break;
         }
-        let (loss, grad) = objective.evaluate(&x)?;
-        let grad_norm = b.dot(&grad, &grad)?.sqrt();
+        let (loss, grad, grad_norm) = objective.evaluate_with_norm(&x)?;
         if !loss.is_finite() {
             return Err(Error::NonFinite {
                 what: format!("total = {}", loss.total),

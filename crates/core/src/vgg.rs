@@ -128,7 +128,12 @@ impl<B: Backend> Vgg<B> {
         let b = &self.backend;
         let tbl = table();
         let mut g: Option<B::Tensor> = None;
+        // A layer whose backward was fused into the one above it.
+        let mut done: Option<usize> = None;
         for i in (0..=trace.deepest.0).rev() {
+            if done == Some(i) {
+                continue;
+            }
             while let Some(pos) = grads.iter().position(|(l, _)| l.0 == i) {
                 let (_, gl) = grads.swap_remove(pos);
                 g = Some(match g {
@@ -145,10 +150,24 @@ impl<B: Backend> Vgg<B> {
                     .as_ref()
                     .expect("forward(keep_for_backward = true) keeps every ReLU output")
             };
-            g = Some(match tbl[i].kind {
-                LayerKind::Pool { .. } => b.pool_backward(kept(i - 1), &gc, self.pooling)?,
-                LayerKind::Relu { .. } => b.relu_backward(kept(i), &gc)?,
-                LayerKind::Conv { conv } => b.conv3x3_backward(&gc, &self.convs[conv])?,
+            // Pool → ReLU and ReLU → conv go backward in one step each when
+            // no gradient enters between them (the layer below is not an output).
+            let below = match i.checked_sub(1) {
+                Some(j) if !grads.iter().any(|(l, _)| l.0 == j) => Some((j, tbl[j].kind)),
+                _ => None,
+            };
+            g = Some(match (tbl[i].kind, below) {
+                (LayerKind::Pool { .. }, Some((j, LayerKind::Relu { .. }))) => {
+                    done = Some(j);
+                    b.pool_relu_backward(kept(j), &gc, self.pooling)?
+                }
+                (LayerKind::Relu { .. }, Some((j, LayerKind::Conv { conv }))) => {
+                    done = Some(j);
+                    b.relu_conv3x3_backward(kept(i), &gc, &self.convs[conv])?
+                }
+                (LayerKind::Pool { .. }, _) => b.pool_backward(kept(i - 1), &gc, self.pooling)?,
+                (LayerKind::Relu { .. }, _) => b.relu_backward(kept(i), &gc)?,
+                (LayerKind::Conv { conv }, _) => b.conv3x3_backward(&gc, &self.convs[conv])?,
             });
         }
         g.ok_or_else(|| Error::backend(b.name(), "backward pass with no gradients"))

@@ -26,10 +26,11 @@ KERNEL ns_pool(const float* __restrict__ x, float* __restrict__ y,
 // One thread per *input* pixel (no scatter, no zero-fill): max pooling
 // routes each window's gradient whole to its first maximum in row-major
 // order, average pooling spreads it evenly; pixels outside every window
-// (odd trailing row/column) get zero.
+// (odd trailing row/column) get zero. With `relu` non-zero, x is a ReLU's
+// output and its backward is fused: dx = 0 where x <= 0.
 KERNEL ns_pool_backward(const float* __restrict__ x, const float* __restrict__ dy,
                         float* __restrict__ dx, long long c, long long h, long long w,
-                        long long avg) {
+                        long long avg, long long relu) {
     long long oh = h / 2, ow = w / 2;
     GRID_STRIDE(idx, c * h * w) {
         long long col = idx % w, row = (idx / w) % h, ch = idx / (h * w);
@@ -49,7 +50,7 @@ KERNEL ns_pool_backward(const float* __restrict__ x, const float* __restrict__ d
                 out = (mine == best) ? g : 0.0f;
             }
         }
-        dx[idx] = out;
+        dx[idx] = (relu && !(x[idx] > 0.0f)) ? 0.0f : out;
     }
 }
 
@@ -59,4 +60,10 @@ KERNEL ns_add_transpose(const float* __restrict__ a, float* __restrict__ s, long
         long long i = idx / c, j = idx % c;
         s[idx] = a[idx] + a[j * c + i];
     }
+}
+
+// out[ch, p] = x[ch, p] * m[p]: a 1 x h x w mask on every channel.
+KERNEL ns_mul_mask(const float* __restrict__ x, const float* __restrict__ m,
+                   float* __restrict__ out, long long c, long long hw) {
+    GRID_STRIDE(idx, c * hw) { out[idx] = x[idx] * m[idx % hw]; }
 }

@@ -4,7 +4,9 @@
 //! sources compiled as C++, the `gemm` crate) — so the backend's
 //! orchestration code is identical on both.
 
+use neural_style_core::backend::{DeviceCounters, KernelCount};
 use neural_style_core::Result;
+use std::sync::Mutex;
 
 /// A device address (a `CUdeviceptr` on the GPU, a plain pointer on the host).
 pub type DevicePtr = u64;
@@ -93,6 +95,101 @@ pub struct Sgemm {
     pub ldc: usize,
 }
 
+/// What an executor has done since the last [`Counters::reset`]: every
+/// launch (a kernel or an sgemm), every copy each way, every point where the
+/// host waits for the device (a download, an explicit synchronisation, a
+/// free), bytes allocated (current and peak); per kernel, launches and work
+/// items (the `n` the orchestration launched it for) and, for sgemms, FLOPs
+/// and the bytes of their operands. Both executors count the same events, so
+/// the host executor's figures are the GPU's.
+#[derive(Debug, Default)]
+pub struct Counters(Mutex<DeviceCounters>);
+
+impl Counters {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut DeviceCounters) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+    pub(crate) fn launch(&self, name: &'static str) {
+        self.with(|c| {
+            c.launches += 1;
+            kernel(c, name).launches += 1;
+        })
+    }
+    /// Work items, FLOPs and bytes moved of the launch just counted (the
+    /// backend knows them: `lib.rs`'s `cost`).
+    pub(crate) fn work(&self, name: &'static str, items: usize, flops: f64, bytes: f64) {
+        self.with(|c| {
+            let k = kernel(c, name);
+            k.items += items as f64;
+            k.flops += flops;
+            k.bytes += bytes;
+        })
+    }
+    pub(crate) fn sgemm(&self, g: &Sgemm) {
+        self.with(|c| {
+            c.launches += 1;
+            let k = kernel(c, "sgemm");
+            k.launches += 1;
+            k.flops += 2.0 * (g.m * g.n * g.k) as f64;
+            k.bytes += 4.0 * (g.m * g.k + g.k * g.n + g.m * g.n) as f64;
+        })
+    }
+    pub(crate) fn upload(&self, bytes: usize) {
+        self.with(|c| {
+            c.uploads += 1;
+            c.upload_bytes += bytes as u64;
+        })
+    }
+    pub(crate) fn download(&self, bytes: usize) {
+        self.with(|c| {
+            c.downloads += 1;
+            c.download_bytes += bytes as u64;
+            c.syncs += 1;
+        })
+    }
+    pub(crate) fn sync(&self) {
+        self.with(|c| c.syncs += 1)
+    }
+    pub(crate) fn alloc(&self, bytes: usize) {
+        self.with(|c| {
+            c.allocs += 1;
+            c.bytes_now += bytes as u64;
+            c.peak_bytes = c.peak_bytes.max(c.bytes_now);
+        })
+    }
+    pub(crate) fn free(&self, bytes: usize) {
+        self.with(|c| c.bytes_now = c.bytes_now.saturating_sub(bytes as u64))
+    }
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> DeviceCounters {
+        self.with(|c| c.clone())
+    }
+    /// Zero every count; the peak restarts from the bytes held now.
+    pub fn reset(&self) {
+        self.with(|c| {
+            *c = DeviceCounters {
+                bytes_now: c.bytes_now,
+                peak_bytes: c.bytes_now,
+                ..Default::default()
+            }
+        })
+    }
+}
+
+fn kernel<'a>(c: &'a mut DeviceCounters, name: &'static str) -> &'a mut KernelCount {
+    let i = match c.kernels.iter().position(|k| k.name == name) {
+        Some(i) => i,
+        None => {
+            c.kernels.push(KernelCount {
+                name: name.to_string(),
+                ..Default::default()
+            });
+            c.kernels.len() - 1
+        }
+    };
+    &mut c.kernels[i]
+}
+
 /// A device that runs our kernels.
 pub trait Executor: Send + Sync {
     /// Human-readable device (`NVIDIA H100 … (cuda:0)`, `host (…)`).
@@ -114,4 +211,6 @@ pub trait Executor: Send + Sync {
     fn sgemm(&self, g: &Sgemm) -> Result<()>;
     /// Wait for all queued work.
     fn synchronize(&self) -> Result<()>;
+    /// What this executor has done (see [`Counters`]).
+    fn counters(&self) -> &Counters;
 }

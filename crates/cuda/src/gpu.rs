@@ -4,7 +4,7 @@
 //! one stream, so a buffer returned to the backend's pool can be reused by
 //! the next launch without a synchronisation.
 
-use crate::exec::{check_args, Arg, DevicePtr, Executor, Sgemm, DEVICE_SOURCE, KERNELS};
+use crate::exec::{check_args, Arg, Counters, DevicePtr, Executor, Sgemm, DEVICE_SOURCE, KERNELS};
 use cudarc::cublas::{sys as cublas_sys, CudaBlas};
 use cudarc::driver::{result, CudaContext, CudaFunction, CudaStream};
 use neural_style_core::Result;
@@ -18,6 +18,7 @@ pub struct GpuExecutor {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     functions: HashMap<&'static str, CudaFunction>,
+    counters: Counters,
 }
 
 // SAFETY: every use of the cuBLAS handle and the stream goes through `&self`
@@ -69,6 +70,52 @@ pub fn devices() -> std::result::Result<Vec<String>, String> {
         .collect())
 }
 
+/// NVRTC's options for the kernels, for GPU architecture `arch` (`sm_90`).
+/// Parity first: IEEE division and square roots, no flush to zero.
+pub fn nvrtc_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+        "--ftz=false".into(),
+    ]
+}
+
+/// What NVRTC made of `kernels/*.cu`: the PTX, and its log (warnings).
+pub struct Compiled {
+    pub ptx: String,
+    pub log: String,
+}
+
+/// Compile every kernel (`common.cuh` + `kernels/*.cu`) with NVRTC for
+/// `arch`, exactly as the GPU executor does when it starts (needs only
+/// NVRTC, no driver or GPU: CI's `tests/nvrtc.rs` calls this too).
+pub fn compile(arch: &str) -> Result<Compiled> {
+    use cudarc::nvrtc::result as nvrtc;
+    let text = |v: Vec<std::ffi::c_char>| {
+        let bytes: Vec<u8> = v.iter().map(|c| *c as u8).take_while(|b| *b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let src = std::ffi::CString::new(DEVICE_SOURCE).expect("no NUL in the kernel sources");
+    let prog = nvrtc::create_program(&src, Some(c"neural_style_kernels.cu"))
+        .map_err(|e| gpu_err("NVRTC", e))?;
+    // SAFETY: `prog` was just created and is destroyed once, below.
+    unsafe {
+        let compiled = nvrtc::compile_program(prog, &nvrtc_options(arch));
+        let log = nvrtc::get_program_log(prog).map(text).unwrap_or_default();
+        let out = match compiled {
+            Ok(()) => nvrtc::get_ptx(prog)
+                .map(|p| Compiled { ptx: text(p), log })
+                .map_err(|e| gpu_err("NVRTC PTX", e)),
+            Err(e) => Err(crate::err(format!(
+                "NVRTC compiling kernels/*.cu for {arch}: {e:?}\n{log}"
+            ))),
+        };
+        let _ = nvrtc::destroy_program(prog);
+        out
+    }
+}
+
 /// Executors by (ordinal, TF32).
 type Cache = Mutex<HashMap<(usize, bool), Arc<GpuExecutor>>>;
 
@@ -103,20 +150,10 @@ impl GpuExecutor {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| gpu_err("compute capability", e))?;
-        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
-        let opts = cudarc::nvrtc::CompileOptions {
-            arch: Some(arch),
-            // Parity first: IEEE division and square roots, no FMA contraction
-            // surprises beyond what the host compiler does.
-            prec_div: Some(true),
-            prec_sqrt: Some(true),
-            ftz: Some(false),
-            ..Default::default()
-        };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(DEVICE_SOURCE, opts)
-            .map_err(|e| gpu_err("NVRTC compiling kernels/*.cu", e))?;
+        let arch = format!("sm_{major}{minor}");
+        let compiled = compile(&arch)?;
         let module = ctx
-            .load_module(ptx)
+            .load_module(cudarc::nvrtc::Ptx::from_src(compiled.ptx))
             .map_err(|e| gpu_err("loading the compiled kernels", e))?;
         let mut functions = HashMap::new();
         for (k, _, _) in KERNELS {
@@ -146,6 +183,7 @@ impl GpuExecutor {
             stream,
             blas,
             functions,
+            counters: Counters::default(),
         })
     }
 
@@ -163,14 +201,18 @@ impl Executor for GpuExecutor {
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
         self.bind()?;
         // SAFETY: plain allocation; freed by `free`.
-        unsafe { result::malloc_sync(bytes.max(1)) }.map_err(|e| {
+        let p = unsafe { result::malloc_sync(bytes.max(1)) }.map_err(|e| {
             gpu_err(
                 &format!("allocating {bytes} bytes on cuda:{}", self.ordinal),
                 e,
             )
-        })
+        })?;
+        self.counters.alloc(bytes);
+        Ok(p)
     }
-    unsafe fn free(&self, ptr: DevicePtr, _bytes: usize) {
+    unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {
+        self.counters.free(bytes);
+        self.counters.sync();
         if self.bind().is_ok() {
             // Queued work may still use it: wait first.
             let _ = self.stream.synchronize();
@@ -180,26 +222,33 @@ impl Executor for GpuExecutor {
     }
     fn upload(&self, dst: DevicePtr, src: &[u8]) -> Result<()> {
         self.bind()?;
-        // SAFETY: dst holds at least src.len() bytes; synchronised below so
-        // that `src` may be dropped on return.
+        self.counters.upload(src.len());
+        // SAFETY: dst holds at least src.len() bytes. `src` is pageable
+        // memory: the driver copies it to a staging buffer before returning
+        // and does not synchronise the device (CUDA Runtime API,
+        // "API synchronization behavior", memcpy asynchronous, pageable host
+        // to device), so `src` may be dropped on return without a wait.
         unsafe {
             result::memcpy_htod_async(dst, src, self.stream.cu_stream())
-                .map_err(|e| gpu_err("upload", e))?;
+                .map_err(|e| gpu_err("upload", e))
         }
-        self.synchronize()
     }
     fn download(&self, src: DevicePtr, dst: &mut [u8]) -> Result<()> {
         self.bind()?;
+        self.counters.download(dst.len());
         // SAFETY: src holds at least dst.len() bytes.
         unsafe {
             result::memcpy_dtoh_async(dst, src, self.stream.cu_stream())
                 .map_err(|e| gpu_err("download", e))?;
         }
-        self.synchronize()
+        self.stream
+            .synchronize()
+            .map_err(|e| gpu_err("synchronize", e))
     }
     fn launch(&self, name: &'static str, grid: u32, block: u32, args: &[Arg]) -> Result<()> {
         check_args(name, args)?;
         self.bind()?;
+        self.counters.launch(name);
         let f = &self.functions[name];
         let mut args = args.to_vec();
         let mut params: Vec<_> = args.iter_mut().map(Arg::as_param).collect();
@@ -220,6 +269,7 @@ impl Executor for GpuExecutor {
     fn sgemm(&self, g: &Sgemm) -> Result<()> {
         use cublas_sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
         self.bind()?;
+        self.counters.sgemm(g);
         let op = |t| if t { CUBLAS_OP_T } else { CUBLAS_OP_N };
         // SAFETY: buffers hold the matrices the leading dimensions describe.
         unsafe {
@@ -243,8 +293,12 @@ impl Executor for GpuExecutor {
         .map_err(|e| gpu_err("cuBLAS sgemm", e))
     }
     fn synchronize(&self) -> Result<()> {
+        self.counters.sync();
         self.stream
             .synchronize()
             .map_err(|e| gpu_err("synchronize", e))
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
     }
 }

@@ -6,7 +6,7 @@
 //! rayon; that is faithful because kernels never share data between threads
 //! (common.cuh). Launches run synchronously, in order.
 
-use crate::exec::{check_args, Arg, DevicePtr, Executor, Sgemm, KERNELS};
+use crate::exec::{check_args, Arg, Counters, DevicePtr, Executor, Sgemm, KERNELS};
 use neural_style_core::Result;
 use rayon::prelude::*;
 use std::alloc::Layout;
@@ -14,7 +14,45 @@ use std::alloc::Layout;
 const ALIGN: usize = 256;
 
 #[derive(Debug, Default)]
-pub struct HostExecutor;
+pub struct HostExecutor {
+    counters: Counters,
+    /// Emulate TF32 GEMMs (precision mode `tf32`): inputs rounded to TF32.
+    tf32: bool,
+}
+
+impl HostExecutor {
+    /// `tf32`: round every GEMM input to TF32 ([`tf32_round`]) as tensor
+    /// cores do, products and sums staying f32 — the host's stand-in for
+    /// cuBLAS's `CUBLAS_TF32_TENSOR_OP_MATH`, to measure what TF32 costs in
+    /// accuracy without a GPU.
+    pub fn new(tf32: bool) -> Self {
+        HostExecutor {
+            counters: Counters::default(),
+            tf32,
+        }
+    }
+}
+
+/// `x` rounded to TF32 (8-bit exponent, 10-bit mantissa): to nearest, ties
+/// away from zero, as PTX's `cvt.rna.tf32.f32`; NaN and infinities kept.
+pub fn tf32_round(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    f32::from_bits(x.to_bits().wrapping_add(0x1000) & !0x1fff)
+}
+
+/// A TF32-rounded copy of the `rows × cols` column-major matrix at `p`
+/// (leading dimension `ld`), with the same layout.
+///
+/// # Safety
+/// `p` holds the matrix the dimensions describe.
+unsafe fn rounded(p: DevicePtr, rows: usize, cols: usize, ld: usize) -> Vec<f32> {
+    let len = if cols == 0 { 0 } else { ld * (cols - 1) + rows };
+    // SAFETY: the caller's matrix spans `len` floats.
+    let src = unsafe { std::slice::from_raw_parts(p as *const f32, len) };
+    src.iter().map(|v| tf32_round(*v)).collect()
+}
 
 fn layout(bytes: usize) -> Layout {
     Layout::from_size_align(bytes.max(1), ALIGN).expect("valid layout")
@@ -29,8 +67,13 @@ unsafe impl Send for Params {}
 impl Executor for HostExecutor {
     fn describe(&self) -> String {
         format!(
-            "host (CUDA kernels compiled for the CPU, {} threads; for testing)",
-            rayon::current_num_threads()
+            "host (CUDA kernels compiled for the CPU, {} threads; for testing{})",
+            rayon::current_num_threads(),
+            if self.tf32 {
+                "; TF32 GEMMs emulated"
+            } else {
+                ""
+            }
         )
     }
     fn alloc(&self, bytes: usize) -> Result<DevicePtr> {
@@ -41,24 +84,30 @@ impl Executor for HostExecutor {
                 "host executor: out of memory ({bytes} bytes)"
             )));
         }
+        self.counters.alloc(bytes);
         Ok(p as DevicePtr)
     }
     unsafe fn free(&self, ptr: DevicePtr, bytes: usize) {
+        self.counters.free(bytes);
+        self.counters.sync();
         // SAFETY: the caller passes what alloc returned, with its size.
         unsafe { std::alloc::dealloc(ptr as *mut u8, layout(bytes)) }
     }
     fn upload(&self, dst: DevicePtr, src: &[u8]) -> Result<()> {
+        self.counters.upload(src.len());
         // SAFETY: dst is an allocation of at least src.len() bytes.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
         Ok(())
     }
     fn download(&self, src: DevicePtr, dst: &mut [u8]) -> Result<()> {
+        self.counters.download(dst.len());
         // SAFETY: src is an allocation of at least dst.len() bytes.
         unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
         Ok(())
     }
     fn launch(&self, name: &'static str, grid: u32, block: u32, args: &[Arg]) -> Result<()> {
         let i = check_args(name, args)?;
+        self.counters.launch(name);
         let f = KERNELS[i].2;
         let mut args = args.to_vec();
         let params = Params(args.iter_mut().map(Arg::as_param).collect());
@@ -82,8 +131,23 @@ impl Executor for HostExecutor {
         Ok(())
     }
     fn sgemm(&self, g: &Sgemm) -> Result<()> {
+        self.counters.sgemm(g);
         if g.m == 0 || g.n == 0 {
             return Ok(());
+        }
+        // TF32: GEMM on rounded copies of the inputs.
+        let (a_copy, b_copy);
+        let (mut a, mut b) = (g.a, g.b);
+        if self.tf32 {
+            let (ar, ac) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
+            let (br, bc) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
+            // SAFETY: the caller's buffers hold the matrices described.
+            unsafe {
+                a_copy = rounded(g.a, ar, ac, g.lda);
+                b_copy = rounded(g.b, br, bc, g.ldb);
+            }
+            a = a_copy.as_ptr() as DevicePtr;
+            b = b_copy.as_ptr() as DevicePtr;
         }
         let (a_rs, a_cs) = if g.trans_a { (g.lda, 1) } else { (1, g.lda) };
         let (b_rs, b_cs) = if g.trans_b { (g.ldb, 1) } else { (1, g.ldb) };
@@ -102,10 +166,10 @@ impl Executor for HostExecutor {
                 g.ldc as isize,
                 1,
                 g.beta != 0.0,
-                g.a as *const f32,
+                a as *const f32,
                 a_cs as isize,
                 a_rs as isize,
-                g.b as *const f32,
+                b as *const f32,
                 b_cs as isize,
                 b_rs as isize,
                 g.beta,
@@ -119,6 +183,10 @@ impl Executor for HostExecutor {
         Ok(())
     }
     fn synchronize(&self) -> Result<()> {
+        self.counters.sync();
         Ok(())
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
     }
 }

@@ -26,10 +26,11 @@ pub mod gpu;
 pub mod host;
 
 use exec::{Arg, DevicePtr, Executor, Sgemm};
-use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
+use neural_style_core::backend::{AdamCoeffs, Backend, DeviceCounters, Pooling, Scalar, VecOps};
 use neural_style_core::weights::{self, ConvWeights};
 use neural_style_core::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(crate) fn err(e: impl std::fmt::Display) -> Error {
@@ -42,6 +43,11 @@ const BLOCK: u32 = 256;
 const MAX_GRID: u64 = 8192;
 /// Blocks of the first pass of a reduction (`REDUCE_GRID · BLOCK` partials).
 const REDUCE_GRID: u32 = 64;
+/// Partial sums per dot product of `ns_multi_dot` (L-BFGS's batched path).
+const MULTI_DOT_PER: usize = 1024;
+/// Loss values that can wait on the device for one copy
+/// ([`Backend::mse_grad_deferred`]); more fall back to one copy each.
+const PENDING_SLOTS: usize = 256;
 
 fn grid_for(n: usize) -> u32 {
     (n as u64).div_ceil(BLOCK as u64).clamp(1, MAX_GRID) as u32
@@ -53,10 +59,27 @@ struct Inner {
     pool: Mutex<HashMap<usize, Vec<DevicePtr>>>,
     /// Bytes ever allocated on the device by this backend.
     allocated: Mutex<usize>,
+    /// Deferred loss values: each slot is `BLOCK` f64 partial sums in one
+    /// device buffer (allocated on first use), with the divisor to apply.
+    pending: Mutex<Pending>,
+    /// L-BFGS's batched path ([`VecOps::batched`]); on by default.
+    batched: AtomicBool,
 }
+
+#[derive(Default)]
+struct Pending {
+    ptr: Option<DevicePtr>,
+    divisors: Vec<f64>,
+}
+
+const PENDING_BYTES: usize = PENDING_SLOTS * BLOCK as usize * 8;
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(p) = self.pending.lock().unwrap().ptr.take() {
+            // SAFETY: allocated by this executor with this size, unused now.
+            unsafe { self.exec.free(p, PENDING_BYTES) };
+        }
         let pool = std::mem::take(&mut *self.pool.lock().unwrap());
         for (bytes, ptrs) in pool {
             for p in ptrs {
@@ -108,6 +131,17 @@ pub struct CudaConv {
     weight_t: Buffer,
 }
 
+/// Precision modes, as PyTorch's: `fp32` (the default; every GEMM in full
+/// single precision) and `tf32` (GEMM inputs rounded to TF32's 10-bit
+/// mantissa, accumulation in f32: what `torch.backends.cudnn.allow_tf32`
+/// gives PyTorch's convolutions on Ampere and later). Selected with a
+/// `+tf32` suffix on `--device`. Tolerances: `tests/precision.rs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Tf32,
+}
+
 /// The raw CUDA backend on one executor (a GPU or the host).
 #[derive(Clone)]
 pub struct CudaBackend {
@@ -127,13 +161,22 @@ impl CudaBackend {
                 exec,
                 pool: Mutex::new(HashMap::new()),
                 allocated: Mutex::new(0),
+                pending: Mutex::new(Pending::default()),
+                batched: AtomicBool::new(true),
             }),
         }
     }
 
     /// The kernels on the CPU (slow; for tests and for machines with no GPU).
     pub fn host() -> Self {
-        Self::with_executor(Arc::new(host::HostExecutor))
+        Self::host_with(Precision::Fp32)
+    }
+
+    /// The host executor in a precision mode (`tf32` emulates TF32 GEMMs).
+    pub fn host_with(precision: Precision) -> Self {
+        Self::with_executor(Arc::new(host::HostExecutor::new(
+            precision == Precision::Tf32,
+        )))
     }
 
     /// GPU `ordinal` through cudarc; `tf32` lets cuBLAS use TF32 tensor cores
@@ -143,17 +186,22 @@ impl CudaBackend {
         Ok(Self::with_executor(gpu::executor(ordinal, tf32)?))
     }
 
-    /// From a `--device` value: `host`; or `gpu`, `cuda`, `cuda:N` (default
-    /// `cuda:0`), each optionally followed by `+tf32`.
+    /// From a `--device` value: `host`, `gpu`, `cuda` or `cuda:N` (default
+    /// `cuda:0`), each optionally followed by `+tf32` (precision mode
+    /// [`Precision::Tf32`]; on the host, emulated).
     pub fn from_device(device: Option<&str>) -> Result<Self> {
         let d = device.unwrap_or("cuda:0");
-        if d == "host" {
-            return Ok(Self::host());
-        }
         let (d, tf32) = match d.strip_suffix("+tf32") {
             Some(d) => (d, true),
             None => (d, false),
         };
+        if d == "host" {
+            return Ok(Self::host_with(if tf32 {
+                Precision::Tf32
+            } else {
+                Precision::Fp32
+            }));
+        }
         let ordinal = match d {
             "gpu" | "cuda" => 0,
             _ => d
@@ -185,6 +233,12 @@ impl CudaBackend {
     /// Bytes of device memory this backend has allocated (pool included).
     pub fn allocated_bytes(&self) -> usize {
         *self.inner.allocated.lock().unwrap()
+    }
+
+    /// Take L-BFGS's batched path (the default) or the per-operation one
+    /// (for comparisons: counts, parity).
+    pub fn set_batched(&self, on: bool) {
+        self.inner.batched.store(on, Ordering::Relaxed);
     }
 
     fn exec(&self) -> &dyn Executor {
@@ -228,35 +282,118 @@ impl CudaBackend {
         Ok(b)
     }
 
+    /// Launch `kernel` for `n` work items (grid-stride beyond `MAX_GRID`).
     fn launch(&self, kernel: &'static str, n: usize, args: &[Arg]) -> Result<()> {
-        self.exec().launch(kernel, grid_for(n), BLOCK, args)
+        let (f, b) = cost(kernel);
+        self.launch_costing(kernel, n, args, f * n as f64, b * n as f64)
     }
 
-    /// A reduction kernel whose last argument is the partial-sum buffer,
-    /// launched on `REDUCE_GRID` blocks, then folded in f64.
-    fn reduce(&self, kernel: &'static str, args: &[Arg]) -> Result<f64> {
+    /// [`CudaBackend::launch`] with its FLOPs and bytes given.
+    fn launch_costing(
+        &self,
+        kernel: &'static str,
+        n: usize,
+        args: &[Arg],
+        flops: f64,
+        bytes: f64,
+    ) -> Result<()> {
+        self.exec().launch(kernel, grid_for(n), BLOCK, args)?;
+        self.exec().counters().work(kernel, n, flops, bytes);
+        Ok(())
+    }
+
+    /// A reduction kernel over `n` items whose last argument is the
+    /// partial-sum buffer, launched on `REDUCE_GRID` blocks, then folded to
+    /// `BLOCK` f64 sums at `folded` (on the device).
+    fn reduce_into(
+        &self,
+        kernel: &'static str,
+        n: usize,
+        args: &[Arg],
+        folded: DevicePtr,
+    ) -> Result<()> {
         let threads = (REDUCE_GRID * BLOCK) as usize;
         let partial = self.buffer(threads * 8)?;
-        let folded = self.buffer(BLOCK as usize * 8)?;
         let mut a = args.to_vec();
         a.push(Arg::Ptr(partial.ptr));
         self.exec().launch(kernel, REDUCE_GRID, BLOCK, &a)?;
+        let (f, b) = cost(kernel);
+        let counters = self.exec().counters();
+        counters.work(kernel, n, f * n as f64, b * n as f64 + 8.0 * threads as f64);
         self.exec().launch(
             "ns_sum_partials",
             1,
             BLOCK,
-            &[Arg::Ptr(partial.ptr), i64a(threads), Arg::Ptr(folded.ptr)],
+            &[Arg::Ptr(partial.ptr), i64a(threads), Arg::Ptr(folded)],
         )?;
+        counters.work(
+            "ns_sum_partials",
+            threads,
+            threads as f64,
+            8.0 * threads as f64,
+        );
+        Ok(())
+    }
+
+    /// [`CudaBackend::reduce_into`], brought back and added up (one copy).
+    fn reduce(&self, kernel: &'static str, n: usize, args: &[Arg]) -> Result<f64> {
+        let folded = self.buffer(BLOCK as usize * 8)?;
+        self.reduce_into(kernel, n, args, folded.ptr)?;
         let mut out = vec![0.0f64; BLOCK as usize];
         self.exec().download(folded.ptr, as_bytes_mut(&mut out))?;
         Ok(out.iter().sum())
     }
 
+    /// A reduction whose value (its sum divided by `divisor`) may wait on
+    /// the device for [`Backend::fetch_scalars`]; immediate when every
+    /// slot is taken.
+    fn reduce_deferred(
+        &self,
+        kernel: &'static str,
+        n: usize,
+        args: &[Arg],
+        divisor: f64,
+    ) -> Result<Scalar> {
+        let mut pending = self.inner.pending.lock().unwrap();
+        if pending.divisors.len() >= PENDING_SLOTS {
+            drop(pending);
+            return Ok(Scalar::Host(self.reduce(kernel, n, args)? / divisor));
+        }
+        let base = match pending.ptr {
+            Some(p) => p,
+            None => {
+                let p = self.exec().alloc(PENDING_BYTES)?;
+                *self.inner.allocated.lock().unwrap() += PENDING_BYTES;
+                *pending.ptr.insert(p)
+            }
+        };
+        let slot = pending.divisors.len();
+        self.reduce_into(kernel, n, args, base + (slot * BLOCK as usize * 8) as u64)?;
+        pending.divisors.push(divisor);
+        Ok(Scalar::Device(slot))
+    }
+
+    /// A pool buffer of at least `bytes`, rounded up to a power of two so
+    /// that scratch space whose size grows with L-BFGS's history is reused.
+    fn scratch(&self, bytes: usize) -> Result<Buffer> {
+        self.buffer(bytes.next_power_of_two())
+    }
+
+    /// Upload 8-byte words (device pointers, f64 coefficients) into a pool
+    /// buffer, for kernels that take tables.
+    fn upload_words(&self, words: &[u64]) -> Result<Buffer> {
+        let b = self.scratch(words.len() * 8)?;
+        self.exec().upload(b.ptr, as_bytes(words))?;
+        Ok(b)
+    }
+
     /// `x` (`c_in` channels) through a 3×3 kernel to `c_out` channels:
-    /// im2col, one GEMM, then bias (+ ReLU) when a bias is given.
+    /// im2col (of `x` where `mask` > 0, when a mask is given: a ReLU's
+    /// backward), one GEMM, then bias (+ ReLU) when a bias is given.
     fn conv(
         &self,
         x: &CudaTensor,
+        mask: Option<&CudaTensor>,
         (c_in, c_out): (usize, usize),
         kernel: &Buffer,
         bias: Option<(&Buffer, bool)>,
@@ -264,6 +401,9 @@ impl CudaBackend {
         let [c, h, w] = x.dims;
         if c != c_in {
             return Err(err(format!("convolution expects {c_in} channels, got {c}")));
+        }
+        if let Some(m) = mask {
+            same_len(m, x)?;
         }
         let hw = h * w;
         let k = c_in * 9;
@@ -273,6 +413,7 @@ impl CudaBackend {
             k * hw,
             &[
                 Arg::Ptr(x.ptr()),
+                Arg::Ptr(mask.map_or(0, CudaTensor::ptr)),
                 Arg::Ptr(col.ptr),
                 i64a(c),
                 i64a(h),
@@ -313,6 +454,78 @@ impl CudaBackend {
         Ok(y)
     }
 
+    /// Max/avg pooling's backward; with `relu`, `x` is a ReLU's output and
+    /// that ReLU's backward is fused in.
+    fn pool_backward_masked(
+        &self,
+        x: &CudaTensor,
+        dy: &CudaTensor,
+        kind: Pooling,
+        relu: bool,
+    ) -> Result<CudaTensor> {
+        let [c, h, w] = x.dims;
+        if dy.dims != [c, h / 2, w / 2] {
+            return Err(err(format!(
+                "pool_backward: dy {:?} for x {:?}",
+                dy.dims, x.dims
+            )));
+        }
+        let dx = self.tensor(x.dims)?;
+        self.launch(
+            "ns_pool_backward",
+            x.len(),
+            &[
+                Arg::Ptr(x.ptr()),
+                Arg::Ptr(dy.ptr()),
+                Arg::Ptr(dx.ptr()),
+                i64a(c),
+                i64a(h),
+                i64a(w),
+                i64a((kind == Pooling::Avg) as usize),
+                i64a(relu as usize),
+            ],
+        )?;
+        Ok(dx)
+    }
+
+    /// Gradient buffer and arguments of `ns_mse_grad` (partials appended
+    /// by the reduction), and the element count.
+    fn mse_args(
+        &self,
+        a: &CudaTensor,
+        target: &CudaTensor,
+        scale: f64,
+    ) -> Result<(CudaTensor, Vec<Arg>, usize)> {
+        let n = same_len(a, target)?;
+        let g = self.tensor(a.dims)?;
+        let k = (2.0 * scale / n as f64) as f32;
+        let args = vec![
+            Arg::Ptr(a.ptr()),
+            Arg::Ptr(target.ptr()),
+            Arg::Ptr(g.ptr()),
+            Arg::F32(k),
+            i64a(n),
+        ];
+        Ok((g, args, n))
+    }
+
+    /// As [`CudaBackend::mse_args`], for `ns_tv_grad`.
+    fn tv_args(&self, x: &CudaTensor, scale: f64) -> Result<(CudaTensor, Vec<Arg>, usize)> {
+        let [c, h, w] = x.dims;
+        let n = x.len();
+        let g = self.tensor(x.dims)?;
+        let k = (2.0 * scale / n as f64) as f32;
+        let args = vec![
+            Arg::Ptr(x.ptr()),
+            Arg::Ptr(g.ptr()),
+            Arg::F32(k),
+            i64a(c),
+            i64a(h),
+            i64a(w),
+        ];
+        Ok((g, args, n))
+    }
+
     /// `t` itself when it is the sole owner of its buffer, else a copy.
     fn make_unique(&self, t: &mut CudaTensor) -> Result<()> {
         if Arc::strong_count(&t.buf) > 1 {
@@ -339,6 +552,36 @@ impl CudaBackend {
         } else {
             self.tensor(t.dims)
         }
+    }
+}
+
+/// FLOPs and bytes of device memory moved per work item of an element-wise
+/// kernel (compulsory traffic: each operand read or written once), for the
+/// counters' roofline figures. Kernels with other shapes give theirs at the
+/// launch (`launch_costing`).
+fn cost(kernel: &str) -> (f64, f64) {
+    match kernel {
+        // One column element written, one input value read.
+        "ns_im2col" => (0.0, 8.0),
+        "ns_bias_act" => (2.0, 8.0),
+        "ns_relu" => (1.0, 8.0),
+        "ns_relu_backward" => (1.0, 12.0),
+        // Per output: four inputs read, one written.
+        "ns_pool" => (3.0, 20.0),
+        // Per input pixel: x, the window's dy, dx.
+        "ns_pool_backward" => (4.0, 12.0),
+        "ns_add_transpose" => (1.0, 12.0),
+        "ns_mul_mask" => (1.0, 12.0),
+        "ns_mse_grad" => (4.0, 12.0),
+        "ns_tv_grad" => (10.0, 8.0),
+        "ns_dot" => (2.0, 8.0),
+        "ns_norm1" => (1.0, 4.0),
+        "ns_fill" => (0.0, 4.0),
+        "ns_axpy" => (2.0, 12.0),
+        "ns_scale" => (1.0, 8.0),
+        "ns_adam" => (12.0, 28.0),
+        "ns_fold" => (MULTI_DOT_PER as f64, 8.0 * MULTI_DOT_PER as f64),
+        _ => (0.0, 0.0),
     }
 }
 
@@ -369,10 +612,14 @@ impl VecOps for CudaBackend {
 
     fn dot(&self, a: &CudaTensor, b: &CudaTensor) -> Result<f64> {
         let n = same_len(a, b)?;
-        self.reduce("ns_dot", &[Arg::Ptr(a.ptr()), Arg::Ptr(b.ptr()), i64a(n)])
+        self.reduce(
+            "ns_dot",
+            n,
+            &[Arg::Ptr(a.ptr()), Arg::Ptr(b.ptr()), i64a(n)],
+        )
     }
     fn norm1(&self, a: &CudaTensor) -> Result<f64> {
-        self.reduce("ns_norm1", &[Arg::Ptr(a.ptr()), i64a(a.len())])
+        self.reduce("ns_norm1", a.len(), &[Arg::Ptr(a.ptr()), i64a(a.len())])
     }
     fn axpy(&self, alpha: f64, x: &CudaTensor, y: &mut CudaTensor) -> Result<()> {
         let n = same_len(x, y)?;
@@ -405,6 +652,96 @@ impl VecOps for CudaBackend {
             ],
         )?;
         *x = out;
+        Ok(())
+    }
+    fn batched(&self) -> bool {
+        self.inner.batched.load(Ordering::Relaxed)
+    }
+    /// `ns_multi_dot` (every dot and ‖norm1‖₁ as `MULTI_DOT_PER` partials
+    /// each), `ns_fold`, one copy back: one synchronisation.
+    fn dots(
+        &self,
+        rows: &[&CudaTensor],
+        cols: &[&CudaTensor],
+        norm1: &CudaTensor,
+    ) -> Result<(Vec<f64>, f64)> {
+        let n = norm1.len();
+        for v in rows.iter().chain(cols) {
+            same_len(v, norm1)?;
+        }
+        let (nr, nc) = (rows.len(), cols.len());
+        let table: Vec<u64> = rows.iter().chain(cols).map(|v| v.ptr()).collect();
+        let table = self.upload_words(&table)?;
+        let groups = nr * nc + 1;
+        let partial = self.scratch(groups * MULTI_DOT_PER * 8)?;
+        let folded = self.scratch(groups * 8)?;
+        // Each column read once, the rows once per column (from cache on a
+        // GPU, counted anyway): (nc·(1 + nr) + 1) vectors, 2 FLOPs per product.
+        self.launch_costing(
+            "ns_multi_dot",
+            (nc + 1) * MULTI_DOT_PER,
+            &[
+                Arg::Ptr(table.ptr),
+                i64a(nr),
+                Arg::Ptr(table.ptr + 8 * nr as u64),
+                i64a(nc),
+                Arg::Ptr(norm1.ptr()),
+                i64a(n),
+                i64a(MULTI_DOT_PER),
+                Arg::Ptr(partial.ptr),
+            ],
+            (2 * nr * nc + 1) as f64 * n as f64,
+            (4 * n * (nc * (1 + nr) + 1) + 8 * groups * MULTI_DOT_PER) as f64,
+        )?;
+        self.launch(
+            "ns_fold",
+            groups,
+            &[
+                Arg::Ptr(partial.ptr),
+                i64a(groups),
+                i64a(MULTI_DOT_PER),
+                Arg::Ptr(folded.ptr),
+            ],
+        )?;
+        let mut out = vec![0.0f64; groups];
+        self.exec().download(folded.ptr, as_bytes_mut(&mut out))?;
+        let norm = out.pop().expect("groups ≥ 1");
+        Ok((out, norm))
+    }
+    /// `ns_combine`: the whole linear combination in one pass, coefficients
+    /// and pointers uploaded together (no synchronisation).
+    fn combine(&self, coeffs: &[f64], vs: &[&CudaTensor], out: &mut CudaTensor) -> Result<()> {
+        let n = out.len();
+        for v in vs {
+            same_len(v, out)?;
+        }
+        if coeffs.len() != vs.len() || vs.is_empty() {
+            return Err(err("combine: one coefficient per vector, at least one"));
+        }
+        let aliased = vs.iter().any(|v| v.ptr() == out.ptr());
+        let dst = if aliased {
+            self.tensor(out.dims)?
+        } else {
+            self.output_for(out)?
+        };
+        let k = vs.len();
+        let mut words: Vec<u64> = vs.iter().map(|v| v.ptr()).collect();
+        words.extend(coeffs.iter().map(|c| c.to_bits()));
+        let table = self.upload_words(&words)?;
+        self.launch_costing(
+            "ns_combine",
+            n,
+            &[
+                Arg::Ptr(table.ptr),
+                Arg::Ptr(table.ptr + 8 * k as u64),
+                i64a(k),
+                Arg::Ptr(dst.ptr()),
+                i64a(n),
+            ],
+            (2 * k * n) as f64,
+            (4 * n * (k + 1)) as f64,
+        )?;
+        *out = dst;
         Ok(())
     }
     fn zeros_like(&self, like: &CudaTensor) -> Result<CudaTensor> {
@@ -492,13 +829,19 @@ impl Backend for CudaBackend {
         })
     }
     fn conv3x3(&self, x: &CudaTensor, k: &CudaConv) -> Result<CudaTensor> {
-        self.conv(x, (k.c_in, k.c_out), &k.weight, Some((&k.bias, false)))
+        self.conv(
+            x,
+            None,
+            (k.c_in, k.c_out),
+            &k.weight,
+            Some((&k.bias, false)),
+        )
     }
     fn conv3x3_backward(&self, dy: &CudaTensor, k: &CudaConv) -> Result<CudaTensor> {
-        self.conv(dy, (k.c_out, k.c_in), &k.weight_t, None)
+        self.conv(dy, None, (k.c_out, k.c_in), &k.weight_t, None)
     }
     fn conv3x3_relu(&self, x: &CudaTensor, k: &CudaConv) -> Result<CudaTensor> {
-        self.conv(x, (k.c_in, k.c_out), &k.weight, Some((&k.bias, true)))
+        self.conv(x, None, (k.c_in, k.c_out), &k.weight, Some((&k.bias, true)))
     }
     fn relu(&self, x: &CudaTensor) -> Result<CudaTensor> {
         let y = self.tensor(x.dims)?;
@@ -542,28 +885,23 @@ impl Backend for CudaBackend {
         Ok(y)
     }
     fn pool_backward(&self, x: &CudaTensor, dy: &CudaTensor, kind: Pooling) -> Result<CudaTensor> {
-        let [c, h, w] = x.dims;
-        if dy.dims != [c, h / 2, w / 2] {
-            return Err(err(format!(
-                "pool_backward: dy {:?} for x {:?}",
-                dy.dims, x.dims
-            )));
-        }
-        let dx = self.tensor(x.dims)?;
-        self.launch(
-            "ns_pool_backward",
-            x.len(),
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(dy.ptr()),
-                Arg::Ptr(dx.ptr()),
-                i64a(c),
-                i64a(h),
-                i64a(w),
-                i64a((kind == Pooling::Avg) as usize),
-            ],
-        )?;
-        Ok(dx)
+        self.pool_backward_masked(x, dy, kind, false)
+    }
+    fn pool_relu_backward(
+        &self,
+        x: &CudaTensor,
+        dy: &CudaTensor,
+        kind: Pooling,
+    ) -> Result<CudaTensor> {
+        self.pool_backward_masked(x, dy, kind, true)
+    }
+    fn relu_conv3x3_backward(
+        &self,
+        y: &CudaTensor,
+        dy: &CudaTensor,
+        k: &CudaConv,
+    ) -> Result<CudaTensor> {
+        self.conv(dy, Some(y), (k.c_out, k.c_in), &k.weight_t, None)
     }
 
     fn gram(&self, f: &CudaTensor) -> Result<CudaTensor> {
@@ -628,38 +966,84 @@ impl Backend for CudaBackend {
         target: &CudaTensor,
         scale: f64,
     ) -> Result<(f64, CudaTensor)> {
-        let n = same_len(a, target)?;
-        let g = self.tensor(a.dims)?;
-        let k = (2.0 * scale / n as f64) as f32;
-        let sum = self.reduce(
-            "ns_mse_grad",
-            &[
-                Arg::Ptr(a.ptr()),
-                Arg::Ptr(target.ptr()),
-                Arg::Ptr(g.ptr()),
-                Arg::F32(k),
-                i64a(n),
-            ],
-        )?;
+        let (g, args, n) = self.mse_args(a, target, scale)?;
+        let sum = self.reduce("ns_mse_grad", n, &args)?;
         Ok((sum / n as f64, g))
     }
     fn tv_grad(&self, x: &CudaTensor, scale: f64) -> Result<(f64, CudaTensor)> {
+        let (g, args, n) = self.tv_args(x, scale)?;
+        let sum = self.reduce("ns_tv_grad", n, &args)?;
+        Ok((sum / n as f64, g))
+    }
+    fn mse_grad_deferred(
+        &self,
+        a: &CudaTensor,
+        target: &CudaTensor,
+        scale: f64,
+    ) -> Result<(Scalar, CudaTensor)> {
+        let (g, args, n) = self.mse_args(a, target, scale)?;
+        Ok((self.reduce_deferred("ns_mse_grad", n, &args, n as f64)?, g))
+    }
+    fn dot_deferred(&self, a: &CudaTensor, b: &CudaTensor) -> Result<Scalar> {
+        let n = same_len(a, b)?;
+        self.reduce_deferred(
+            "ns_dot",
+            n,
+            &[Arg::Ptr(a.ptr()), Arg::Ptr(b.ptr()), i64a(n)],
+            1.0,
+        )
+    }
+    fn tv_grad_deferred(&self, x: &CudaTensor, scale: f64) -> Result<(Scalar, CudaTensor)> {
+        let (g, args, n) = self.tv_args(x, scale)?;
+        Ok((self.reduce_deferred("ns_tv_grad", n, &args, n as f64)?, g))
+    }
+    fn fetch_scalars(&self, s: &[Scalar]) -> Result<Vec<f64>> {
+        let mut pending = self.inner.pending.lock().unwrap();
+        let divisors = std::mem::take(&mut pending.divisors);
+        let mut sums = vec![0.0f64; divisors.len() * BLOCK as usize];
+        if let (Some(p), false) = (pending.ptr, divisors.is_empty()) {
+            self.exec().download(p, as_bytes_mut(&mut sums))?;
+        }
+        s.iter()
+            .map(|v| match *v {
+                Scalar::Host(v) => Ok(v),
+                Scalar::Device(i) if i < divisors.len() => {
+                    let part = &sums[i * BLOCK as usize..(i + 1) * BLOCK as usize];
+                    Ok(part.iter().sum::<f64>() / divisors[i])
+                }
+                Scalar::Device(i) => Err(err(format!(
+                    "device scalar {i} was already fetched (or never deferred)"
+                ))),
+            })
+            .collect()
+    }
+    fn counters(&self) -> Option<DeviceCounters> {
+        Some(self.exec().counters().snapshot())
+    }
+    fn reset_counters(&self) {
+        self.exec().counters().reset()
+    }
+    fn mul_mask(&self, x: &CudaTensor, mask: &CudaTensor) -> Result<CudaTensor> {
         let [c, h, w] = x.dims;
-        let n = x.len();
-        let g = self.tensor(x.dims)?;
-        let k = (2.0 * scale / n as f64) as f32;
-        let sum = self.reduce(
-            "ns_tv_grad",
+        if mask.len() != h * w {
+            return Err(err(format!(
+                "mask of {} values for a {w}×{h} tensor",
+                mask.len()
+            )));
+        }
+        let out = self.tensor(x.dims)?;
+        self.launch(
+            "ns_mul_mask",
+            x.len(),
             &[
                 Arg::Ptr(x.ptr()),
-                Arg::Ptr(g.ptr()),
-                Arg::F32(k),
+                Arg::Ptr(mask.ptr()),
+                Arg::Ptr(out.ptr()),
                 i64a(c),
-                i64a(h),
-                i64a(w),
+                i64a(h * w),
             ],
         )?;
-        Ok((sum / n as f64, g))
+        Ok(out)
     }
     fn synchronize(&self) -> Result<()> {
         self.exec().synchronize()

@@ -9,6 +9,8 @@
 //! point, so each trial is still one evaluation = one iteration) until it
 //! holds; only accepted steps update the curvature history.
 
+mod batched;
+
 use super::{Optimizer, Step};
 use crate::backend::VecOps;
 use crate::error::Result;
@@ -77,6 +79,8 @@ pub struct Lbfgs<V> {
     skipped: usize,
     resets: usize,
     trial: Option<Trial>,
+    /// The batched path's dot products between history vectors (`batched.rs`).
+    gram: batched::PairDots,
 }
 
 impl<V> Lbfgs<V> {
@@ -94,6 +98,7 @@ impl<V> Lbfgs<V> {
             skipped: 0,
             resets: 0,
             trial: None,
+            gram: Default::default(),
         }
     }
 
@@ -152,6 +157,18 @@ impl<V: Clone> Lbfgs<V> {
     }
 }
 
+/// Why a gradient of ‖·‖₁ `g1` cannot be followed, if it cannot.
+fn unusable(g1: f64) -> Option<Step> {
+    if !g1.is_finite() {
+        return Some(Step::Stop("L-BFGS: the gradient is not finite".into()));
+    }
+    (g1 == 0.0).then(|| {
+        Step::Stop(
+            "L-BFGS: the gradient is exactly zero (a stationary point); nothing left to do".into(),
+        )
+    })
+}
+
 /// `gᵀd < 0` (false for NaN).
 fn is_descent(gtd: f64) -> bool {
     gtd < 0.0
@@ -181,15 +198,12 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
                 return Ok(Step::Continue);
             }
         }
-        let g1 = ops.norm1(g)?;
-        if !g1.is_finite() {
-            return Ok(Step::Stop("L-BFGS: the gradient is not finite".into()));
+        if ops.batched() && self.cfg.line_search == LineSearch::None {
+            return self.update_batched(ops, x, g);
         }
-        if g1 == 0.0 {
-            return Ok(Step::Stop(
-                "L-BFGS: the gradient is exactly zero (a stationary point); nothing left to do"
-                    .into(),
-            ));
+        let g1 = ops.norm1(g)?;
+        if let Some(stop) = unusable(g1) {
+            return Ok(stop);
         }
         let first = self.d.is_none();
         if !first {

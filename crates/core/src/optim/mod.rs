@@ -31,6 +31,27 @@ pub trait Optimizer<O: VecOps> {
     fn update(&mut self, ops: &O, x: &mut O::Vector, loss: f64, grad: &O::Vector) -> Result<Step>;
 }
 
+/// `½ Σ dᵢ (xᵢ − 1)²` with `dᵢ` from 1 to 1000 (condition number 1000) and
+/// its gradient, on f32 vectors: a problem on which L-BFGS needs hundreds of
+/// iterations, so that a history of 100 pairs fills up. Used to count what
+/// an optimiser update costs on a device (`benches/iteration.rs --stats`,
+/// `crates/cuda/tests/batched.rs`).
+pub fn ill_conditioned_quadratic(x: &[f32]) -> (f64, Vec<f32>) {
+    let n = x.len();
+    let d = |i: usize| 1.0 + 999.0 * i as f64 / (n.max(2) - 1) as f64;
+    let mut f = 0.0;
+    let g = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let e = *v as f64 - 1.0;
+            f += 0.5 * d(i) * e * e;
+            (d(i) * e) as f32
+        })
+        .collect();
+    (f, g)
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! A plain `Vec<f64>` implementation of [`VecOps`] for optimiser tests.

@@ -13,8 +13,12 @@ pub fn device() -> String {
 
 /// The backend under test, or `None` (after saying why) when its device is missing.
 pub fn backend() -> Option<CudaBackend> {
-    let dev = device();
-    match CudaBackend::from_device(Some(&dev)) {
+    backend_on(&device())
+}
+
+/// The backend on `dev` (a `--device` value), or `None` as [`backend`].
+pub fn backend_on(dev: &str) -> Option<CudaBackend> {
+    match CudaBackend::from_device(Some(dev)) {
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
             eprintln!("skipped: cuda backend on `{dev}` unavailable: {e}");
