@@ -395,18 +395,43 @@ pub fn cases() -> Vec<Case> {
     crate::conformance::tiny_cases()
 }
 
-/// The default (jcjohnson) objective on `weights` — the real VGG19 in the
-/// front-end's suite — with small seeded images.
-pub fn real_case(weights: Vgg19Weights) -> Case {
-    Case {
+/// A case per normalisation on `weights` — the real VGG19 in the front-end's
+/// suite — with small seeded images: the default (jcjohnson) objective, and
+/// the Keras write-up's (gatys normalisation, `block5_conv2` content,
+/// `block1_conv1…block5_conv1` style with weights 1/5, equal α and β) with
+/// average pooling.
+pub fn real_cases(weights: Vgg19Weights) -> Vec<Case> {
+    use crate::objective::{Normalization, ObjectiveSpec};
+    let l = |n: &str| LayerId::parse(n).expect("valid layer");
+    let default = Case {
         name: "VGG19 weights, default objective".into(),
         weights,
-        spec: crate::objective::ObjectiveSpec::default(),
+        spec: ObjectiveSpec::default(),
         content: CaffeImage::noise(48, 40, 1),
         styles: vec![(CaffeImage::noise(44, 36, 2), 1.0)],
         masks: Vec::new(),
         x: CaffeImage::noise(48, 40, 3),
-    }
+    };
+    let gatys = Case {
+        name: "VGG19 weights, gatys normalisation, Keras layers, avg pooling".into(),
+        weights: default.weights.clone(),
+        spec: ObjectiveSpec {
+            content_layers: vec![(l("block5_conv2"), 1.0)],
+            style_layers: (1..=5)
+                .map(|b| (l(&format!("block{b}_conv1")), 0.2))
+                .collect(),
+            content_weight: 1.0,
+            style_weight: 1.0,
+            tv_weight: 0.0,
+            pooling: crate::backend::Pooling::Avg,
+            normalization: Normalization::Gatys,
+        },
+        content: CaffeImage::noise(48, 40, 4),
+        styles: vec![(CaffeImage::noise(44, 36, 5), 1.0)],
+        masks: Vec::new(),
+        x: CaffeImage::noise(48, 40, 6),
+    };
+    vec![default, gatys]
 }
 
 /// Compare `backend` with `reference` on every case (and `extra`), print
@@ -414,7 +439,7 @@ pub fn real_case(weights: Vgg19Weights) -> Case {
 pub fn assert_parity<A: Backend + Clone, R: Backend + Clone>(
     backend: A,
     reference: R,
-    extra: Option<Case>,
+    extra: Vec<Case>,
 ) {
     let mut failures = Vec::new();
     for case in cases().into_iter().chain(extra) {
