@@ -52,13 +52,16 @@ pub const REPLAY_TOL: f64 = 1e-5;
 pub const ADAM_TOL: f64 = 5e-3;
 /// Relative difference allowed on the loss after ten L-BFGS iterations.
 ///
-/// Torch's L-BFGS (which the anchors use, and so do we) takes a first step
-/// of unit ℓ1 length, so its first curvature pair `y = g₁ − g₀` is the
+/// With Torch's first step (unit ℓ1 length; `FirstStep::Torch`, the
+/// `jcjohnson` preset's) the first curvature pair `y = g₁ − g₀` is the
 /// difference of two gradients that agree to ~1e-5: the two backends'
 /// float32 gradients, equal to ~1e-7, give pairs that differ by ~1 %, and
 /// the runs take visibly different (equally valid) paths. Measured, tch vs
 /// candle: images 2e-2–1.6e-1 apart after ten iterations, losses 0.1–7 %
-/// apart (the masked case, whose loss landscape is the roughest, the most). So a free L-BFGS run is held to the loss it reaches, and its image
+/// apart (the masked case, whose loss landscape is the roughest, the most).
+/// The default first step (`FirstStep::Pixel`, used here) moves a typical
+/// pixel a tenth of a level, so its pair is better conditioned; the
+/// tolerances are kept for both. So a free L-BFGS run is held to the loss it reaches, and its image
 /// to [`LBFGS_IMAGE_TOL`] (a wrong step, say a sign, is O(1) in both); the
 /// optimiser itself is held to [`REPLAY_TOL`] by replaying the reference's
 /// run, and its vector operations to [`VECOPS_TOL`].
