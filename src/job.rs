@@ -152,6 +152,7 @@ pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
     Ok(match s.init {
         InitName::Content => content.clone(),
         InitName::Noise => CaffeImage::noise(content.width, content.height, s.seed),
+        InitName::Randn => CaffeImage::randn(content.width, content.height, s.seed),
         InitName::Image => {
             let path = s
                 .init_image

@@ -140,8 +140,9 @@ struct BatchArgs {
 struct CompareArgs {
     #[command(flatten)]
     style: StyleArgs,
-    /// Content/style weight ratios, comma-separated (the content weight is kept).
-    #[arg(long, value_delimiter = ',', value_name = "R,R,...", required = true)]
+    /// Content/style weight ratios, comma-separated (the content weight is kept;
+    /// 10 is content focus, 1e-4 style focus).
+    #[arg(long, value_delimiter = ',', value_name = "R,R,...", default_values_t = [10.0, 1e-4])]
     ratios: Vec<f64>,
     /// The comparison picture (.png, .jpg, ...).
     #[arg(long, short = 'o', value_name = "FILE")]

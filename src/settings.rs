@@ -5,8 +5,8 @@
 use clap::{Args, ValueEnum};
 use neural_style_core::backend::Pooling;
 use neural_style_core::layers::{parse_list, LayerId};
-use neural_style_core::objective::ObjectiveSpec;
-use neural_style_core::optim::{AdamConfig, LbfgsConfig, LineSearch};
+use neural_style_core::objective::{Normalization, ObjectiveSpec};
+use neural_style_core::optim::{AdamConfig, FirstStep, LbfgsConfig, LineSearch};
 use neural_style_core::run::OptimizerKind;
 use neural_style_core::{Error, Result};
 use serde::Deserialize;
@@ -28,6 +28,24 @@ pub enum LineSearchName {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum FirstStepName {
+    /// A typical pixel moves by a tenth of a level (measurable at any size).
+    Pixel,
+    /// Torch's min(1, 1/‖g‖₁) (below float32 resolution on large images).
+    Torch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormalizationName {
+    /// Means, Gram matrices divided by C·H·W (jcjohnson/neural-style).
+    Jcjohnson,
+    /// ½Σ content, unnormalised Gram matrices, 1/(4N²M²) style (Gatys et al., the Keras write-up).
+    Gatys,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PoolingName {
     Max,
     Avg,
@@ -40,6 +58,8 @@ pub enum InitName {
     Content,
     /// Start from seeded uniform noise.
     Noise,
+    /// Start from jcjohnson's randn·0.001 (Caffe space: the mean colour, seeded).
+    Randn,
     /// Start from `--init-image`.
     Image,
 }
@@ -47,11 +67,11 @@ pub enum InitName {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// jcjohnson/neural-style's defaults (the defaults here).
+    /// jcjohnson/neural-style's defaults, its randn·0.001 start and Torch's first L-BFGS step.
     Jcjohnson,
-    /// The paper's choices: average pooling, no TV, start from noise.
+    /// The paper's: its normalisation, average pooling, no TV, noise start, α/β = 1e-3.
     Gatys,
-    /// The project's original write-up: Adam, lr 10, 100 iterations, Keras layers.
+    /// The Keras write-up's: its normalisation and layers, content start, Adam lr 10, 100 iterations, α = β.
     Keras,
 }
 
@@ -94,6 +114,12 @@ pub struct StyleArgs {
     /// L-BFGS line search [default: none, as Torch's optim.lbfgs].
     #[arg(long, value_enum, value_name = "KIND")]
     pub lbfgs_line_search: Option<LineSearchName>,
+    /// L-BFGS first step [default: pixel].
+    #[arg(long, value_enum, value_name = "RULE")]
+    pub lbfgs_first_step: Option<FirstStepName>,
+    /// Loss normalisation [default: jcjohnson].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub normalization: Option<NormalizationName>,
     /// Weight of the content loss [default: 5].
     #[arg(long, value_name = "W")]
     pub content_weight: Option<f64>,
@@ -112,7 +138,7 @@ pub struct StyleArgs {
     /// Per-layer content weights, comma-separated [default: all 1].
     #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
     pub content_layer_weights: Option<Vec<f64>>,
-    /// Per-layer style weights, comma-separated [default: all 1].
+    /// Per-layer style weights, comma-separated [default: all 1; 1/(number of layers) with --normalization gatys].
     #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
     pub style_layer_weights: Option<Vec<f64>>,
     /// Pooling [default: max].
@@ -219,7 +245,8 @@ impl StyleArgs {
     /// `top` overrides `self` field by field.
     fn overlay(mut self, top: &StyleArgs) -> StyleArgs {
         overlay!(self, top; content, style_blend_weights, size, style_scale, style_size,
-            iterations, optimizer, learning_rate, lbfgs_history, lbfgs_line_search, content_weight, style_weight,
+            iterations, optimizer, learning_rate, lbfgs_history, lbfgs_line_search, lbfgs_first_step,
+            normalization, content_weight, style_weight,
             tv_weight, content_layers, style_layers, content_layer_weights, style_layer_weights,
             pooling, init, init_image, seed, backend, device, threads, weights, config, preset,
             original_colors, color_match, scales, multires, scale_iterations, output);
@@ -240,14 +267,31 @@ impl StyleArgs {
 
     fn preset(p: Preset) -> StyleArgs {
         match p {
-            Preset::Jcjohnson => StyleArgs::default(),
+            // jcjohnson/neural-style's neural_style.lua: its defaults (ours
+            // too), `-init random` = randn·0.001, Torch's optim.lbfgs.
+            Preset::Jcjohnson => StyleArgs {
+                init: Some(InitName::Randn),
+                lbfgs_first_step: Some(FirstStepName::Torch),
+                ..Default::default()
+            },
+            // Gatys, Ecker & Bethge, CVPR 2016: eqs. 1–5 (layer weights
+            // 1/5), average pooling, white-noise start, L-BFGS, conv4_2 and
+            // conv1_1…conv5_1 (Caffe's ReLUs are in place: our relu names),
+            // α/β = 1e-3 (Fig. 3 B–D, α the content weight).
             Preset::Gatys => StyleArgs {
+                normalization: Some(NormalizationName::Gatys),
                 pooling: Some(PoolingName::Avg),
                 tv_weight: Some(0.0),
                 init: Some(InitName::Noise),
+                content_weight: Some(1.0),
+                style_weight: Some(1e3),
                 ..Default::default()
             },
+            // The project's Keras write-up: its normalisation, Keras layers
+            // (post-ReLU), content start, Adam lr 10, 100 iterations, equal
+            // α and β (its first experiment), no TV.
             Preset::Keras => StyleArgs {
+                normalization: Some(NormalizationName::Gatys),
                 optimizer: Some(OptimizerName::Adam),
                 learning_rate: Some(10.0),
                 iterations: Some(100),
@@ -256,6 +300,9 @@ impl StyleArgs {
                 style_layers: Some(
                     "block1_conv1,block2_conv1,block3_conv1,block4_conv1,block5_conv1".into(),
                 ),
+                content_weight: Some(1.0),
+                style_weight: Some(1.0),
+                tv_weight: Some(0.0),
                 ..Default::default()
             },
         }
@@ -292,6 +339,10 @@ impl StyleArgs {
                     None | Some(LineSearchName::None) => LineSearch::None,
                     Some(LineSearchName::Backtracking) => LineSearch::Backtracking,
                 },
+                first_step: match a.lbfgs_first_step {
+                    None | Some(FirstStepName::Pixel) => FirstStep::Pixel,
+                    Some(FirstStepName::Torch) => FirstStep::Torch,
+                },
             }),
             OptimizerName::Adam => OptimizerKind::Adam(AdamConfig {
                 lr: lr.unwrap_or(10.0),
@@ -302,19 +353,26 @@ impl StyleArgs {
             return Err(Error::config("--lbfgs-history", "must be at least 1"));
         }
         let defaults = ObjectiveSpec::default();
+        let normalization = match a.normalization {
+            None | Some(NormalizationName::Jcjohnson) => Normalization::Jcjohnson,
+            Some(NormalizationName::Gatys) => Normalization::Gatys,
+        };
         let content_layers = layer_weights(
             "--content-layers",
             "--content-layer-weights",
             a.content_layers.as_deref(),
             a.content_layer_weights.as_deref(),
             &defaults.content_layers,
+            false,
         )?;
+        // Gatys et al.'s w_l = 1/(number of style layers) by default.
         let style_layers = layer_weights(
             "--style-layers",
             "--style-layer-weights",
             a.style_layers.as_deref(),
             a.style_layer_weights.as_deref(),
             &defaults.style_layers,
+            normalization == Normalization::Gatys,
         )?;
         let spec = ObjectiveSpec {
             content_layers,
@@ -326,6 +384,7 @@ impl StyleArgs {
                 PoolingName::Max => Pooling::Max,
                 PoolingName::Avg => Pooling::Avg,
             },
+            normalization,
         };
         let size = a.size.unwrap_or(512);
         if size == 0 {
@@ -476,6 +535,7 @@ fn layer_weights(
     layers: Option<&str>,
     weights: Option<&[f64]>,
     default: &[(LayerId, f64)],
+    mean_by_default: bool,
 ) -> Result<Vec<(LayerId, f64)>> {
     let ids: Vec<LayerId> = match layers {
         None => default.iter().map(|l| l.0).collect(),
@@ -483,6 +543,7 @@ fn layer_weights(
         Some(s) => parse_list(s).map_err(|e| Error::config(layers_flag, e.to_string()))?,
     };
     let ws: Vec<f64> = match weights {
+        None if mean_by_default => vec![1.0 / ids.len() as f64; ids.len()],
         None => vec![1.0; ids.len()],
         Some(w) if w.len() != ids.len() => {
             return Err(Error::config(
@@ -569,6 +630,60 @@ mod tests {
             LayerId::parse("relu5_2").unwrap()
         );
         assert_eq!(s.spec.style_layers.len(), 5);
+    }
+
+    #[test]
+    fn presets_follow_their_sources() {
+        let preset = |p| {
+            let mut a = args("c.jpg");
+            a.preset = Some(p);
+            a.resolve().unwrap()
+        };
+        let lbfgs = |s: &Settings| match s.optimizer {
+            OptimizerKind::Lbfgs(c) => c.first_step,
+            _ => panic!("not L-BFGS"),
+        };
+        // Ours: content start, the pixel first step, jcjohnson's objective.
+        let ours = args("c.jpg").resolve().unwrap();
+        assert_eq!(
+            (ours.init, lbfgs(&ours), ours.spec.normalization),
+            (
+                InitName::Content,
+                FirstStep::Pixel,
+                Normalization::Jcjohnson
+            )
+        );
+        // jcjohnson: the same objective, its randn·0.001 start, Torch's step.
+        let j = preset(Preset::Jcjohnson);
+        assert_eq!(j.spec, ObjectiveSpec::default());
+        assert_eq!((j.init, lbfgs(&j)), (InitName::Randn, FirstStep::Torch));
+        // gatys: the paper's normalisation, w_l = 1/5, α/β = 1e-3, avg pooling, noise.
+        let g = preset(Preset::Gatys);
+        assert_eq!(g.spec.normalization, Normalization::Gatys);
+        assert!(g.spec.style_layers.iter().all(|l| l.1 == 0.2));
+        assert_eq!(g.spec.content_weight / g.spec.style_weight, 1e-3);
+        assert_eq!((g.spec.pooling, g.spec.tv_weight), (Pooling::Avg, 0.0));
+        assert_eq!(g.init, InitName::Noise);
+        // keras: the write-up's normalisation and layers, α = β, no TV, content start.
+        let k = preset(Preset::Keras);
+        assert_eq!(k.spec.normalization, Normalization::Gatys);
+        assert_eq!(
+            (k.spec.content_weight, k.spec.style_weight, k.spec.tv_weight),
+            (1.0, 1.0, 0.0)
+        );
+        assert!(k.spec.style_layers.iter().all(|l| l.1 == 0.2));
+        assert_eq!((k.init, k.iterations), (InitName::Content, 100));
+        // Explicit layer weights win over the 1/(number of layers) default.
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Gatys);
+        a.style_layer_weights = Some(vec![1.0; 5]);
+        assert!(a
+            .resolve()
+            .unwrap()
+            .spec
+            .style_layers
+            .iter()
+            .all(|l| l.1 == 1.0));
     }
 
     #[test]

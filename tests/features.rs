@@ -390,6 +390,86 @@ fn compare_lays_out_each_ratio() {
     assert_fails(&bad, d, &["--ratios"]);
 }
 
+#[test]
+fn compare_without_ratios_uses_content_and_style_focus() {
+    let dir = fixture();
+    let d = dir.path();
+    let a = [
+        "compare",
+        "-c",
+        "c.png",
+        "-s",
+        "s.png",
+        "--size",
+        "32",
+        "-n",
+        "2",
+        "-o",
+        "cmp.png",
+        "--threads",
+        "2",
+    ];
+    let out = run(&a, d);
+    assert_ok(&out);
+    // The default ratios, 10 and 1e-4: two cells after content and style.
+    assert_eq!(
+        decode(&d.join("cmp.png")).dimensions(),
+        (8 + 4 * 264, 8 + 256 + 16 + 8 + 8)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("content/style 10 ") && log.contains("content/style 1e-4 "),
+        "{log}"
+    );
+}
+
+#[test]
+fn gatys_normalization_scales_each_part_as_the_paper() {
+    let dir = fixture();
+    let d = dir.path();
+    // At 32×24, relu4_2 is 512×4×3 and relu1_1 64×32×24: the paper's
+    // content is ½Σ = (N·M/2)·mean, its style 1/(4N²M²)Σ over unnormalised
+    // Gram matrices = (N²/4)·mean over normalised ones (style image at the
+    // content's pixel count: 48×48 → 28×28 ≈ 32×24).
+    let common = [
+        "-s",
+        "s.png",
+        "--style-size",
+        "32",
+        "--image",
+        "s2.png",
+        "--style-layers",
+        "relu1_1",
+        "--style-layer-weights",
+        "1",
+    ];
+    let jc = loss(d, &common);
+    let mut a = common.to_vec();
+    a.extend(["--normalization", "gatys"]);
+    let ga = loss(d, &a);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs();
+    let c = num(&ga, "content") / num(&jc, "content");
+    assert!(close(c, 512.0 * 12.0 / 2.0), "content ratio {c}");
+    let st = num(&ga, "style") / num(&jc, "style");
+    assert!(close(st, 64.0 * 64.0 / 4.0), "style ratio {st}");
+    // Without --style-layer-weights, gatys weighs each of the 5 layers 1/5.
+    let five = ["-s", "s.png", "--image", "s2.png"];
+    let ones = loss(d, &five);
+    let mut a = five.to_vec();
+    a.extend([
+        "--normalization",
+        "gatys",
+        "--style-layer-weights",
+        "1,1,1,1,1",
+    ]);
+    let g1 = loss(d, &a);
+    let mut a = five.to_vec();
+    a.extend(["--normalization", "gatys"]);
+    let g5 = loss(d, &a);
+    assert!(close(num(&g5, "style") * 5.0, num(&g1, "style")));
+    assert!(num(&g1, "style") > 10.0 * num(&ones, "style"));
+}
+
 // ------------------------------------------------------------------ batches
 
 #[test]

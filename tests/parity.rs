@@ -2,7 +2,7 @@
 //! pair of compiled backends; candle is the reference backend.
 //!
 //! Each pair gets the same three tests from one macro: the seeded tiny
-//! cases, one case on the real VGG19 weights, and a deliberately perturbed
+//! cases, a case per normalisation on the real VGG19 weights, and a deliberately perturbed
 //! weight that the suite must catch. The backend expression yields `None`
 //! (after printing that it skipped, and why) when its device is missing.
 
@@ -16,7 +16,7 @@ macro_rules! parity_tests {
             #[test]
             fn agrees_on_the_tiny_cases() {
                 let Some(backend) = $backend else { return };
-                parity::assert_parity(backend, $reference, None);
+                parity::assert_parity(backend, $reference, Vec::new());
             }
 
             #[test]
@@ -27,7 +27,7 @@ macro_rules! parity_tests {
                     .expect("VGG19 weights (run `cargo xtask weights`)");
                 let w = Vgg19Weights::load(&path).expect("weights load");
                 let Some(backend) = $backend else { return };
-                parity::assert_parity(backend, $reference, Some(parity::real_case(w)));
+                parity::assert_parity(backend, $reference, parity::real_cases(w));
             }
 
             #[test]

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Independent PyTorch reference for the canonical objective of DESIGN.md.
 
+Two normalisations (--normalization): jcjohnson's (means, Gram / (C·H·W)) and the one of
+Gatys et al. and the Keras write-up, computed literally in float32: content ½·Σ(F − C)²,
+unnormalised Gram G = F Fᵀ, style 1/(4 N² M²)·Σ(G − A)² with A = (M / M_s)·F_s F_sᵀ (the style
+image's Gram taken to the output's M = H·W positions; the paper's A when M_s = M).
+
 Evaluates content(x), style(x), tv(x) (unweighted), total(x) and ‖d total/dx‖₂ (caffe space)
 at a given image x and prints one JSON line, for comparison with `neural-style loss --json`.
 Images are read as RGB 8-bit and used at their own size (no resizing).
@@ -61,10 +66,12 @@ def features(vgg, x, wanted, pooling):
     return out
 
 
-def gram(f):
+def gram(f, normalization="jcjohnson"):
+    """F Fᵀ / (C·H·W), or F Fᵀ (gatys)."""
     _, c, h, w = f.shape
     f = f.reshape(c, h * w)
-    return f @ f.t() / (c * h * w)
+    g = f @ f.t()
+    return g if normalization == "gatys" else g / (c * h * w)
 
 
 def tv(x):
@@ -81,19 +88,30 @@ def load_image(path):
     return (t - torch.tensor(MEAN_BGR).view(3, 1, 1)).unsqueeze(0).contiguous()
 
 
-def objective(vgg, x, c_targets, s_targets, blend, cl, cw_l, sl, sw_l, pooling):
-    """Unweighted (content, style, tv) at x; c_targets {layer: F}, s_targets [{layer: G}]."""
+def objective(vgg, x, c_targets, s_targets, blend, cl, cw_l, sl, sw_l, pooling, normalization):
+    """Unweighted (content, style, tv) at x; c_targets {layer: F}, s_targets [{layer: (G, M_s)}]."""
     f = features(vgg, x, set(cl) | set(sl), pooling)
-    content = sum(w * F.mse_loss(f[l], c_targets[l]) for l, w in zip(cl, cw_l))
-    grams = {l: gram(f[l]) for l in sl}
-    style = sum(b * sum(w * F.mse_loss(grams[l], g[l]) for l, w in zip(sl, sw_l))
+    if normalization == "gatys":
+        content = sum(w * 0.5 * ((f[l] - c_targets[l]) ** 2).sum() for l, w in zip(cl, cw_l))
+
+        def layer_style(l, target):
+            a, m_s = target
+            _, n, h, w = f[l].shape
+            m = h * w
+            return ((gram(f[l], "gatys") - a * (m / m_s)) ** 2).sum() / (4 * n * n * m * m)
+    else:
+        content = sum(w * F.mse_loss(f[l], c_targets[l]) for l, w in zip(cl, cw_l))
+
+        def layer_style(l, target):
+            return F.mse_loss(gram(f[l]), target[0])
+    style = sum(b * sum(w * layer_style(l, g[l]) for l, w in zip(sl, sw_l))
                 for b, g in zip(blend, s_targets))
     return content, style, tv(x)
 
 
-def floats(s, n, what):
+def floats(s, n, what, default=1.0):
     if s is None:
-        return [1.0] * n
+        return [default] * n
     v = [float(t) for t in s.split(",")]
     if len(v) != n:
         sys.exit(f"{what}: {len(v)} weights for {n} layers")
@@ -115,6 +133,7 @@ def main():
     p.add_argument("--style-weight", type=float, default=100.0)
     p.add_argument("--tv-weight", type=float, default=1e-3)
     p.add_argument("--pooling", choices=("max", "avg"), default="max")
+    p.add_argument("--normalization", choices=("jcjohnson", "gatys"), default="jcjohnson")
     p.add_argument("--threads", type=int)
     a = p.parse_args()
     if a.threads:
@@ -122,7 +141,9 @@ def main():
     cl = [canonical(n) for n in a.content_layers.split(",")]
     sl = [canonical(n) for n in a.style_layers.split(",")]
     cw_l = floats(a.content_layer_weights, len(cl), "--content-layer-weights")
-    sw_l = floats(a.style_layer_weights, len(sl), "--style-layer-weights")
+    # Gatys et al.: w_l = 1/(number of style layers) unless given.
+    sw_l = floats(a.style_layer_weights, len(sl), "--style-layer-weights",
+                  1.0 / len(sl) if a.normalization == "gatys" else 1.0)
     blend = a.style_blend_weights or [1.0] * len(a.style)
     if len(blend) != len(a.style) or sum(blend) <= 0:
         sys.exit("--style-blend-weights: need one positive-sum weight per style image")
@@ -134,10 +155,12 @@ def main():
         sys.exit(f"--image is {tuple(x.shape[2:])} (H, W) but --content is {tuple(c.shape[2:])}")
     with torch.no_grad():
         c_targets = features(vgg, c, set(cl), a.pooling)
-        s_targets = [{l: gram(f) for l, f in features(vgg, load_image(s), set(sl), a.pooling).items()}
+        s_targets = [{l: (gram(f, a.normalization), f.shape[2] * f.shape[3])
+                      for l, f in features(vgg, load_image(s), set(sl), a.pooling).items()}
                      for s in a.style]
     x.requires_grad_(True)
-    content, style, tvv = objective(vgg, x, c_targets, s_targets, blend, cl, cw_l, sl, sw_l, a.pooling)
+    content, style, tvv = objective(vgg, x, c_targets, s_targets, blend, cl, cw_l, sl, sw_l, a.pooling,
+                                    a.normalization)
     total = a.content_weight * content + a.style_weight * style + a.tv_weight * tvv
     total.backward()
     print(json.dumps({"content": content.item(), "style": style.item(), "tv": tvv.item(),

@@ -9,7 +9,9 @@
 use crate::backend::{Backend, Pooling};
 use crate::layers::LayerId;
 use crate::mask::Mask;
-use crate::objective::{style_grams, Loss, LossParts, Objective, ObjectiveSpec, StyleTerm};
+use crate::objective::{
+    style_grams, Loss, LossParts, Normalization, Objective, ObjectiveSpec, StyleTerm,
+};
 use crate::pixel::CaffeImage;
 use crate::reference;
 use crate::vgg::{FeatureExtractor, Vgg};
@@ -103,6 +105,7 @@ pub fn tiny_cases() -> Vec<Case> {
                 style_weight: 100.0,
                 tv_weight: 1e-3,
                 pooling,
+                normalization: Normalization::Jcjohnson,
             },
             content: CaffeImage::noise(37, 34, seed),
             styles: vec![
@@ -145,6 +148,7 @@ pub fn tiny_cases() -> Vec<Case> {
             style_weight: 100.0,
             tv_weight: 1e-3,
             pooling: Pooling::Max,
+            normalization: Normalization::Jcjohnson,
         },
         content: CaffeImage::noise(w, h, 12),
         styles: vec![
@@ -152,8 +156,34 @@ pub fn tiny_cases() -> Vec<Case> {
             (CaffeImage::noise(33, 35, 212), 0.3),
             (CaffeImage::noise(30, 30, 312), 0.2),
         ],
-        masks: vec![Some(soft), None, Some(hard)],
+        masks: vec![Some(soft.clone()), None, Some(hard)],
         x: CaffeImage::noise(w, h, 412),
+    });
+    // The paper's normalisation (½Σ content, unnormalised Gram matrices,
+    // 1/(4N²M²) style), average pooling, two blended styles of other sizes
+    // than the content, one of them masked, layer weights 1/(#layers).
+    cases.push(Case {
+        name: "synthetic Avg, gatys normalisation, two styles, one masked".into(),
+        weights: Vgg19Weights::synthetic(13, [6, 8, 8, 12, 12]),
+        spec: ObjectiveSpec {
+            content_layers: vec![(l("relu4_2"), 1.0), (l("conv2_1"), 0.3)],
+            style_layers: ["relu1_1", "pool1", "conv3_2", "relu5_1"]
+                .iter()
+                .map(|n| (l(n), 0.25))
+                .collect(),
+            content_weight: 1.0,
+            style_weight: 1e3,
+            tv_weight: 1e-3,
+            pooling: Pooling::Avg,
+            normalization: Normalization::Gatys,
+        },
+        content: CaffeImage::noise(w, h, 13),
+        styles: vec![
+            (CaffeImage::noise(40, 32, 113), 0.6),
+            (CaffeImage::noise(33, 35, 213), 0.4),
+        ],
+        masks: vec![None, Some(soft)],
+        x: CaffeImage::noise(w, h, 413),
     });
     cases
 }

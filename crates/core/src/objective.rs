@@ -26,6 +26,32 @@
 //! whole style image's ordinary Gram matrix). Computed with the backend's
 //! primitives: `G^m = k · gram(F ⊙ m)` with `k = H_l·W_l / Σ m_l`, and the
 //! gradient `dF = m ⊙ (k · gram_backward(F ⊙ m, dG))`.
+//!
+//! [`Normalization::Gatys`] (`--normalization gatys`) is the objective of
+//! Gatys et al. (CVPR 2016, eqs. 1–5) and of the project's Keras write-up,
+//! for a layer of `N` channels and `M = H·W` positions:
+//!
+//! ```text
+//! content_l = ½ Σ (F_l(x) − F_l(c))²
+//! G_l       = F_l Fᵀ_l                       (unnormalised)
+//! A_l       = (M / M_s) · F_l(s) F_l(s)ᵀ       (the style's Gram taken to M positions)
+//! style_l   = 1/(4 N² M²) · Σ (G_l − A_l)²
+//! ```
+//!
+//! `A_l` is exactly the paper's when the style image has as many pixels as
+//! the output (the write-up loads both at one size; here styles are resized
+//! to the content's pixel count by default). With `G = N·M·Ĝ` (`Ĝ` the
+//! normalised Gram above) these are the jcjohnson parts times a per-layer
+//! factor: `content_l = (N·M/2) · mean(…)`, `style_l = (N²/4) · mean((Ĝ − Â)²)`
+//! ([`Normalization::content_factor`], [`Normalization::style_factor`]) — so
+//! every backend gets it through the same primitives, and no float32 tensor
+//! ever holds an unnormalised Gram matrix (values of 1e8 and more at deep
+//! layers). A masked style uses its masked Gram taken to `M` positions,
+//! `(M / Σ m_l) · (F ⊙ m_l)(F ⊙ m_l)ᵀ`, with the same factor (a mask of
+//! ones is the unmasked term). The weights keep their meaning: the paper's
+//! `α L_content + β L_style` is `--content-weight α --style-weight β`
+//! (the write-up's `α L_style + β L_content` is `--style-weight α
+//! --content-weight β`).
 
 use crate::backend::{Backend, Pooling, Scalar};
 use crate::error::{Error, Result};
@@ -33,6 +59,51 @@ use crate::layers::LayerId;
 use crate::mask::Mask;
 use crate::pixel::CaffeImage;
 use crate::vgg::Vgg;
+
+/// How the loss parts are normalised (module documentation for both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Normalization {
+    /// jcjohnson/neural-style's: means, Gram matrices divided by `C·H·W`.
+    #[default]
+    Jcjohnson,
+    /// Gatys et al.'s and the Keras write-up's: `½ Σ` content, unnormalised
+    /// Gram matrices, `1/(4 N² M²) Σ` style.
+    Gatys,
+}
+
+impl Normalization {
+    /// The factor on a content layer's `mean((F − C)²)` for features of
+    /// shape `[N, H, W]`: 1, or `N·H·W / 2` (gatys: `½ Σ`).
+    pub fn content_factor(self, [n, h, w]: [usize; 3]) -> f64 {
+        match self {
+            Normalization::Jcjohnson => 1.0,
+            Normalization::Gatys => (n * h * w) as f64 / 2.0,
+        }
+    }
+
+    /// The factor on a style layer's `mean((Ĝ − Â)²)` (normalised Gram
+    /// matrices) for `n` channels: 1, or `n² / 4` (gatys: `1/(4N²M²) Σ` over
+    /// unnormalised ones).
+    pub fn style_factor(self, n: usize) -> f64 {
+        match self {
+            Normalization::Jcjohnson => 1.0,
+            Normalization::Gatys => (n * n) as f64 / 4.0,
+        }
+    }
+}
+
+impl std::str::FromStr for Normalization {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "jcjohnson" => Ok(Normalization::Jcjohnson),
+            "gatys" => Ok(Normalization::Gatys),
+            _ => Err(format!(
+                "unknown normalization `{s}`: use jcjohnson or gatys"
+            )),
+        }
+    }
+}
 
 /// The settings of the objective (layers and weights).
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +116,7 @@ pub struct ObjectiveSpec {
     pub style_weight: f64,
     pub tv_weight: f64,
     pub pooling: Pooling,
+    pub normalization: Normalization,
 }
 
 impl Default for ObjectiveSpec {
@@ -61,6 +133,7 @@ impl Default for ObjectiveSpec {
             style_weight: 100.0,
             tv_weight: 1e-3,
             pooling: Pooling::Max,
+            normalization: Normalization::Jcjohnson,
         }
     }
 }
@@ -426,17 +499,23 @@ impl<B: Backend> Objective<'_, B> {
             .zip(&self.content_targets)
             .enumerate()
         {
-            let (v, g) = b.mse_grad_deferred(&trace.outputs[i], target, s.content_weight * lw)?;
-            terms.push((Part::Content, *lw, 1.0, 0.0, v));
+            let f = &trace.outputs[i];
+            let norm = s.normalization.content_factor(b.dims(f));
+            let (v, g) = b.mse_grad_deferred(f, target, s.content_weight * lw * norm)?;
+            terms.push((Part::Content, lw * norm, 1.0, 0.0, v));
             grads.push((*layer, g));
         }
         for (i, ((layer, lw), target)) in s.style_layers.iter().zip(&self.style_targets).enumerate()
         {
             let f = &trace.outputs[n_content + i];
+            let norm = s.normalization.style_factor(b.dims(f)[0]);
             let gram = b.gram(f)?;
-            let (v, dg) =
-                b.mse_grad_deferred(&gram, &target.gram, s.style_weight * lw * target.weight)?;
-            terms.push((Part::Style, *lw, target.weight, target.offset, v));
+            let (v, dg) = b.mse_grad_deferred(
+                &gram,
+                &target.gram,
+                s.style_weight * lw * target.weight * norm,
+            )?;
+            terms.push((Part::Style, lw * norm, target.weight, target.offset, v));
             grads.push((*layer, b.gram_backward(f, &dg)?));
         }
         for term in &self.masked {
@@ -444,12 +523,13 @@ impl<B: Backend> Objective<'_, B> {
                 s.style_layers.iter().zip(&term.layers).enumerate()
             {
                 let f = &trace.outputs[n_content + i];
+                let norm = s.normalization.style_factor(b.dims(f)[0]);
                 let fm = b.mul_mask(f, mask)?;
                 let mut gram = b.gram(&fm)?;
                 b.scale(*k, &mut gram)?;
                 let (v, dg) =
-                    b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight)?;
-                terms.push((Part::Style, lw * term.weight, 1.0, 0.0, v));
+                    b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight * norm)?;
+                terms.push((Part::Style, lw * term.weight * norm, 1.0, 0.0, v));
                 let mut dfm = b.gram_backward(&fm, &dg)?;
                 b.scale(*k, &mut dfm)?;
                 grads.push((*layer, b.mul_mask(&dfm, mask)?));

@@ -67,11 +67,43 @@ impl CaffeImage {
             .collect();
         CaffeImage::from_rgb(width, height, &rgb)
     }
+
+    /// jcjohnson/neural-style's random start (`-init random`):
+    /// `randn(3, H, W) · 0.001` in Caffe space, i.e. the mean colour with a
+    /// trace of Gaussian noise, seeded.
+    pub fn randn(width: usize, height: usize, seed: u64) -> Self {
+        let mut rng = crate::rng::Rng::new(seed);
+        CaffeImage {
+            width,
+            height,
+            data: (0..width * height * 3)
+                .map(|_| (rng.normal() * 0.001) as f32)
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn randn_is_jcjohnsons_small_gaussian_start() {
+        let img = CaffeImage::randn(64, 48, 3);
+        assert_eq!(img, CaffeImage::randn(64, 48, 3));
+        let n = img.data.len() as f64;
+        let mean = img.data.iter().map(|v| *v as f64).sum::<f64>() / n;
+        let sd = (img
+            .data
+            .iter()
+            .map(|v| (*v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        assert!(mean.abs() < 5e-5 && (sd - 1e-3).abs() < 5e-5, "{mean} {sd}");
+        // The mean colour once written out.
+        assert!(img.to_rgb8().chunks(3).all(|p| p == [124, 117, 104]));
+    }
 
     #[test]
     fn roundtrip_and_channel_order() {

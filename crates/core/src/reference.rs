@@ -11,7 +11,7 @@
 use crate::backend::Pooling;
 use crate::layers::{table, LayerKind};
 use crate::mask::Mask;
-use crate::objective::{LossParts, ObjectiveSpec};
+use crate::objective::{LossParts, Normalization, ObjectiveSpec};
 use crate::pixel::CaffeImage;
 use crate::weights::{ConvWeights, Vgg19Weights};
 
@@ -161,13 +161,13 @@ fn forward(w: &Vgg19Weights, x: &T, deepest: usize, pooling: Pooling) -> Vec<T> 
     outs
 }
 
-fn gram(f: &T) -> Vec<f64> {
+/// `F Fᵀ / div`.
+fn gram(f: &T, div: f64) -> Vec<f64> {
     let m = f.h * f.w;
-    let n = (f.c * m) as f64;
     let mut g = vec![0.0; f.c * f.c];
     for a in 0..f.c {
         for b in 0..f.c {
-            g[a * f.c + b] = (0..m).map(|k| f.d[a * m + k] * f.d[b * m + k]).sum::<f64>() / n;
+            g[a * f.c + b] = (0..m).map(|k| f.d[a * m + k] * f.d[b * m + k]).sum::<f64>() / div;
         }
     }
     g
@@ -239,32 +239,52 @@ pub fn evaluate_masked(
         Some(acc) => acc.d.iter_mut().zip(&g.d).for_each(|(a, b)| *a += b),
         slot @ None => *slot = Some(g),
     };
+    // The two normalisations, written out as their papers state them:
+    //   jcjohnson: content mean((F − C)²); G = FFᵀ/(N·M); style mean((G − A)²) = Σ/N²
+    //   gatys: content ½Σ(F − C)²; G = FFᵀ; A = (M/M_s)·F_sF_sᵀ; style Σ(G − A)²/(4N²M²)
+    let gatys = spec.normalization == Normalization::Gatys;
     for (layer, lw) in &spec.content_layers {
         let (f, t) = (&outs[layer.0], &c_outs[layer.0]);
-        let n = f.d.len() as f64;
+        // Σ d² times `per`.
+        let per = if gatys { 0.5 } else { 1.0 / f.d.len() as f64 };
         let mut g = T::zeros(f.c, f.h, f.w);
         for i in 0..f.d.len() {
             let d = f.d[i] - t.d[i];
-            parts.content += lw * d * d / n;
-            g.d[i] = spec.content_weight * lw * 2.0 * d / n;
+            parts.content += lw * d * d * per;
+            g.d[i] = spec.content_weight * lw * 2.0 * d * per;
         }
         add_grad(layer.0, g);
     }
     for (layer, lw) in &spec.style_layers {
         let f = &outs[layer.0];
-        let gx = gram(f);
         let c2 = (f.c * f.c) as f64;
         let m = f.h * f.w;
-        let n = (f.c * m) as f64;
+        // The output's Gram divisor, and the factor on Σ (G − A)².
+        let (n, per) = if gatys {
+            (1.0, 1.0 / (4.0 * c2 * (m * m) as f64))
+        } else {
+            ((f.c * m) as f64, 1.0 / c2)
+        };
+        let gx = gram(f, n);
         let mut dgram = vec![0.0; f.c * f.c];
         let mut g = T::zeros(f.c, f.h, f.w);
         for (si, ((_, bk), s_out)) in styles.iter().zip(&s_outs).enumerate() {
-            let gs = gram(&s_out[layer.0]);
+            let fs = &s_out[layer.0];
+            let ms = (fs.h * fs.w) as f64;
+            let gs = if gatys {
+                gram(fs, ms / m as f64)
+            } else {
+                gram(fs, f.c as f64 * ms)
+            };
             if let Some(mask) = masks.get(si).and_then(|m| m.as_ref()) {
                 // Masked: its own Gram matrix and gradient.
                 let mk = mask_at(mask, f.h, f.w, layer.pools_up_to());
                 let area: f64 = mk.iter().sum();
-                let nm = f.c as f64 * area;
+                let nm = if gatys {
+                    area / m as f64
+                } else {
+                    f.c as f64 * area
+                };
                 let mut gm = vec![0.0; f.c * f.c];
                 for a in 0..f.c {
                     for b in 0..f.c {
@@ -277,8 +297,8 @@ pub fn evaluate_masked(
                 let mut dg = vec![0.0; f.c * f.c];
                 for i in 0..gm.len() {
                     let d = gm[i] - gs[i];
-                    parts.style += bk * lw * d * d / c2;
-                    dg[i] = spec.style_weight * bk * lw * 2.0 * d / c2;
+                    parts.style += bk * lw * d * d * per;
+                    dg[i] = spec.style_weight * bk * lw * 2.0 * d * per;
                 }
                 for a in 0..f.c {
                     for b in 0..f.c {
@@ -292,8 +312,8 @@ pub fn evaluate_masked(
             }
             for i in 0..gx.len() {
                 let d = gx[i] - gs[i];
-                parts.style += bk * lw * d * d / c2;
-                dgram[i] += spec.style_weight * bk * lw * 2.0 * d / c2;
+                parts.style += bk * lw * d * d * per;
+                dgram[i] += spec.style_weight * bk * lw * 2.0 * d * per;
             }
         }
         for a in 0..f.c {
@@ -387,6 +407,12 @@ mod tests {
     /// an all-white mask gives exactly the unmasked loss.
     #[test]
     fn masked_gradient_matches_finite_differences() {
+        for normalization in [Normalization::Jcjohnson, Normalization::Gatys] {
+            masked_gradient_matches_finite_differences_with(normalization);
+        }
+    }
+
+    fn masked_gradient_matches_finite_differences_with(normalization: Normalization) {
         let weights = Vgg19Weights::synthetic(5, [3, 4, 4, 4, 4]);
         let l = |n: &str| LayerId::parse(n).unwrap();
         let spec = ObjectiveSpec {
@@ -396,6 +422,7 @@ mod tests {
             style_weight: 100.0,
             tv_weight: 0.1,
             pooling: Pooling::Max,
+            normalization,
         };
         let (w, h) = (9, 10);
         let content = img(w, h, 1);
@@ -423,7 +450,7 @@ mod tests {
             let fd = (f(&xp).0.total - f(&xm).0.total) / (xp.data[i] - xm.data[i]) as f64;
             assert!(
                 (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
-                "element {i}: finite difference {fd}, gradient {}",
+                "{normalization:?} element {i}: finite difference {fd}, gradient {}",
                 grad[i]
             );
         }
@@ -442,7 +469,12 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let weights = Vgg19Weights::synthetic(3, [3, 4, 4, 4, 4]);
-        for pooling in [Pooling::Max, Pooling::Avg] {
+        for (pooling, normalization) in [
+            (Pooling::Max, Normalization::Jcjohnson),
+            (Pooling::Avg, Normalization::Jcjohnson),
+            (Pooling::Max, Normalization::Gatys),
+            (Pooling::Avg, Normalization::Gatys),
+        ] {
             let l = |n: &str| LayerId::parse(n).unwrap();
             let spec = ObjectiveSpec {
                 content_layers: vec![(l("conv2_2"), 1.0), (l("relu3_1"), 0.5)],
@@ -451,6 +483,7 @@ mod tests {
                 style_weight: 100.0,
                 tv_weight: 0.1,
                 pooling,
+                normalization,
             };
             let (w, h) = (9, 10);
             let content = img(w, h, 1);
@@ -474,7 +507,7 @@ mod tests {
                 let scale = grad.iter().map(|v| v.abs()).fold(0.0, f64::max);
                 assert!(
                     (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
-                    "{pooling:?} element {i}: finite difference {fd}, gradient {}",
+                    "{pooling:?} {normalization:?} element {i}: finite difference {fd}, gradient {}",
                     grad[i]
                 );
             }

@@ -1,8 +1,9 @@
 //! L-BFGS as in Torch's `optim.lbfgs` (which the reference implementations
 //! use): two-loop recursion over the last `history` pairs, initial Hessian
 //! `γ = sᵀy / yᵀy`, pairs with `yᵀs ≤ 1e-10` skipped, no line search by
-//! default, and a first step scaled by `min(1, 1/‖g‖₁)`. One evaluation per
-//! iteration.
+//! default. One evaluation per iteration. The first step (and the first after
+//! a history reset) is [`FirstStep`]: Torch's `min(1, 1/‖g‖₁)`, or by
+//! default one that moves the image by a tenth of a pixel level.
 //!
 //! With [`LineSearch::Backtracking`], a step whose loss breaks the Armijo
 //! condition `f(x + t d) ≤ f(x) + 1e-4 · t · gᵀd` is halved (from the trial
@@ -26,6 +27,55 @@ pub enum LineSearch {
     Backtracking,
 }
 
+/// The length of L-BFGS's first step along `−g` (no curvature known yet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FirstStep {
+    /// Torch's `optim.lbfgs`: `t = min(1, 1/‖g‖₁)`, a step of unit ℓ1
+    /// length. Over n pixels a typical component moves by about `1/n` of a
+    /// pixel level: below float32 resolution (≈ 8e-6 at 100) from about
+    /// 256×192 up, so the first curvature pair is rounding noise.
+    Torch,
+    /// `t = PIXEL_STEP · ‖g‖₁ / ‖g‖₂²`: a component of the gradient's typical
+    /// size (its `|g|`-weighted mean) moves by [`PIXEL_STEP`] pixel levels,
+    /// the largest by at least that (`‖g‖₂² ≤ ‖g‖₁‖g‖∞`), the mean at most
+    /// that (`‖g‖₁² ≤ n‖g‖₂²`): measurable at any size, and independent of
+    /// the loss's scale (the normalisation, the weights).
+    #[default]
+    Pixel,
+}
+
+/// Pixel levels (Caffe space: 0–255) that [`FirstStep::Pixel`] moves a
+/// typical component by.
+pub const PIXEL_STEP: f64 = 0.1;
+
+impl FirstStep {
+    /// The step length `t` (times the learning rate) for a gradient with
+    /// `‖g‖₁ = norm1` and `‖g‖₂² = norm2_sq`. Written once, for every
+    /// implementation of the optimiser.
+    pub fn length(self, norm1: f64, norm2_sq: f64, lr: f64) -> f64 {
+        match self {
+            FirstStep::Torch => norm1.recip().min(1.0) * lr,
+            FirstStep::Pixel => PIXEL_STEP * norm1 / norm2_sq * lr,
+        }
+    }
+
+    /// Whether [`FirstStep::length`] reads `norm2_sq` (else pass anything).
+    pub fn needs_norm2(self) -> bool {
+        self == FirstStep::Pixel
+    }
+}
+
+impl std::str::FromStr for FirstStep {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "torch" => Ok(FirstStep::Torch),
+            "pixel" => Ok(FirstStep::Pixel),
+            _ => Err(format!("unknown first step `{s}`: use pixel or torch")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LbfgsConfig {
     /// Number of (s, y) pairs kept (memory: 2 × history image-sized vectors).
@@ -33,6 +83,7 @@ pub struct LbfgsConfig {
     /// Step size (Torch's `learningRate`, 1 by default).
     pub lr: f64,
     pub line_search: LineSearch,
+    pub first_step: FirstStep,
 }
 
 impl Default for LbfgsConfig {
@@ -41,6 +92,7 @@ impl Default for LbfgsConfig {
             history: 100,
             lr: 1.0,
             line_search: LineSearch::None,
+            first_step: FirstStep::Pixel,
         }
     }
 }
@@ -139,6 +191,17 @@ impl<V: Clone> Lbfgs<V> {
         Ok(())
     }
 
+    /// The step length along `−g` when there is no curvature history.
+    fn first_step<O: VecOps<Vector = V>>(&self, ops: &O, g: &V, norm1: f64) -> Result<f64> {
+        let rule = self.cfg.first_step;
+        let norm2_sq = if rule.needs_norm2() {
+            ops.dot(g, g)?
+        } else {
+            0.0
+        };
+        Ok(rule.length(norm1, norm2_sq, self.cfg.lr))
+    }
+
     /// `d = −H g` by the two-loop recursion.
     fn direction<O: VecOps<Vector = V>>(&self, ops: &O, g: &V, d: &mut V) -> Result<()> {
         ops.copy_from(d, g)?;
@@ -215,7 +278,7 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
         };
         self.direction(ops, g, &mut d)?;
         let mut t = if first {
-            g1.recip().min(1.0) * self.cfg.lr
+            self.first_step(ops, g, g1)?
         } else {
             self.cfg.lr
         };
@@ -227,7 +290,7 @@ impl<O: VecOps> Optimizer<O> for Lbfgs<O::Vector> {
             self.hdiag = 1.0;
             self.resets += 1;
             self.direction(ops, g, &mut d)?;
-            t = g1.recip().min(1.0) * self.cfg.lr;
+            t = self.first_step(ops, g, g1)?;
             gtd = ops.dot(g, &d)?;
         }
         if !is_descent(gtd) {
@@ -285,6 +348,7 @@ mod tests {
             history: 10,
             lr: 1.0,
             line_search: LineSearch::Backtracking,
+            ..Default::default()
         };
         let (x, loss, stop) = minimise(&mut Lbfgs::new(cfg), rosenbrock, vec![-1.2, 1.0], 300);
         assert!(loss < 1e-8, "loss {loss} at {x:?}, stop {stop:?}");
@@ -316,13 +380,65 @@ mod tests {
     }
 
     #[test]
-    fn first_step_is_scaled_by_inverse_l1_norm() {
-        let mut opt = Lbfgs::new(LbfgsConfig::default());
-        let mut x = vec![0.0, 0.0];
-        let g = vec![3.0, -1.0];
-        Optimizer::<HostOps>::update(&mut opt, &HostOps, &mut x, 1.0, &g).unwrap();
-        // t = 1/4, d = -g
-        assert_eq!(x, vec![-0.75, 0.25]);
+    fn first_step_rules() {
+        let step = |first_step| {
+            let mut opt = Lbfgs::new(LbfgsConfig {
+                first_step,
+                ..Default::default()
+            });
+            let mut x = vec![0.0, 0.0];
+            let g = vec![3.0, -1.0];
+            Optimizer::<HostOps>::update(&mut opt, &HostOps, &mut x, 1.0, &g).unwrap();
+            x
+        };
+        // Torch: t = 1/‖g‖₁ = 1/4, d = -g.
+        assert_eq!(step(FirstStep::Torch), vec![-0.75, 0.25]);
+        // Pixel: t = 0.1 · 4 / 10 = 0.04.
+        let x = step(FirstStep::Pixel);
+        assert!(
+            (x[0] + 0.12).abs() < 1e-15 && (x[1] - 0.04).abs() < 1e-15,
+            "{x:?}"
+        );
+        assert_eq!(LbfgsConfig::default().first_step, FirstStep::Pixel);
+    }
+
+    /// At 1024×768 in float32 (the image lives on the device in f32), Torch's
+    /// first step leaves most pixels exactly where they were; the pixel
+    /// rule moves every pixel whose gradient is within 100× of the typical
+    /// size, and none by more than a few levels.
+    #[test]
+    fn first_step_moves_a_1024px_image_measurably() {
+        let n = 1024 * 768 * 3;
+        let mut rng = crate::rng::Rng::new(1);
+        let x: Vec<f32> = (0..n)
+            .map(|_| (rng.uniform() * 255.0 - 120.0) as f32)
+            .collect();
+        // A gradient of spread-out magnitudes (normal, times a log-uniform factor).
+        let g: Vec<f32> = (0..n)
+            .map(|_| (rng.normal() * 10f64.powf(2.0 * rng.uniform() - 1.0)) as f32)
+            .collect();
+        let norm1: f64 = g.iter().map(|v| v.abs() as f64).sum();
+        let norm2_sq: f64 = g.iter().map(|v| (*v as f64).powi(2)).sum();
+        let typical = norm2_sq / norm1;
+        let moved = |rule: FirstStep| {
+            let t = rule.length(norm1, norm2_sq, 1.0) as f32;
+            let (mut changed, mut eligible, mut largest) = (0usize, 0usize, 0f32);
+            for (xi, gi) in x.iter().zip(&g) {
+                let y = xi - t * gi;
+                largest = largest.max((y - xi).abs());
+                if gi.abs() as f64 >= typical / 100.0 {
+                    eligible += 1;
+                    changed += (y != *xi) as usize;
+                }
+            }
+            (changed as f64 / eligible as f64, largest)
+        };
+        // (Only pixels near 0, where float32 is finer, move: 9 % here.)
+        let (torch, _) = moved(FirstStep::Torch);
+        assert!(torch < 0.25, "Torch's rule moved {torch} of the pixels");
+        let (pixel, largest) = moved(FirstStep::Pixel);
+        assert_eq!(pixel, 1.0, "the pixel rule left some pixels unmoved");
+        assert!(largest < 10.0, "largest move {largest} levels");
     }
 
     #[test]

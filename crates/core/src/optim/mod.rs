@@ -10,7 +10,7 @@ mod adam;
 mod lbfgs;
 
 pub use adam::{Adam, AdamConfig};
-pub use lbfgs::{Lbfgs, LbfgsConfig, LineSearch};
+pub use lbfgs::{FirstStep, Lbfgs, LbfgsConfig, LineSearch, PIXEL_STEP};
 
 use crate::backend::VecOps;
 use crate::error::Result;

@@ -146,8 +146,10 @@ impl<V: Clone> Lbfgs<V> {
         }
 
         let (mut coeffs, mut gtd) = self.recursion(&g_dots, gg);
+        // The first step's rule (`FirstStep`) reads ‖g‖₂², which the dots already hold.
+        let first_step = self.cfg.first_step.length(g1, gg, self.cfg.lr);
         let mut t = if first {
-            g1.recip().min(1.0) * self.cfg.lr
+            first_step
         } else {
             self.cfg.lr
         };
@@ -158,7 +160,7 @@ impl<V: Clone> Lbfgs<V> {
             self.hdiag = 1.0;
             self.resets += 1;
             (coeffs, gtd) = self.recursion(&g_dots, gg);
-            t = g1.recip().min(1.0) * self.cfg.lr;
+            t = first_step;
         }
         if !is_descent(gtd) {
             return Ok(Step::Stop(format!(
