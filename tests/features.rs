@@ -431,30 +431,47 @@ fn gatys_normalization_scales_each_part_as_the_paper() {
     // content is ½Σ = (N·M/2)·mean, its style 1/(4N²M²)Σ over unnormalised
     // Gram matrices = (N²/4)·mean over normalised ones (style image at the
     // content's pixel count: 48×48 → 28×28 ≈ 32×24).
+    // At the image s2.png (the loss helper evaluates at the content).
+    let loss = |extra: &[&str]| {
+        let mut a = vec![
+            "loss",
+            "-c",
+            "c.png",
+            "--image",
+            "s2.png",
+            "--size",
+            "32",
+            "--threads",
+            "2",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let out = run(&a, d);
+        assert_ok(&out);
+        serde_json::from_slice::<serde_json::Map<String, Value>>(&out.stdout).unwrap()
+    };
     let common = [
         "-s",
         "s.png",
         "--style-size",
         "32",
-        "--image",
-        "s2.png",
         "--style-layers",
         "relu1_1",
         "--style-layer-weights",
         "1",
     ];
-    let jc = loss(d, &common);
+    let jc = loss(&common);
     let mut a = common.to_vec();
     a.extend(["--normalization", "gatys"]);
-    let ga = loss(d, &a);
+    let ga = loss(&a);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs();
     let c = num(&ga, "content") / num(&jc, "content");
     assert!(close(c, 512.0 * 12.0 / 2.0), "content ratio {c}");
     let st = num(&ga, "style") / num(&jc, "style");
     assert!(close(st, 64.0 * 64.0 / 4.0), "style ratio {st}");
     // Without --style-layer-weights, gatys weighs each of the 5 layers 1/5.
-    let five = ["-s", "s.png", "--image", "s2.png"];
-    let ones = loss(d, &five);
+    let five = ["-s", "s.png"];
+    let ones = loss(&five);
     let mut a = five.to_vec();
     a.extend([
         "--normalization",
@@ -462,10 +479,10 @@ fn gatys_normalization_scales_each_part_as_the_paper() {
         "--style-layer-weights",
         "1,1,1,1,1",
     ]);
-    let g1 = loss(d, &a);
+    let g1 = loss(&a);
     let mut a = five.to_vec();
     a.extend(["--normalization", "gatys"]);
-    let g5 = loss(d, &a);
+    let g5 = loss(&a);
     assert!(close(num(&g5, "style") * 5.0, num(&g1, "style")));
     assert!(num(&g1, "style") > 10.0 * num(&ones, "style"));
 }

@@ -48,8 +48,10 @@ pub const REPLAY_TOL: f64 = 1e-5;
 /// `‖(xₐ − x₀) − (x_b − x₀)‖/‖x_b − x₀‖` allowed after ten Adam iterations:
 /// `g/√v` amplifies the gradient's last-bit differences where `v` is small,
 /// so the trajectories drift slowly (8e-4 measured on the real weights, tch
-/// vs candle); a real bug moves them apart by O(1).
-pub const ADAM_TOL: f64 = 5e-3;
+/// vs candle; 5.9e-3 on the real weights with the gatys normalisation, Keras
+/// layers and no TV, cuda's host executor vs candle, whose gradient agrees
+/// to 1.1e-6); a real bug moves them apart by O(1).
+pub const ADAM_TOL: f64 = 1.5e-2;
 /// Relative difference allowed on the loss after ten L-BFGS iterations.
 ///
 /// With Torch's first step (unit ℓ1 length; `FirstStep::Torch`, the
