@@ -27,8 +27,8 @@
 
 use neural_style::backends::{self, Selection, WithBackend};
 use neural_style::core::backend::Backend;
-use neural_style::core::image_io::Picture;
 use neural_style::core::backend::{AdamCoeffs, Backend, DeviceCounters, VecOps};
+use neural_style::core::image_io::Picture;
 use neural_style::core::layers::VGG19_WIDTHS;
 use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
 use neural_style::core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer};

@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::conformance::{rel, rel_l2, Case};
 use crate::error::Result;
 use crate::layers::LayerId;
-use crate::objective::{Loss, LossParts, Objective};
+use crate::objective::{Loss, LossParts, Normalization, Objective};
 use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer, Step};
 use crate::pixel::CaffeImage;
 use crate::vgg::{FeatureExtractor, Vgg};
@@ -48,10 +48,13 @@ pub const REPLAY_TOL: f64 = 1e-5;
 /// `‖(xₐ − x₀) − (x_b − x₀)‖/‖x_b − x₀‖` allowed after ten Adam iterations:
 /// `g/√v` amplifies the gradient's last-bit differences where `v` is small,
 /// so the trajectories drift slowly (8e-4 measured on the real weights, tch
-/// vs candle; 5.9e-3 on the real weights with the gatys normalisation, Keras
-/// layers and no TV, cuda's host executor vs candle, whose gradient agrees
-/// to 1.1e-6); a real bug moves them apart by O(1).
-pub const ADAM_TOL: f64 = 1.5e-2;
+/// vs candle); a real bug moves them apart by O(1).
+pub const ADAM_TOL: f64 = 5e-3;
+/// [`ADAM_TOL`] for the cases with the gatys normalisation: 5.9e-3 measured
+/// on the real weights (Keras layers, no TV), cuda's host executor vs
+/// candle, whose gradients agree to 1.1e-6 — without TV nothing damps the
+/// pixels where `v` is small. Only those cases get the wider bound.
+pub const ADAM_TOL_GATYS: f64 = 1.5e-2;
 /// Relative difference allowed on the loss after ten L-BFGS iterations.
 ///
 /// With Torch's first step (unit ℓ1 length; `FirstStep::Torch`, the
@@ -96,6 +99,8 @@ pub struct Parity {
     pub lbfgs_loss: f64,
     /// Images after [`ITERATIONS`] Adam iterations.
     pub adam: f64,
+    /// The bound on `adam` for this case's normalisation.
+    pub adam_tol: f64,
 }
 
 impl Parity {
@@ -155,7 +160,7 @@ impl Parity {
         over(
             format!("image after {ITERATIONS} Adam"),
             self.adam,
-            ADAM_TOL,
+            self.adam_tol,
         );
         over(
             format!("loss after {ITERATIONS} L-BFGS"),
@@ -391,6 +396,10 @@ pub fn compare_with_weights<A: Backend + Clone, R: Backend>(
             &displacement(a.adam.xs.last().expect("x0")),
             &displacement(r.adam.xs.last().expect("x0")),
         ),
+        adam_tol: match case.spec.normalization {
+            Normalization::Jcjohnson => ADAM_TOL,
+            Normalization::Gatys => ADAM_TOL_GATYS,
+        },
     })
 }
 

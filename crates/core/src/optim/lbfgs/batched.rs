@@ -148,11 +148,7 @@ impl<V: Clone> Lbfgs<V> {
         let (mut coeffs, mut gtd) = self.recursion(&g_dots, gg);
         // The first step's rule (`FirstStep`) reads ‖g‖₂², which the dots already hold.
         let first_step = self.cfg.first_step.length(g1, gg, self.cfg.lr);
-        let mut t = if first {
-            first_step
-        } else {
-            self.cfg.lr
-        };
+        let mut t = if first { first_step } else { self.cfg.lr };
         if !is_descent(gtd) && !self.pairs.is_empty() {
             // As the per-operation path: forget the history, steepest descent.
             self.pairs.clear();
