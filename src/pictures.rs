@@ -50,6 +50,21 @@ pub fn draw_text(p: &mut Picture, x: u32, y: u32, text: &str, scale: u32, color:
     }
 }
 
+/// A label that fits `width` pixels: at `scale` if it can, else at scale 1,
+/// else cut and ended with `..` — never silently shortened into another
+/// label (`iteration 100` must not read `iteration 10`).
+fn fit_label(label: &str, width: u32, scale: u32) -> (String, u32) {
+    for s in [scale, 1] {
+        if text_width(label, s) <= width {
+            return (label.to_string(), s);
+        }
+    }
+    let max_chars = (width / 8) as usize;
+    let mut text: String = label.chars().take(max_chars.saturating_sub(2)).collect();
+    text.push_str("..");
+    (text, 1)
+}
+
 /// Tiles with a label under each, `columns` per row, every image scaled to
 /// fit a `cell × cell` square (aspect kept), on white.
 pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture {
@@ -80,9 +95,7 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
             let n = (thumb.width * 3) as usize;
             out.rgb[dst..dst + n].copy_from_slice(&thumb.rgb[src..src + n]);
         }
-        // Shorten a label that does not fit its cell.
-        let max_chars = ((cell + pad) / (8 * scale)) as usize;
-        let text: String = label.chars().take(max_chars).collect();
+        let (text, scale) = fit_label(label, cell + pad, scale);
         let lx = cx + cell.saturating_sub(text_width(&text, scale)) / 2;
         draw_text(
             &mut out,
@@ -182,6 +195,17 @@ pub fn plot_losses(points: &[PlotPoint], weights: [f64; 3]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_labels_shrink_or_say_they_were_cut() {
+        // A 192-px cell at scale 2 holds 12 characters: "iteration 100" used
+        // to become "iteration 10".
+        assert_eq!(fit_label("iteration 100", 200, 2), ("iteration 100".into(), 1));
+        assert_eq!(fit_label("iteration 10", 200, 2), ("iteration 10".into(), 2));
+        let (cut, scale) = fit_label(&"x".repeat(40), 200, 2);
+        assert_eq!((cut.len(), scale), (25, 1));
+        assert!(cut.ends_with(".."));
+    }
 
     #[test]
     fn labels_are_drawn_without_fonts() {
