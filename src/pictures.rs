@@ -79,6 +79,12 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
         height: h,
         rgb: vec![255.0; (w * h * 3) as usize],
     };
+    // One label size for the whole sheet: the larger one only if every label fits.
+    let scale = if tiles.iter().all(|(_, l)| text_width(l, scale) <= cell + pad) {
+        scale
+    } else {
+        1
+    };
     for (i, (img, label)) in tiles.iter().enumerate() {
         let (cx, cy) = (
             pad + (i % columns) as u32 * tw,
