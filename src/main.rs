@@ -520,7 +520,9 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let total = jobs.len();
     let (todo, done) = batch::todo(jobs, shard);
     let skipped = done.len();
-    batch::check(&a.file, &todo)?;
+    // Every job of this shard, those already done included: a done job may still
+    // write another job's input.
+    batch::check(&a.file, &[todo.as_slice(), done.as_slice()].concat())?;
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {

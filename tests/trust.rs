@@ -510,7 +510,9 @@ fn batch_goes_on_after_a_failing_job_and_flags_override_the_defaults() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("2 written, 0 skipped (already there), 1 failed"),
+        err.contains(
+            "2 written, 0 skipped (already there or claimed by another process), 1 failed"
+        ),
         "{err}"
     );
     assert!(
