@@ -80,7 +80,10 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
         rgb: vec![255.0; (w * h * 3) as usize],
     };
     // One label size for the whole sheet: the larger one only if every label fits.
-    let scale = if tiles.iter().all(|(_, l)| text_width(l, scale) <= cell + pad) {
+    let scale = if tiles
+        .iter()
+        .all(|(_, l)| text_width(l, scale) <= cell + pad)
+    {
         scale
     } else {
         1
@@ -206,8 +209,14 @@ mod tests {
     fn long_labels_shrink_or_say_they_were_cut() {
         // A 192-px cell at scale 2 holds 12 characters: "iteration 100" used
         // to become "iteration 10".
-        assert_eq!(fit_label("iteration 100", 200, 2), ("iteration 100".into(), 1));
-        assert_eq!(fit_label("iteration 10", 200, 2), ("iteration 10".into(), 2));
+        assert_eq!(
+            fit_label("iteration 100", 200, 2),
+            ("iteration 100".into(), 1)
+        );
+        assert_eq!(
+            fit_label("iteration 10", 200, 2),
+            ("iteration 10".into(), 2)
+        );
         let (cut, scale) = fit_label(&"x".repeat(40), 200, 2);
         assert_eq!((cut.len(), scale), (25, 1));
         assert!(cut.ends_with(".."));
