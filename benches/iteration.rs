@@ -26,7 +26,6 @@
 //! vector (the update's counts do not depend on the objective).
 
 use neural_style::backends::{self, Selection, WithBackend};
-use neural_style::core::backend::Backend;
 use neural_style::core::backend::{AdamCoeffs, Backend, DeviceCounters, VecOps};
 use neural_style::core::image_io::Picture;
 use neural_style::core::layers::VGG19_WIDTHS;
