@@ -92,7 +92,9 @@ fn events(files: &[PathBuf]) -> Vec<Value> {
     let mut v = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        for line in text.lines().filter(|l| l.starts_with('{')) {
+        // Whole lines only: a task may be writing the last one.
+        let whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        for line in whole.map(str::trim_end).filter(|l| l.starts_with('{')) {
             v.push(
                 serde_json::from_str(line)
                     .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", f.display())),
@@ -454,7 +456,18 @@ fn slurm_single_node() {
         "scontrol",
         &["update", &format!("JobId={task}"), "StartTime=now"],
     );
-    cluster.wait(&[&id], minutes(10));
+    // squeue may not list the requeued task for a moment: wait for the
+    // second run's summary line (the first run wrote one), then for the queue.
+    let t = Instant::now();
+    while of_kind(&events(&out_file()), "summary").len() < 2 {
+        assert!(
+            t.elapsed() < minutes(10),
+            "the requeued task did not finish: {}",
+            task_text(d, &id)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    cluster.wait(&[&id], minutes(2));
     let all = events(&out_file());
     let resumed = of_kind(&all, "started");
     let resumed = resumed.last().unwrap();
