@@ -451,7 +451,11 @@ fn slurm_single_node() {
         "the claim is released"
     );
     cluster.ok("scontrol", &["requeue", &task]);
-    // A requeued job waits ~2 minutes before it is eligible again: now.
+    // A requeued job is held ~2 minutes before it is eligible again; start it
+    // now, but not within the second of the requeue: slurmd refuses a job
+    // credential created in the same second as the old one's revocation
+    // ("Job credential revoked", and the task fails without running).
+    std::thread::sleep(Duration::from_secs(2));
     cluster.ok(
         "scontrol",
         &["update", &format!("JobId={task}"), "StartTime=now"],
@@ -459,7 +463,15 @@ fn slurm_single_node() {
     // squeue may not list the requeued task for a moment: wait for the
     // second run's summary line (the first run wrote one), then for the queue.
     let t = Instant::now();
-    while of_kind(&events(&out_file()), "summary").len() < 2 {
+    let second_run_done = || of_kind(&events(&out_file()), "summary").len() >= 2;
+    while !second_run_done() {
+        let queued = cluster.ok("squeue", &["-h", "-o", "%i %T", "-j", &id]);
+        assert!(
+            second_run_done() || !queued.trim().is_empty() || t.elapsed() < Duration::from_secs(10),
+            "the requeued task left the queue without running: {}\n{}",
+            task_text(d, &id),
+            cluster.log_tail()
+        );
         assert!(
             t.elapsed() < minutes(10),
             "the requeued task did not finish: {}",
