@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager peer of `cargo xtask bench`: the canonical objective of DESIGN.md on the CPU.
+"""PyTorch eager peer of `cargo xtask bench`: the canonical objective of docs/DESIGN.md on the CPU.
 
 Self-contained (needs only torch): the layers, Gram matrix and total variation are written
 out here, the weights are read from the project's `weights/vgg19-caffe-q8.safetensors`

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for the canonical objective of DESIGN.md.
+"""Independent PyTorch reference for the canonical objective of docs/DESIGN.md.
 
 Two normalisations (--normalization): jcjohnson's (means, Gram / (C·H·W)) and the one of
 Gatys et al. and the Keras write-up, computed literally in float32: content ½·Σ(F − C)²,

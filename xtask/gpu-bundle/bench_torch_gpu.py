@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time one evaluation (forward + backward) of the canonical objective in PyTorch eager on a GPU.
 
-The objective of DESIGN.md, as tests/reference/objective.py implements it (jcjohnson defaults:
+The objective of docs/DESIGN.md, as tests/reference/objective.py implements it (jcjohnson defaults:
 content relu4_2, style relu1_1..relu5_1, weights 5 / 100 / 1e-3, max pooling), on random images,
 with the VGG19 weights of the bundle (neural-style's 8-bit safetensors file, read here without
 the safetensors package). fp32, TF32 off unless --tf32. Prints one JSON line.

@@ -949,7 +949,7 @@ mod tests {
 
     #[test]
     fn flops_match_design_md() {
-        // DESIGN.md: about 99 GFLOP at 256×256 and 397 at 512×512.
+        // docs/DESIGN.md: about 99 GFLOP at 256×256 and 397 at 512×512.
         let f = flops_per_iteration(256, 256) / 1e9;
         assert!((95.0..103.0).contains(&f), "{f}");
         let f = flops_per_iteration(512, 512) / 1e9;

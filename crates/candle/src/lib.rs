@@ -8,7 +8,7 @@
 //! so the backward pass reuses the same fast path instead of candle's
 //! `conv_transpose2d` (a direct loop on CPU) and never computes a weight
 //! gradient. candle's autograd is not used at all: its max-pool backward is
-//! wrong (DESIGN.md), and core's hand-written backward needs only these
+//! wrong (docs/DESIGN.md), and core's hand-written backward needs only these
 //! primitives. Pooling and its backward, ReLU masks, the losses and the
 //! optimisers' vector operations are plain loops over the tensors' memory
 //! (`ops.rs`).

@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn max_pool_backward_routes_the_whole_gradient() {
-        // DESIGN.md: candle's own gives 0.25 here.
+        // docs/DESIGN.md: candle's own gives 0.25 here.
         let x = [1.0, 2.0, 3.0, 4.0];
         assert_eq!(pool(&x, 1, 2, 2, Pooling::Max), vec![4.0]);
         assert_eq!(

@@ -15,7 +15,7 @@
 use crate::error::Result;
 use crate::weights::ConvWeights;
 
-/// 2×2, stride-2 pooling (DESIGN.md "Layer names").
+/// 2×2, stride-2 pooling (docs/DESIGN.md "Layer names").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Pooling {
     #[default]
@@ -203,7 +203,7 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         target: &Self::Tensor,
         scale: f64,
     ) -> Result<(f64, Self::Tensor)>;
-    /// Total variation of DESIGN.md and its gradient, times `scale`.
+    /// Total variation of docs/DESIGN.md and its gradient, times `scale`.
     fn tv_grad(&self, x: &Self::Tensor, scale: f64) -> Result<(f64, Self::Tensor)>;
 
     /// `relu(conv3x3(x))`; override to fuse.

@@ -1,4 +1,4 @@
-//! The canonical objective of DESIGN.md and its gradient.
+//! The canonical objective of docs/DESIGN.md and its gradient.
 //!
 //! ```text
 //! content(x) = Σ_l cw_l · mean((F_l(x) − F_l(c))²)

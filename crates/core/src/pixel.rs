@@ -1,4 +1,4 @@
-//! The pixel space the network sees (DESIGN.md, "Pixel space and weights").
+//! The pixel space the network sees (docs/DESIGN.md, "Pixel space and weights").
 //!
 //! Caffe convention: channel order BGR, range 0–255, minus the mean pixel,
 //! no division by a standard deviation. The optimised image lives in this
