@@ -417,12 +417,15 @@ mod tests {
         }
         // Not refreshed for two hours.
         let old = SystemTime::now() - Duration::from_secs(7200);
-        std::fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let age = || {
+            std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        age();
         let c = mine(Claim::acquire(&out, LONG).unwrap());
         let (prev, why) = c.took_over.clone().unwrap();
         assert_eq!(prev, Some(remote));
@@ -430,12 +433,7 @@ mod tests {
         // A live process on this host (this test) is never stale, however old.
         let seen = read_claim(&path).unwrap();
         assert_eq!(stale_reason(&seen, LONG, &host_name()), None);
-        std::fs::File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age();
         let seen = read_claim(&path).unwrap();
         assert_eq!(
             stale_reason(&seen, Duration::from_secs(1), &host_name()),
