@@ -6,6 +6,7 @@ use crate::batch::BatchJob;
 use crate::checkpoint::{self, Hooks, Painted};
 use crate::claim::{Acquired, Claim};
 use crate::events::{Detail, Events, Kind};
+use crate::prepare::{prepare, Images};
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
@@ -23,6 +24,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Images in the network's space, at the sizes they will be used.
@@ -50,7 +52,7 @@ pub struct Sources {
 /// run that would not fit in memory and a mask that is all black.
 pub fn load_sources(s: &Settings) -> Result<Sources> {
     let content = Picture::load(&s.content)?;
-    let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+    normalise_blend(s.styles.len(), s.blend.as_deref())?;
     let styles = s
         .styles
         .iter()
@@ -72,21 +74,34 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
             }
         });
     }
-    let sources = Sources {
-        content,
-        styles,
-        masks,
-        blend,
-    };
-    let (cw, ch) = sources.content.size_longest(s.size);
-    let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
-        .map(|i| sources.style_size(s, i, (cw, ch)))
-        .collect();
-    check_memory(s, (cw, ch), &style_sizes)?;
-    Ok(sources)
+    Sources::new(s, content, styles, masks)
 }
 
 impl Sources {
+    /// Decoded images (content, one per style of `s`, one optional mask per
+    /// style), refusing (before any resampling) a run that would not fit in
+    /// memory.
+    pub fn new(
+        s: &Settings,
+        content: Picture,
+        styles: Vec<Picture>,
+        masks: Vec<Option<Picture>>,
+    ) -> Result<Sources> {
+        let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+        let sources = Sources {
+            content,
+            styles,
+            masks,
+            blend,
+        };
+        let (cw, ch) = sources.content.size_longest(s.size);
+        let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
+            .map(|i| sources.style_size(s, i, (cw, ch)))
+            .collect();
+        check_memory(s, (cw, ch), &style_sizes)?;
+        Ok(sources)
+    }
+
     fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
         let p = &self.styles[i];
         style_size(s, (p.width, p.height), content)
@@ -141,25 +156,30 @@ pub fn style_size(s: &Settings, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32
     }
 }
 
-/// Load the content at `--size` and the styles at their size, refusing
-/// (before any resampling) a run that would not fit in memory.
-pub fn load_inputs(s: &Settings) -> Result<Inputs> {
-    load_sources(s)?.at(s, s.size)
+/// The starting image for a run (the init image loaded from its file).
+pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
+    initial_image_with(s, content, || {
+        Picture::load(
+            s.init_image
+                .as_deref()
+                .expect("resolve() checks --init-image"),
+        )
+    })
 }
 
-/// The starting image for a run.
-pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
+/// The starting image for a run, the init image (with `--init image`) from `init_image`.
+pub fn initial_image_with(
+    s: &Settings,
+    content: &CaffeImage,
+    init_image: impl FnOnce() -> Result<Picture>,
+) -> Result<CaffeImage> {
     Ok(match s.init {
         InitName::Content => content.clone(),
         InitName::Noise => CaffeImage::noise(content.width, content.height, s.seed),
         InitName::Randn => CaffeImage::randn(content.width, content.height, s.seed),
-        InitName::Image => {
-            let path = s
-                .init_image
-                .as_deref()
-                .expect("resolve() checks --init-image");
-            load_at_size(path, content.width, content.height)?
-        }
+        InitName::Image => init_image()?
+            .resize_to(content.width as u32, content.height as u32)
+            .to_caffe(),
     })
 }
 
@@ -209,8 +229,8 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
 }
 
 /// Find (or fetch, once) and load the weights.
-pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
-    let path = weights::ensure(s.weights.as_deref(), log)?;
+pub fn load_weights(file: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
+    let path = weights::ensure(file, log)?;
     let (w, integrity) = Vgg19Weights::load_checked(&path)?;
     if integrity == weights::Integrity::Unchecked {
         log(&format!(
@@ -476,7 +496,7 @@ pub struct BatchSummary {
 /// (`crate::events`).
 pub struct BatchRun<'a> {
     pub jobs: &'a [BatchJob],
-    pub weights: &'a Vgg19Weights,
+    pub weights: &'a Arc<Vgg19Weights>,
     pub interrupt: &'a AtomicBool,
     pub log: &'a mut dyn FnMut(&str),
     pub checkpoint_every: Option<usize>,
@@ -559,6 +579,7 @@ impl WithBackend for BatchRun<'_> {
             ));
             let ran = run_job(
                 &mut session,
+                self.weights,
                 j,
                 self.interrupt,
                 self.checkpoint_every,
@@ -625,6 +646,7 @@ impl WithBackend for BatchRun<'_> {
 #[allow(clippy::too_many_arguments)]
 fn run_job<B: Backend + Clone>(
     session: &mut Session<'_, B>,
+    weights: &Arc<Vgg19Weights>,
     j: &BatchJob,
     interrupt: &AtomicBool,
     every: Option<usize>,
@@ -632,15 +654,21 @@ fn run_job<B: Backend + Clone>(
     log: &mut dyn FnMut(&str),
     emit: &dyn Fn(Kind, Detail),
 ) -> Result<(RunOutcome, Option<std::path::PathBuf>, Option<usize>)> {
-    let s = &j.settings;
-    let sources = load_sources(s)?;
-    let content = sources.at(s, s.size)?.content;
-    let init = initial_image(s, &content)?;
+    let prepared = prepare(
+        j.settings.clone(),
+        Images::Files { extra: Vec::new() },
+        &[],
+        Some(weights.clone()),
+        log,
+    )?;
+    let s = &prepared.settings;
+    let (sources, init) = (&prepared.sources, &prepared.init);
+    let content = &prepared.inputs.content;
     let painted = checkpoint::paint_resumable(
         s,
         &j.output,
         every,
-        &init,
+        init,
         &mut Silent,
         &mut Hooks {
             log,
@@ -665,7 +693,7 @@ fn run_job<B: Backend + Clone>(
             },
         },
         &mut |scales, init, scale, observer| {
-            session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
+            session.paint_scales(s, sources, scales, init, scale, observer, interrupt)
         },
     )?;
     let out = painted.outcome;
@@ -677,7 +705,7 @@ fn run_job<B: Backend + Clone>(
     } else {
         j.output.clone()
     };
-    Picture::from_caffe(&finish(s, &out.best, &content)).save(&path)?;
+    Picture::from_caffe(&finish(s, &out.best, content)).save(&path)?;
     if path == j.output {
         // A partial image or checkpoint of an earlier, interrupted run is now stale.
         let _ = std::fs::remove_file(j.partial());

@@ -4,8 +4,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use neural_style::backends;
 use neural_style::events::{Events, Summary};
-use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
-use neural_style::preflight::{self, Input, Kind, Output};
+use neural_style::job::{self, BatchRun, CompareRun, StyleJob};
+use neural_style::preflight::{Input, Kind, Output};
+use neural_style::prepare::{self, prepare, Images, Prepared};
 use neural_style::settings::StyleArgs;
 use neural_style::shard::{self, ShardArg};
 use neural_style::signals;
@@ -179,25 +180,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Set the thread count: `--threads`, capped at the logical cores (more
-/// only adds contention), or all of them.
-fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let n = match threads {
-        Some(t) if t > cores => {
-            log(&format!(
-                "warning: --threads {t} is more than the {cores} logical cores: using {cores}"
-            ));
-            cores
-        }
-        Some(t) => t,
-        None => cores,
-    };
-    backends::set_threads(n)
-}
-
 fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let s = args.resolve()?;
     let output = run
@@ -235,18 +217,25 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     if let Some(d) = &frames_dir {
         outputs.push(Output::new("--frames-dir", d, Kind::Dir));
     }
-    preflight::check_run(&s, Vec::new(), &outputs)?;
     let quiet = run.quiet;
     let mut log = |m: &str| {
         if !quiet {
             eprintln!("{m}");
         }
     };
-    set_threads(s.threads, &mut log)?;
-    let sources = job::load_sources(&s)?;
-    let inputs: Inputs = sources.at(&s, s.size)?;
-    let init = job::initial_image(&s, &inputs.content)?;
-    let weights = job::load_weights(&s, &mut log)?;
+    let Prepared {
+        settings: s,
+        sources,
+        inputs,
+        init,
+        weights,
+    } = prepare(
+        s,
+        Images::Files { extra: Vec::new() },
+        &outputs,
+        None,
+        &mut log,
+    )?;
     // Inputs are good: only now create the frames directory and the log.
     let frames = match (run.save_every, frames_dir) {
         (Some(n), Some(dir)) => {
@@ -484,11 +473,21 @@ impl Observer for CliObserver {
 
 fn loss(a: &LossArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
-    preflight::check_run(&s, vec![Input::new("--image", &a.image)], &[])?;
-    set_threads(s.threads, &mut |m| eprintln!("{m}"))?;
-    let inputs: Inputs = job::load_inputs(&s)?;
+    let Prepared {
+        settings: s,
+        inputs,
+        weights,
+        ..
+    } = prepare(
+        s,
+        Images::Files {
+            extra: vec![Input::new("--image", &a.image)],
+        },
+        &[],
+        None,
+        &mut |m| eprintln!("{m}"),
+    )?;
     let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
-    let weights = job::load_weights(&s, &mut |m| eprintln!("{m}"))?;
     let r = job::evaluate_loss(&s, &weights, &inputs, &image)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).expect("report serialises"));
@@ -568,8 +567,8 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
-    set_threads(first.threads, &mut log)?;
-    let weights = job::load_weights(&first, &mut log)?;
+    prepare::set_threads(first.threads, &mut log)?;
+    let weights = std::sync::Arc::new(job::load_weights(first.weights.as_deref(), &mut log)?);
     signals::install(
         quiet,
         if a.checkpoint_every.is_some() {
@@ -635,22 +634,25 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
-    preflight::check_run(
-        &s,
-        Vec::new(),
-        &[Output::new("--output", &a.output, Kind::Image)],
-    )?;
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {
             eprintln!("{m}");
         }
     };
-    set_threads(s.threads, &mut log)?;
-    let sources = job::load_sources(&s)?;
-    let inputs = sources.at(&s, s.size)?;
-    let init = job::initial_image(&s, &inputs.content)?;
-    let weights = job::load_weights(&s, &mut log)?;
+    let Prepared {
+        settings: s,
+        sources,
+        inputs,
+        init,
+        weights,
+    } = prepare(
+        s,
+        Images::Files { extra: Vec::new() },
+        &[Output::new("--output", &a.output, Kind::Image)],
+        None,
+        &mut log,
+    )?;
     signals::install(quiet, "the comparison will show the images made so far");
     let (done, interrupted) = backends::dispatch(
         &job::selection(&s),

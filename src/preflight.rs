@@ -296,7 +296,7 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
     let styles = s
         .styles
         .iter()
-        .map(|p| Ok((p, Picture::probe(p)?)))
+        .map(|p| Picture::probe(p))
         .collect::<Result<Vec<_>>>()?;
     for m in s.masks.iter().flatten() {
         Picture::probe(m)?;
@@ -304,6 +304,14 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
     if let (InitName::Image, Some(p)) = (s.init, &s.init_image) {
         Picture::probe(p)?;
     }
+    check_dimensions(s, content, &styles)
+}
+
+/// The size checks of [`check_sizes`] on known dimensions: the content's
+/// `(width, height)` and each style's (in the order of `s.styles`, whose
+/// paths name them in messages).
+pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
+    let styles = s.styles.iter().zip(styles.iter().copied());
     let short = |(w, h): (u32, u32)| w.min(h);
     let dims = |(w, h): (u32, u32)| format!("{w}×{h}");
     // The smallest longest side (≥ `from`) that gives a short side ≥ `need`.
