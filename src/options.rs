@@ -236,6 +236,12 @@ macro_rules! options {
                 v
             }
 
+            /// Every option's key with its value as a command-line value
+            /// (`None`: not set).
+            pub fn cli_values(&self) -> Vec<(String, Option<String>)> {
+                vec![$( (key(stringify!($field)), CliValue::cli_value(&self.$field)) ),*]
+            }
+
             /// The keys of the options a layer gives.
             pub fn given(top: &StyleArgs) -> Vec<String> {
                 let mut v = Vec::new();

@@ -1,7 +1,9 @@
-//! The `neural-style` command line.
+//! The `neural-style` command line: parses the arguments, runs the command
+//! through the library and prints (the run's display: `observer.rs`).
 
-use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+mod observer;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use neural_style::backends;
 use neural_style::events::{Events, Summary};
 use neural_style::job::{self, BatchRun, CompareRun, StyleJob};
@@ -13,11 +15,10 @@ use neural_style::signals;
 use neural_style::{batch, checkpoint, pictures};
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
-use neural_style_core::pixel::CaffeImage;
-use neural_style_core::run::{IterationReport, Observer, StopReason};
+use neural_style_core::run::StopReason;
 use neural_style_core::weights;
 use neural_style_core::{Error, Result};
-use std::io::Write;
+use observer::{say, CliObserver, SHEET_CELL};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -155,7 +156,8 @@ struct CompareArgs {
 
 fn main() -> ExitCode {
     neural_style::tune_allocator();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&with_defaults(Cli::command()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         None => paint(&cli.style, &cli.run),
         Some(Command::Loss(a)) => loss(&a),
@@ -178,6 +180,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Each option's help ends with its default, from `Options::default()`
+/// (in every subcommand that takes it).
+fn with_defaults(mut cmd: clap::Command) -> clap::Command {
+    for (key, value) in neural_style::Options::default().cli_values() {
+        let (Some(v), id) = (value, key.replace('-', "_")) else {
+            continue;
+        };
+        if cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
+            cmd = cmd.mut_arg(id, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} [default: {v}]"))
+            });
+        }
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, with_defaults);
+    }
+    cmd
 }
 
 fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
@@ -253,22 +279,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     };
 
     signals::install(quiet, "the best image so far will be saved");
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(s.total_iterations() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {its} ETA {eta}")
-                .expect("valid template")
-                .with_key(
-                    "its",
-                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.2} it/s", s.per_sec());
-                    },
-                ),
-        );
-        bar
-    };
+    let bar = observer::progress_bar(s.total_iterations(), quiet);
     let mut observer = CliObserver {
         bar: bar.clone(),
         print_every: if quiet { 0 } else { run.print_every },
@@ -379,96 +390,6 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             signals::exit_code()
         }
     })
-}
-
-/// A line above the progress bar, or on stderr when the bar is not drawn.
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-/// Side of a contact sheet's cells, in pixels.
-const SHEET_CELL: u32 = 192;
-
-struct CliObserver {
-    bar: ProgressBar,
-    print_every: usize,
-    frames: Option<(usize, PathBuf)>,
-    stem: String,
-    json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
-    /// The first error writing the log: the run is asked to stop, saves its
-    /// best image and then reports it.
-    log_error: Option<Error>,
-    /// The content, with --original-colors (frames get its colours too).
-    colors: Option<CaffeImage>,
-    /// With --plot: the loss parts of every iteration.
-    plot: Option<Vec<pictures::PlotPoint>>,
-    /// With --sheet: each frame, small, with its label.
-    thumbs: Option<Vec<(Picture, String)>>,
-}
-
-impl CliObserver {
-    fn flush_log(&mut self) -> Result<()> {
-        if let Some((path, w)) = &mut self.json_log {
-            w.flush().map_err(|e| Error::io(&*path, e))?;
-        }
-        Ok(())
-    }
-}
-
-impl Observer for CliObserver {
-    fn on_iteration(
-        &mut self,
-        r: &IterationReport,
-        image: &mut dyn FnMut() -> Result<CaffeImage>,
-    ) -> Result<()> {
-        self.bar.set_position(r.iteration as u64);
-        self.bar.set_message(format!("{:.4e}", r.loss.total));
-        if self.print_every > 0 && (r.iteration % self.print_every == 0 || r.iteration == 1) {
-            say(
-                &self.bar,
-                format!(
-                "iteration {:>5}/{}: total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  ({:.1} s)",
-                r.iteration, r.of, r.loss.total, r.loss.content, r.loss.style, r.loss.tv, r.elapsed
-            ),
-            );
-        }
-        if let Some((n, dir)) = &self.frames {
-            if r.iteration % *n == 0 || r.iteration == r.of {
-                let path = dir.join(format!("{}_{:05}.png", self.stem, r.iteration));
-                let mut img = image()?;
-                if let Some(content) = &self.colors {
-                    img = neural_style_core::color::original_colors(&img, content);
-                }
-                let picture = Picture::from_caffe(&img);
-                picture.save(&path)?;
-                if let Some(thumbs) = &mut self.thumbs {
-                    thumbs.push((
-                        picture.resize_longest(SHEET_CELL),
-                        format!("iteration {}", r.iteration),
-                    ));
-                }
-            }
-        }
-        if let Some(points) = &mut self.plot {
-            points.push(pictures::PlotPoint {
-                iteration: r.iteration,
-                parts: r.loss,
-            });
-        }
-        if let Some((path, w)) = &mut self.json_log {
-            let line = serde_json::to_string(r).expect("report serialises");
-            if let Err(e) = writeln!(w, "{line}") {
-                self.log_error = Some(Error::io(&*path, e));
-                self.json_log = None;
-                signals::request_stop();
-            }
-        }
-        Ok(())
-    }
 }
 
 fn loss(a: &LossArgs) -> Result<ExitCode> {
