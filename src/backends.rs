@@ -79,7 +79,7 @@ pub struct Selection {
 /// Set the CPU thread count (process-wide; call once before any work).
 pub fn set_threads(threads: usize) -> Result<()> {
     if threads == 0 {
-        return Err(Error::config("--threads", "must be at least 1"));
+        return Err(Error::config("threads", "must be at least 1"));
     }
     #[cfg(feature = "candle")]
     neural_style_candle::set_threads(threads)?;
@@ -93,7 +93,7 @@ pub fn set_threads(threads: usize) -> Result<()> {
 pub fn check_selection(sel: &Selection) -> Result<()> {
     if !ALL.contains(&sel.name.as_str()) {
         return Err(Error::config(
-            "--backend",
+            "backend",
             format!(
                 "unknown backend `{}`; this project has {}",
                 sel.name,
@@ -103,7 +103,7 @@ pub fn check_selection(sel: &Selection) -> Result<()> {
     }
     if !enabled(&sel.name) {
         return Err(Error::config(
-            "--backend",
+            "backend",
             format!(
                 "backend `{}` is not enabled in this build; {}",
                 sel.name,
@@ -122,7 +122,7 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
         "candle" => {
             if let Some(d) = sel.device.as_deref().filter(|d| *d != "cpu") {
                 return Err(Error::config(
-                    "--device",
+                    "device",
                     format!("the candle backend runs on `cpu` only, not `{d}`"),
                 ));
             }

@@ -162,7 +162,7 @@ pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
         Picture::load(
             s.init_image
                 .as_deref()
-                .expect("resolve() checks --init-image"),
+                .expect("resolve() checks `init-image`"),
         )
     })
 }
@@ -213,10 +213,10 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
         if need > avail {
             let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             return Err(Error::config(
-                "--size",
+                "size",
                 format!(
                     "a {}×{} run needs about {:.1} GiB but only {:.1} GiB is available; \
-                     lower --size (or --style-size / --lbfgs-history)",
+                     lower `size` (or `style-size` / `lbfgs-history`)",
                     content.0,
                     content.1,
                     gib(need),
@@ -542,7 +542,7 @@ impl WithBackend for BatchRun<'_> {
                     continue;
                 }
                 Err(e) => {
-                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    (self.log)(&format!("{} failed: {}", j.describe(), e.cited()));
                     emit(Kind::Failed, Detail::reason(&e));
                     summary.failed.push((j.clone(), e));
                     continue;
@@ -629,7 +629,7 @@ impl WithBackend for BatchRun<'_> {
                     skip("the claim was taken over while the job ran");
                 }
                 Err(e) => {
-                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    (self.log)(&format!("{} failed: {}", j.describe(), e.cited()));
                     emit(Kind::Failed, Detail::reason(&e));
                     summary.failed.push((j.clone(), e));
                 }

@@ -520,17 +520,17 @@ impl Options {
         self.optimizer()?;
         self.objective()?;
         if self.size == 0 {
-            return Err(Error::config("--size", "must be at least 1 pixel"));
+            return Err(Error::config("size", "must be at least 1 pixel"));
         }
-        positive("--style-scale", self.style_scale)?;
+        positive("style-scale", self.style_scale)?;
         if self.style_size == Some(0) {
-            return Err(Error::config("--style-size", "must be at least 1 pixel"));
+            return Err(Error::config("style-size", "must be at least 1 pixel"));
         }
         if self.iterations == 0 {
-            return Err(Error::config("--iterations", "must be at least 1"));
+            return Err(Error::config("iterations", "must be at least 1"));
         }
         if self.threads == Some(0) {
-            return Err(Error::config("--threads", "must be at least 1"));
+            return Err(Error::config("threads", "must be at least 1"));
         }
         self.scales()?;
         Ok(())
@@ -540,10 +540,10 @@ impl Options {
     /// that of core's config of the optimiser).
     pub fn optimizer(&self) -> Result<OptimizerKind> {
         if let Some(lr) = self.learning_rate {
-            positive("--learning-rate", lr)?;
+            positive("learning-rate", lr)?;
         }
         if self.lbfgs_history == 0 {
-            return Err(Error::config("--lbfgs-history", "must be at least 1"));
+            return Err(Error::config("lbfgs-history", "must be at least 1"));
         }
         Ok(match self.optimizer {
             OptimizerName::Lbfgs => {
@@ -578,16 +578,16 @@ impl Options {
             NormalizationName::Gatys => Normalization::Gatys,
         };
         let content_layers = layer_weights(
-            "--content-layers",
-            "--content-layer-weights",
+            "content-layers",
+            "content-layer-weights",
             &self.content_layers,
             self.content_layer_weights.as_deref(),
             false,
         )?;
         // Gatys et al.'s w_l = 1/(number of style layers) by default.
         let style_layers = layer_weights(
-            "--style-layers",
-            "--style-layer-weights",
+            "style-layers",
+            "style-layer-weights",
             &self.style_layers,
             self.style_layer_weights.as_deref(),
             normalization == Normalization::Gatys,
@@ -595,9 +595,9 @@ impl Options {
         Ok(ObjectiveSpec {
             content_layers,
             style_layers,
-            content_weight: non_negative("--content-weight", self.content_weight)?,
-            style_weight: non_negative("--style-weight", self.style_weight)?,
-            tv_weight: non_negative("--tv-weight", self.tv_weight)?,
+            content_weight: non_negative("content-weight", self.content_weight)?,
+            style_weight: non_negative("style-weight", self.style_weight)?,
+            tv_weight: non_negative("tv-weight", self.tv_weight)?,
             pooling: match self.pooling {
                 PoolingName::Max => Pooling::Max,
                 PoolingName::Avg => Pooling::Avg,
@@ -613,15 +613,15 @@ impl Options {
         let sizes: Vec<u32> = match (&self.scales, self.multires) {
             (Some(_), true) => {
                 return Err(Error::config(
-                    "--multires",
-                    "give either --multires or --scales, not both",
+                    "multires",
+                    "give either `multires` or `scales`, not both",
                 ))
             }
             (Some(list), false) => {
                 if list.is_empty() || list.contains(&0) {
                     return Err(Error::config(
-                        "--scales",
-                        "sizes must be at least 1 pixel, e.g. --scales 256,362,512",
+                        "scales",
+                        "sizes must be at least 1 pixel, e.g. `scales` 256,362,512",
                     ));
                 }
                 list.clone()
@@ -636,12 +636,12 @@ impl Options {
             None => vec![self.iterations; sizes.len()],
             Some(list) if list.len() != sizes.len() => {
                 return Err(Error::config(
-                    "--scale-iterations",
+                    "scale-iterations",
                     format!("{} counts for {} scales", list.len(), sizes.len()),
                 ))
             }
             Some(list) if list.contains(&0) => {
-                return Err(Error::config("--scale-iterations", "must be at least 1"))
+                return Err(Error::config("scale-iterations", "must be at least 1"))
             }
             Some(list) => list.clone(),
         };

@@ -224,7 +224,7 @@ impl<'a> Painter<'a> {
         })?;
         let content = self
             .content
-            .ok_or_else(|| Error::config("--content", "a content image is required"))?;
+            .ok_or_else(|| Error::config("content", "a content image is required"))?;
         let settings = Settings::new(
             Files {
                 content: content.name,

@@ -115,7 +115,7 @@ pub fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<
     let n = match threads {
         Some(t) if t > cores => {
             log(&format!(
-                "warning: --threads {t} is more than the {cores} logical cores: using {cores}"
+                "warning: `threads` {t} is more than the {cores} logical cores: using {cores}"
             ));
             cores
         }

@@ -76,7 +76,7 @@ impl StyleArgs {
         let (a, o) = self.layered()?;
         let content = a
             .content
-            .ok_or_else(|| Error::config("--content", "a content image is required"))?;
+            .ok_or_else(|| Error::config("content", "a content image is required"))?;
         Settings::new(
             Files {
                 content,
@@ -113,7 +113,7 @@ impl Settings {
         let spec = o.objective()?;
         if f.styles.is_empty() && !spec.style_layers.is_empty() {
             return Err(Error::config(
-                "--style",
+                "style",
                 "at least one style image is required",
             ));
         }
@@ -124,8 +124,8 @@ impl Settings {
         });
         if init == InitName::Image && f.init_image.is_none() {
             return Err(Error::config(
-                "--init-image",
-                "--init image needs --init-image FILE",
+                "init-image",
+                "`init` image needs `init-image` FILE",
             ));
         }
         let masks = match f.masks.len() {
@@ -137,7 +137,7 @@ impl Settings {
                 .collect(),
             n => {
                 return Err(Error::config(
-                    "--style-mask",
+                    "style-mask",
                     format!(
                         "{n} masks for {} style images: give one per style, `none` for no mask",
                         f.styles.len()
@@ -176,12 +176,12 @@ impl Settings {
 /// Read a TOML settings file (keys as the long flags, e.g. `style-weight = 50`).
 pub fn load_config(path: &Path) -> Result<StyleArgs> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let args: StyleArgs = parse_toml("--config", path, &text)?;
+    let args: StyleArgs = parse_toml("config", path, &text)?;
     if args.output.is_some() {
         return Err(Error::config(
-            "--config",
+            "config",
             format!(
-                "{}: `output` belongs to batch jobs; give --output on the command line",
+                "{}: an output (`output = \"FILE\"`) belongs to batch jobs; give `output` on the command line",
                 path.display()
             ),
         ));
@@ -339,14 +339,10 @@ mod tests {
         assert_eq!((s.size, s.scales.clone()), (200, vec![(100, 5), (200, 3)]));
         a.scale_iterations = Some(vec![5]);
         let e = a.resolve().unwrap_err().to_string();
-        assert!(e.starts_with("--scale-iterations"), "{e}");
+        assert!(e.starts_with("scale-iterations"), "{e}");
         a.scale_iterations = None;
         a.multires = Some(true);
-        assert!(a
-            .resolve()
-            .unwrap_err()
-            .to_string()
-            .starts_with("--multires"));
+        assert!(a.resolve().unwrap_err().to_string().starts_with("multires"));
 
         let mut a = args("c.jpg");
         a.style = vec!["a.jpg".into(), "b.jpg".into()];
@@ -360,7 +356,7 @@ mod tests {
             .resolve()
             .unwrap_err()
             .to_string()
-            .starts_with("--style-mask"));
+            .starts_with("style-mask"));
     }
 
     #[test]
@@ -371,27 +367,27 @@ mod tests {
             .resolve()
             .unwrap_err()
             .to_string()
-            .starts_with("--style-layers"));
+            .starts_with("style-layers"));
         let mut a = args("c.jpg");
         a.style_layer_weights = Some(vec![1.0, 2.0]);
         assert!(a
             .resolve()
             .unwrap_err()
             .to_string()
-            .starts_with("--style-layer-weights"));
+            .starts_with("style-layer-weights"));
         let mut a = args("c.jpg");
         a.tv_weight = Some(f64::NAN);
         assert!(a
             .resolve()
             .unwrap_err()
             .to_string()
-            .starts_with("--tv-weight"));
+            .starts_with("tv-weight"));
         let mut a = args("c.jpg");
         a.init = Some(InitName::Image);
         assert!(a
             .resolve()
             .unwrap_err()
             .to_string()
-            .starts_with("--init-image"));
+            .starts_with("init-image"));
     }
 }

@@ -1,6 +1,7 @@
 //! The `neural-style` command line: parses the arguments, runs the command
 //! through the library and prints (the run's display: `observer.rs`).
 
+mod flags;
 mod observer;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -156,8 +157,9 @@ struct CompareArgs {
 
 fn main() -> ExitCode {
     neural_style::tune_allocator();
-    let cli = Cli::from_arg_matches(&with_defaults(Cli::command()).get_matches())
-        .unwrap_or_else(|e| e.exit());
+    let command = with_defaults(Cli::command());
+    flags::init(&command);
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         None => paint(&cli.style, &cli.run),
         Some(Command::Loss(a)) => loss(&a),
@@ -176,7 +178,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", flags::error_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -211,17 +213,17 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let output = run
         .output
         .clone()
-        .ok_or_else(|| Error::config("--output", "an output file is required"))?;
+        .ok_or_else(|| Error::config("output", "an output file is required"))?;
     if run.save_every == Some(0) {
-        return Err(Error::config("--save-every", "must be at least 1"));
+        return Err(Error::config("save-every", "must be at least 1"));
     }
     if run.checkpoint_every == Some(0) {
-        return Err(Error::config("--checkpoint-every", "must be at least 1"));
+        return Err(Error::config("checkpoint-every", "must be at least 1"));
     }
     if run.sheet.is_some() && run.save_every.is_none() {
         return Err(Error::config(
-            "--sheet",
-            "the contact sheet shows the --save-every frames: add --save-every N",
+            "sheet",
+            "the contact sheet shows the `save-every` frames: add `save-every` N",
         ));
     }
     let frames_dir = run.save_every.map(|_| {
@@ -230,23 +232,23 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             output.with_file_name(format!("{stem}_frames"))
         })
     });
-    let mut outputs = vec![Output::new("--output", &output, Kind::Image)];
+    let mut outputs = vec![Output::new("output", &output, Kind::Image)];
     if let Some(p) = &run.json_log {
-        outputs.push(Output::new("--json-log", p, Kind::Text));
+        outputs.push(Output::new("json-log", p, Kind::Text));
     }
     if let Some(p) = &run.plot {
-        outputs.push(Output::new("--plot", p, Kind::Svg));
+        outputs.push(Output::new("plot", p, Kind::Svg));
     }
     if let Some(p) = &run.sheet {
-        outputs.push(Output::new("--sheet", p, Kind::Image));
+        outputs.push(Output::new("sheet", p, Kind::Image));
     }
     if let Some(d) = &frames_dir {
-        outputs.push(Output::new("--frames-dir", d, Kind::Dir));
+        outputs.push(Output::new("frames-dir", d, Kind::Dir));
     }
     let quiet = run.quiet;
     let mut log = |m: &str| {
         if !quiet {
-            eprintln!("{m}");
+            eprintln!("{}", flags::map(m));
         }
     };
     let Prepared {
@@ -321,7 +323,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     };
     let mut say_bar = |m: &str| {
         if !quiet {
-            say(&bar, m.to_string());
+            say(&bar, flags::map(m));
         }
     };
     let painted = backends::dispatch(
@@ -351,7 +353,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     }
     if let Some(e) = log_failed {
         return Err(Error::config(
-            "--json-log",
+            "json-log",
             format!(
                 "{e}; the run stopped at iteration {} and the best image so far is in {}",
                 outcome.iterations,
@@ -402,11 +404,11 @@ fn loss(a: &LossArgs) -> Result<ExitCode> {
     } = prepare(
         s,
         Images::Files {
-            extra: vec![Input::new("--image", &a.image)],
+            extra: vec![Input::new("image", &a.image)],
         },
         &[],
         None,
-        &mut |m| eprintln!("{m}"),
+        &mut |m| eprintln!("{}", flags::map(m)),
     )?;
     let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
     let r = job::evaluate_loss(&s, &weights, &inputs, &image)?;
@@ -431,10 +433,10 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let chosen = shard::choose(arg, a.shard_count, &|k| std::env::var(k).ok())?;
     let shard = chosen.shard;
     if a.checkpoint_every == Some(0) {
-        return Err(Error::config("--checkpoint-every", "must be at least 1"));
+        return Err(Error::config("checkpoint-every", "must be at least 1"));
     }
     if a.stale_claim_after == 0 {
-        return Err(Error::config("--stale-claim-after", "must be at least 1"));
+        return Err(Error::config("stale-claim-after", "must be at least 1"));
     }
     let jobs = batch::plan(&a.file, &a.style)?;
     let total = jobs.len();
@@ -446,7 +448,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {
-            eprintln!("{m}");
+            eprintln!("{}", flags::map(m));
         }
     };
     log(&format!(
@@ -524,7 +526,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     totals.interrupted = summary.interrupted;
     events.summary(&totals);
     for (j, e) in &summary.failed {
-        eprintln!("error: {} failed: {e}", j.describe());
+        eprintln!("error: {} failed: {}", j.describe(), flags::map(&e.cited()));
     }
     log(&format!(
         "{} written, {} skipped (already there or claimed by another process), {} failed{}",
@@ -551,14 +553,14 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
     if let Some(bad) = a.ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
         return Err(Error::config(
-            "--ratios",
+            "ratios",
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
     let quiet = a.quiet;
     let mut log = |m: &str| {
         if !quiet {
-            eprintln!("{m}");
+            eprintln!("{}", flags::map(m));
         }
     };
     let Prepared {
@@ -570,7 +572,7 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
     } = prepare(
         s,
         Images::Files { extra: Vec::new() },
-        &[Output::new("--output", &a.output, Kind::Image)],
+        &[Output::new("output", &a.output, Kind::Image)],
         None,
         &mut log,
     )?;
