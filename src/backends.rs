@@ -16,7 +16,9 @@ pub const DEFAULT: &str = "candle";
 /// What `neural-style backends` prints for one backend.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackendInfo {
+    /// The backend's name (`--backend`).
     pub name: &'static str,
+    /// Whether this build includes it.
     pub enabled: bool,
     /// Devices it found, or why it has none.
     pub devices: Vec<String>,
@@ -63,13 +65,16 @@ pub fn how_to_enable(name: &str) -> String {
 
 /// Code that runs on whichever backend is selected.
 pub trait WithBackend {
+    /// What the job returns.
     type Output;
+    /// Run the job on `backend`.
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Self::Output>;
 }
 
 /// Backend selection from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
+    /// The backend's name.
     pub name: String,
     /// `--device` (backend-specific; `cpu` for candle; `host`, `gpu` or
     /// `cuda:N` for cuda).

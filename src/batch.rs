@@ -59,7 +59,9 @@ struct BatchFile {
 /// `--shard I/N`: this process runs the jobs `i` with `i % N == I`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard's index, 0-based.
     pub index: usize,
+    /// The number of shards.
     pub count: usize,
 }
 
@@ -89,7 +91,9 @@ impl std::str::FromStr for Shard {
 pub struct BatchJob {
     /// 0-based position in the file.
     pub index: usize,
+    /// Its options and input files, resolved.
     pub settings: Settings,
+    /// The image it writes.
     pub output: PathBuf,
 }
 

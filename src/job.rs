@@ -29,7 +29,9 @@ use std::time::Duration;
 
 /// Images in the network's space, at the sizes they will be used.
 pub struct Inputs {
+    /// The content image.
     pub content: CaffeImage,
+    /// Each style image with its blend weight (summing to 1).
     pub styles: Vec<(CaffeImage, f64)>,
     /// One optional mask per style, at the content's size.
     pub masks: Vec<Option<Mask>>,
@@ -257,6 +259,7 @@ pub fn load_weights(file: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<Vg
     Ok(w)
 }
 
+/// The backend selection of `s`.
 pub fn selection(s: &Settings) -> Selection {
     Selection {
         name: s.backend.clone(),
@@ -275,6 +278,7 @@ pub struct Session<'w, B: Backend> {
 }
 
 impl<'w, B: Backend + Clone> Session<'w, B> {
+    /// A session on `backend` with `weights`.
     pub fn new(backend: B, weights: &'w Vgg19Weights) -> Self {
         Session {
             backend,
@@ -375,11 +379,17 @@ fn build_objective<'n, B: Backend>(
 
 /// The main job: optimise an image.
 pub struct StyleJob<'a> {
+    /// The job's settings.
     pub settings: &'a Settings,
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The decoded inputs.
     pub sources: &'a Sources,
+    /// The starting image.
     pub init: CaffeImage,
+    /// Told every iteration.
     pub observer: &'a mut dyn Observer,
+    /// Set to stop after the current iteration.
     pub interrupt: &'a AtomicBool,
     /// Called once the backend is ready, with its name and device.
     pub on_ready: &'a mut dyn FnMut(&str, &str),
@@ -387,6 +397,7 @@ pub struct StyleJob<'a> {
     pub output: &'a Path,
     /// `--checkpoint-every N`: resume from, and write, checkpoints.
     pub checkpoint_every: Option<usize>,
+    /// Messages (resume, checkpoints).
     pub log: &'a mut dyn FnMut(&str),
 }
 
@@ -418,6 +429,7 @@ impl WithBackend for StyleJob<'_> {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct LossReport {
     #[serde(flatten)]
+    /// The loss parts.
     pub parts: LossParts,
     /// L2 norm of d total / d x in caffe space.
     pub grad_norm: f64,
@@ -425,9 +437,13 @@ pub struct LossReport {
 
 /// Evaluate the objective at one image.
 pub struct LossJob<'a> {
+    /// The settings.
     pub settings: &'a Settings,
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The inputs at the output's size.
     pub inputs: &'a Inputs,
+    /// The image to evaluate, at the content's size.
     pub image: &'a CaffeImage,
 }
 
@@ -475,6 +491,7 @@ pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImag
 /// What a batch did.
 #[derive(Debug, Default)]
 pub struct BatchSummary {
+    /// Jobs written.
     pub written: usize,
     /// Output already there, or the job claimed by another process.
     pub skipped: usize,
@@ -495,13 +512,19 @@ pub struct BatchSummary {
 /// resumes: `crate::checkpoint`) and ends the batch. Every step is an event
 /// (`crate::events`).
 pub struct BatchRun<'a> {
+    /// The jobs, in order.
     pub jobs: &'a [BatchJob],
+    /// The network's weights, shared by every job.
     pub weights: &'a Arc<Vgg19Weights>,
+    /// Set to stop the batch after the current iteration.
     pub interrupt: &'a AtomicBool,
+    /// Messages.
     pub log: &'a mut dyn FnMut(&str),
+    /// `--checkpoint-every N`: checkpoint each job every N iterations.
     pub checkpoint_every: Option<usize>,
     /// A claim from another host not refreshed for this long is taken over.
     pub stale_claim_after: Duration,
+    /// Where job events go.
     pub events: &'a Events,
 }
 
@@ -720,13 +743,21 @@ fn run_job<B: Backend + Clone>(
 /// (`content_weight / style_weight`; the content weight is kept, the style
 /// weight set from it). The style targets are computed once.
 pub struct CompareRun<'a> {
+    /// The settings (the style weight is set per ratio).
     pub settings: &'a Settings,
+    /// The content/style weight ratios.
     pub ratios: &'a [f64],
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The decoded inputs.
     pub sources: &'a Sources,
+    /// The starting image.
     pub init: &'a CaffeImage,
+    /// The content at the output's size (for original colours).
     pub content: &'a CaffeImage,
+    /// Set to stop after the current iteration.
     pub interrupt: &'a AtomicBool,
+    /// Messages.
     pub log: &'a mut dyn FnMut(&str),
 }
 

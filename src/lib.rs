@@ -39,6 +39,8 @@
 //! resolution into [`settings::Settings`], the preflight checks
 //! ([`preflight`]), the jobs ([`job`]), batches, checkpoints and claims.
 
+#![warn(missing_docs)]
+
 pub mod backends;
 pub mod batch;
 pub mod checkpoint;

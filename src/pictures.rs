@@ -121,7 +121,9 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
 /// The weighted loss parts of one iteration (what the total adds up).
 #[derive(Clone, Copy, Debug)]
 pub struct PlotPoint {
+    /// The iteration, 1-based.
     pub iteration: usize,
+    /// Its loss parts.
     pub parts: LossParts,
 }
 

@@ -25,11 +25,14 @@ use std::path::{Path, PathBuf};
 /// A file a run reads, with the option (or role) that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
+    /// The option or role that names it (`content`, or `job 2` and a cited key).
     pub role: String,
+    /// The file.
     pub path: PathBuf,
 }
 
 impl Input {
+    /// An input `path` named by `role`.
     pub fn new(role: impl Into<String>, path: impl Into<PathBuf>) -> Input {
         Input {
             role: role.into(),
@@ -54,12 +57,16 @@ pub enum Kind {
 /// A path a run writes, with the option (or role) that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
+    /// The option or role that names it (`output`).
     pub role: String,
+    /// The path.
     pub path: PathBuf,
+    /// What it will hold.
     pub kind: Kind,
 }
 
 impl Output {
+    /// An output `path` named by `role`.
     pub fn new(role: impl Into<String>, path: impl Into<PathBuf>, kind: Kind) -> Output {
         Output {
             role: role.into(),

@@ -102,7 +102,8 @@ pub fn prepare(
 
 /// Set the thread count once per process: `threads`, capped at the logical
 /// cores (more only adds contention), or all of them. The thread pools are
-/// process-wide: a later call changes nothing.
+/// process-wide: a later call changes nothing, and pools that already run
+/// (a program that used them before) keep their size, with a warning.
 pub fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<()> {
     static SET: Mutex<bool> = Mutex::new(false);
     let mut set = SET.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,7 +123,14 @@ pub fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<
         Some(t) => t,
         None => cores,
     };
-    backends::set_threads(n)?;
+    // A program that used rayon before (loading weights does) has its
+    // global pool already: the pools keep their size, the job runs.
+    if let Err(e) = backends::set_threads(n) {
+        log(&format!(
+            "warning: {}; the thread count stays as it is",
+            e.cited()
+        ));
+    }
     *set = true;
     Ok(())
 }

@@ -14,27 +14,45 @@ use std::path::{Path, PathBuf};
 /// Fully resolved options of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// The content image.
     pub content: PathBuf,
+    /// The style images.
     pub styles: Vec<PathBuf>,
+    /// The style blend weights (normalised when the sources are loaded).
     pub blend: Option<Vec<f64>>,
+    /// The output's longest side (the last scale's).
     pub size: u32,
+    /// The style images' area factor.
     pub style_scale: f64,
+    /// The style images' longest side, when given.
     pub style_size: Option<u32>,
+    /// Iterations per scale, unless `scales` says otherwise.
     pub iterations: usize,
+    /// The optimiser and its configuration.
     pub optimizer: OptimizerKind,
+    /// The objective.
     pub spec: ObjectiveSpec,
+    /// The starting image.
     pub init: InitName,
+    /// The init image file.
     pub init_image: Option<PathBuf>,
+    /// The noise seed.
     pub seed: u64,
+    /// The backend's name.
     pub backend: String,
+    /// The backend's device.
     pub device: Option<String>,
+    /// CPU threads.
     pub threads: Option<usize>,
+    /// The weights file (else found or fetched).
     pub weights: Option<PathBuf>,
     /// The `--config` file these settings were read from, if any.
     pub config: Option<PathBuf>,
     /// One optional mask file per style image.
     pub masks: Vec<Option<PathBuf>>,
+    /// Keep the content's colours.
     pub original_colors: bool,
+    /// Colour-match the styles to the content.
     pub color_match: bool,
     /// `(longest side, iterations)` of each scale; one entry without
     /// multi-resolution. The last size is `size`.

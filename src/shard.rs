@@ -43,7 +43,9 @@ impl std::str::FromStr for ShardArg {
 /// The shard chosen, and a line saying where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chosen {
+    /// The shard to run (`None`: every job).
     pub shard: Option<Shard>,
+    /// Where it came from, for the log.
     pub from: String,
 }
 

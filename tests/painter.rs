@@ -166,3 +166,36 @@ fn errors_name_the_input() {
         .to_string();
     assert!(e.contains("style"), "{e}");
 }
+
+#[test]
+fn library_errors_name_options_by_their_key_never_a_flag() {
+    let e = Options {
+        size: 0,
+        ..Options::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "size: must be at least 1 pixel");
+    let e = Options {
+        multires: true,
+        scales: Some(vec![8, 16]),
+        ..Options::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "multires: give either `multires` or `scales`, not both");
+    // Found while preparing: the content is too small for relu5_1 at 8 px.
+    let e = Painter::with_default_backend()
+        .content(content())
+        .unwrap()
+        .style(style())
+        .unwrap()
+        .options(Options { size: 8, ..tiny() })
+        .paint()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("size: ") && e.contains("use `size` "), "{e}");
+    assert!(!e.contains("--"), "{e}");
+}
