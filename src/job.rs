@@ -679,7 +679,7 @@ fn run_job<B: Backend + Clone>(
 ) -> Result<(RunOutcome, Option<std::path::PathBuf>, Option<usize>)> {
     let prepared = prepare(
         j.settings.clone(),
-        Images::Files { extra: Vec::new() },
+        Images::files(),
         &[],
         Some(weights.clone()),
         log,

@@ -1,5 +1,5 @@
 //! The one options model: every option of a job (everything but its input
-//! images and output paths) is declared once, in the [`options!`] invocation
+//! images and output paths) is declared once, in the `options!` invocation
 //! below, with its doc comment, default, command-line spelling and an
 //! example value. From that one declaration come
 //!

@@ -34,6 +34,13 @@ pub enum Images {
     },
 }
 
+impl Images {
+    /// The files of the settings, nothing else.
+    pub fn files() -> Images {
+        Images::Files { extra: Vec::new() }
+    }
+}
+
 /// A job ready to run: its inputs sized, its starting image, its weights.
 pub struct Prepared {
     /// The settings it was prepared for.

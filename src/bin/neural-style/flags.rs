@@ -60,3 +60,12 @@ pub fn map(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Messages on stderr, options spelled as flags; nothing when `quiet`.
+pub fn logger(quiet: bool) -> impl FnMut(&str) {
+    move |m| {
+        if !quiet {
+            eprintln!("{}", map(m));
+        }
+    }
+}

@@ -246,24 +246,9 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         outputs.push(Output::new("frames-dir", d, Kind::Dir));
     }
     let quiet = run.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{}", flags::map(m));
-        }
-    };
-    let Prepared {
-        settings: s,
-        sources,
-        inputs,
-        init,
-        weights,
-    } = prepare(
-        s,
-        Images::Files { extra: Vec::new() },
-        &outputs,
-        None,
-        &mut log,
-    )?;
+    let mut log = flags::logger(quiet);
+    let p = prepare(s, Images::files(), &outputs, None, &mut log)?;
+    let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
     let frames = match (run.save_every, frames_dir) {
         (Some(n), Some(dir)) => {
@@ -327,12 +312,12 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         }
     };
     let painted = backends::dispatch(
-        &job::selection(&s),
+        &job::selection(s),
         StyleJob {
-            settings: &s,
-            weights: &weights,
-            sources: &sources,
-            init,
+            settings: s,
+            weights: &p.weights,
+            sources: &p.sources,
+            init: p.init.clone(),
             observer: &mut observer,
             interrupt: signals::flag(),
             on_ready: &mut on_ready,
@@ -347,7 +332,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .take()
         .or_else(|| observer.flush_log().err());
     let outcome = painted?.outcome;
-    Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
+    Picture::from_caffe(&job::finish(s, &outcome.best, &inputs.content)).save(&output)?;
     if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
         checkpoint::remove(&output)?;
     }
@@ -446,11 +431,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     // write another job's input.
     batch::check(&a.file, &[todo.as_slice(), done.as_slice()].concat())?;
     let quiet = a.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{}", flags::map(m));
-        }
-    };
+    let mut log = flags::logger(quiet);
     log(&format!(
         "{total} jobs in {}, {}: {} to run, {skipped} already done",
         a.file.display(),
@@ -558,33 +539,24 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
         ));
     }
     let quiet = a.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{}", flags::map(m));
-        }
-    };
-    let Prepared {
-        settings: s,
-        sources,
-        inputs,
-        init,
-        weights,
-    } = prepare(
+    let mut log = flags::logger(quiet);
+    let p = prepare(
         s,
-        Images::Files { extra: Vec::new() },
+        Images::files(),
         &[Output::new("output", &a.output, Kind::Image)],
         None,
         &mut log,
     )?;
+    let (s, inputs) = (&p.settings, &p.inputs);
     signals::install(quiet, "the comparison will show the images made so far");
     let (done, interrupted) = backends::dispatch(
-        &job::selection(&s),
+        &job::selection(s),
         CompareRun {
-            settings: &s,
+            settings: s,
             ratios: &a.ratios,
-            weights: &weights,
-            sources: &sources,
-            init: &init,
+            weights: &p.weights,
+            sources: &p.sources,
+            init: &p.init,
             content: &inputs.content,
             interrupt: signals::flag(),
             log: &mut log,
