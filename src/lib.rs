@@ -14,6 +14,7 @@ pub mod events;
 pub mod job;
 pub mod pictures;
 pub mod preflight;
+pub mod serve;
 pub mod settings;
 pub mod shard;
 pub mod signals;
