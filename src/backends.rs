@@ -16,7 +16,9 @@ pub const DEFAULT: &str = "candle";
 /// What `neural-style backends` prints for one backend.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackendInfo {
+    /// The backend's name (`--backend`).
     pub name: &'static str,
+    /// Whether this build includes it.
     pub enabled: bool,
     /// Devices it found, or why it has none.
     pub devices: Vec<String>,
@@ -63,13 +65,16 @@ pub fn how_to_enable(name: &str) -> String {
 
 /// Code that runs on whichever backend is selected.
 pub trait WithBackend {
+    /// What the job returns.
     type Output;
+    /// Run the job on `backend`.
     fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Self::Output>;
 }
 
 /// Backend selection from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
+    /// The backend's name.
     pub name: String,
     /// `--device` (backend-specific; `cpu` for candle; `host`, `gpu` or
     /// `cuda:N` for cuda).
@@ -79,7 +84,7 @@ pub struct Selection {
 /// Set the CPU thread count (process-wide; call once before any work).
 pub fn set_threads(threads: usize) -> Result<()> {
     if threads == 0 {
-        return Err(Error::config("--threads", "must be at least 1"));
+        return Err(Error::config("threads", "must be at least 1"));
     }
     #[cfg(feature = "candle")]
     neural_style_candle::set_threads(threads)?;
@@ -93,7 +98,7 @@ pub fn set_threads(threads: usize) -> Result<()> {
 pub fn check_selection(sel: &Selection) -> Result<()> {
     if !ALL.contains(&sel.name.as_str()) {
         return Err(Error::config(
-            "--backend",
+            "backend",
             format!(
                 "unknown backend `{}`; this project has {}",
                 sel.name,
@@ -103,7 +108,7 @@ pub fn check_selection(sel: &Selection) -> Result<()> {
     }
     if !enabled(&sel.name) {
         return Err(Error::config(
-            "--backend",
+            "backend",
             format!(
                 "backend `{}` is not enabled in this build; {}",
                 sel.name,
@@ -122,7 +127,7 @@ pub fn dispatch<W: WithBackend>(sel: &Selection, job: W) -> Result<W::Output> {
         "candle" => {
             if let Some(d) = sel.device.as_deref().filter(|d| *d != "cpu") {
                 return Err(Error::config(
-                    "--device",
+                    "device",
                     format!("the candle backend runs on `cpu` only, not `{d}`"),
                 ));
             }

@@ -34,6 +34,7 @@
 
 use crate::preflight::{self, Input, Kind, Output};
 use crate::settings::{parse_toml, Settings, StyleArgs};
+use neural_style_core::error::cite;
 use neural_style_core::image_io::{check_output_path, OutputFormat};
 use neural_style_core::{Error, Result};
 use serde::Deserialize;
@@ -58,7 +59,9 @@ struct BatchFile {
 /// `--shard I/N`: this process runs the jobs `i` with `i % N == I`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard's index, 0-based.
     pub index: usize,
+    /// The number of shards.
     pub count: usize,
 }
 
@@ -67,9 +70,9 @@ impl std::str::FromStr for Shard {
     fn from_str(s: &str) -> Result<Shard> {
         let bad = || {
             Error::config(
-                "--shard",
+                "shard",
                 format!(
-                    "`{s}` is not I/N with 0 ≤ I < N (0-based, e.g. --shard $SLURM_ARRAY_TASK_ID/8)"
+                    "`{s}` is not I/N with 0 ≤ I < N (0-based, e.g. `shard` $SLURM_ARRAY_TASK_ID/8)"
                 ),
             )
         };
@@ -88,7 +91,9 @@ impl std::str::FromStr for Shard {
 pub struct BatchJob {
     /// 0-based position in the file.
     pub index: usize,
+    /// Its options and input files, resolved.
     pub settings: Settings,
+    /// The image it writes.
     pub output: PathBuf,
 }
 
@@ -139,7 +144,7 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     {
         return Err(Error::config(
             "batch",
-            "--content, --style, --style-mask and --config belong in the jobs file; \
+            "`content`, `style`, `style-mask` and `config` belong in the jobs file; \
              other options given here override it",
         ));
     }
@@ -196,7 +201,9 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     let mut jobs = Vec::with_capacity(entries.len());
     for (index, mut a) in entries.into_iter().enumerate() {
         if a.config.is_some() {
-            return Err(fail(format!("job {index}: `config` is not a batch key")));
+            return Err(fail(format!(
+                "job {index}: a config file (`config = ...`) is not a batch key"
+            )));
         }
         a.content = a.content.as_ref().map(rebase);
         a.style = a.style.iter().map(rebase).collect();
@@ -219,9 +226,11 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             .output
             .as_ref()
             .map(rebase)
-            .ok_or_else(|| fail(format!("job {index} has no `output`")))?;
-        let settings = a.resolve().map_err(|e| fail(format!("job {index}: {e}")))?;
-        check_output_path(&output).map_err(|e| fail(format!("job {index}: {e}")))?;
+            .ok_or_else(|| fail(format!("job {index} has no output (`output = \"FILE\"`)")))?;
+        let settings = a
+            .resolve()
+            .map_err(|e| fail(format!("job {index}: {}", e.cited())))?;
+        check_output_path(&output).map_err(|e| fail(format!("job {index}: {}", e.cited())))?;
         jobs.push(BatchJob {
             index,
             settings,
@@ -242,10 +251,10 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     let mut read: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {
         let s = &j.settings;
-        let inputs = std::iter::once((&s.content, "--content"))
-            .chain(s.styles.iter().map(|p| (p, "--style")))
-            .chain(s.masks.iter().flatten().map(|p| (p, "--style-mask")))
-            .chain(s.init_image.iter().map(|p| (p, "--init-image")));
+        let inputs = std::iter::once((&s.content, "content"))
+            .chain(s.styles.iter().map(|p| (p, "style")))
+            .chain(s.masks.iter().flatten().map(|p| (p, "style-mask")))
+            .chain(s.init_image.iter().map(|p| (p, "init-image")));
         for (p, flag) in inputs {
             read.entry(preflight::canonical(p)).or_insert((k, flag));
         }
@@ -254,9 +263,10 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
         for path in [&j.output, &j.partial()] {
             if let Some(&(other, flag)) = read.get(&preflight::canonical(path)) {
                 return Err(fail(format!(
-                    "{} writes {}, which is the {flag} of {}: a batch never writes over an input",
+                    "{} writes {}, which is the {} of {}: a batch never writes over an input",
                     j.describe(),
                     path.display(),
+                    cite(flag),
                     jobs[other].describe()
                 )));
             }
@@ -274,7 +284,7 @@ pub fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
                 let o = &jobs[other];
                 return Err(fail(format!(
                     "{} and {} both write {} (the {other_what} of one, the {what} of the \
-                     other): give one of them its own `output` in a [[job]]",
+                     other): give one of them its own `output = \"FILE\"` in a [[job]]",
                     o.describe(),
                     j.describe(),
                     path.display()
@@ -295,7 +305,7 @@ pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
     for j in jobs {
         let name = format!("job {}", j.index);
         for i in preflight::inputs_of(&j.settings)? {
-            inputs.push(Input::new(format!("{name} {}", i.flag), i.path));
+            inputs.push(Input::new(format!("{name} {}", cite(&i.role)), i.path));
         }
         outputs.push(Output::new(
             format!("{name} output"),
@@ -312,7 +322,7 @@ pub fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
     for j in jobs {
         crate::backends::check_selection(&crate::job::selection(&j.settings))?;
         preflight::check_sizes(&j.settings)
-            .map_err(|e| Error::config("batch", format!("{}: {e}", j.describe())))?;
+            .map_err(|e| Error::config("batch", format!("{}: {}", j.describe(), e.cited())))?;
     }
     Ok(())
 }
@@ -337,7 +347,7 @@ mod tests {
         );
         for bad in ["8/8", "1", "a/2", "1/0", "-1/3"] {
             let e = bad.parse::<Shard>().unwrap_err().to_string();
-            assert!(e.starts_with("--shard"), "{e}");
+            assert!(e.starts_with("shard"), "{e}");
         }
     }
 

@@ -72,7 +72,9 @@ pub fn fingerprint(s: &Settings) -> Result<String> {
 /// The JSON half of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
+    /// The format's version (`VERSION`).
     pub version: u32,
+    /// The job's `fingerprint`.
     pub fingerprint: String,
     /// Iterations done, over all scales.
     pub iteration: usize,
@@ -80,20 +82,30 @@ pub struct Meta {
     pub of: usize,
     /// The scale in progress (0-based) and the iterations done in it.
     pub scale: usize,
+    /// Iterations done in the scale in progress.
     pub scale_iteration: usize,
+    /// The total loss of the checkpoint's image.
     pub best_loss: f64,
+    /// The image's width in pixels.
     pub width: usize,
+    /// The image's height in pixels.
     pub height: usize,
+    /// The sha256 of the checkpoint's image file.
     pub image_sha256: String,
 }
 
 /// Where a job stands, to write as a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Position {
+    /// Iterations done, over all scales.
     pub iteration: usize,
+    /// Iterations of the whole job.
     pub of: usize,
+    /// The scale in progress (0-based).
     pub scale: usize,
+    /// Iterations done in that scale.
     pub scale_iteration: usize,
+    /// The best total loss so far.
     pub best_loss: f64,
 }
 
@@ -136,14 +148,18 @@ pub fn remove(output: &Path) -> Result<()> {
 /// A usable checkpoint.
 #[derive(Clone, Debug)]
 pub struct Resume {
+    /// The checkpoint's JSON half.
     pub meta: Meta,
+    /// The checkpoint's image.
     pub image: CaffeImage,
 }
 
 /// What [`load`] found.
 #[derive(Debug)]
 pub enum Found {
+    /// No checkpoint.
     Nothing,
+    /// A checkpoint to resume from.
     Resume(Resume),
     /// A checkpoint that must not be used, and why (for the warning).
     Ignored(String),
@@ -241,11 +257,14 @@ pub fn remaining(
 pub struct Start {
     /// Iterations done before this process (numbering continues after them).
     pub offset: usize,
+    /// The scale to start in.
     pub scale: usize,
+    /// Iterations of that scale already done.
     pub scale_iteration: usize,
 }
 
 impl Start {
+    /// Where the checkpoint `m` left off.
     pub fn from_meta(m: &Meta) -> Start {
         Start {
             offset: m.iteration,
@@ -262,13 +281,19 @@ impl Start {
 /// The scale in progress is `scale`, which the caller sets as it builds
 /// each scale's objective (before the scale's first report).
 pub struct Checkpointer<'a> {
+    /// The job's own observer, given every report renumbered.
     pub inner: &'a mut dyn Observer,
+    /// The job's output (checkpoints go beside it).
     pub output: &'a Path,
+    /// The job's fingerprint, written into each checkpoint.
     pub fingerprint: &'a str,
     /// `None`: only renumber (no checkpoints).
     pub every: Option<usize>,
+    /// Iterations of the whole job.
     pub of: usize,
+    /// Where the run started (a resumed checkpoint's position).
     pub start: Start,
+    /// The scale in progress, set by the run as it builds each scale's objective.
     pub scale: &'a Cell<usize>,
     /// Called with each checkpoint written.
     pub on_checkpoint: &'a mut dyn FnMut(&Position),
@@ -285,6 +310,7 @@ struct State {
 
 impl<'a> Checkpointer<'a> {
     #[allow(clippy::too_many_arguments)]
+    /// An observer between the run and `inner`, checkpointing every `every` iterations when given.
     pub fn new(
         inner: &'a mut dyn Observer,
         output: &'a Path,

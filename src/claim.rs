@@ -28,13 +28,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// What a claim file says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// The host name of the claiming process.
     pub host: String,
+    /// Its process id.
     pub pid: u32,
     /// The process's start time in clock ticks since boot (`/proc/PID/stat`
     /// field 22), when known.
     pub proc_start: Option<u64>,
     /// Unix seconds when the claim was made.
     pub since: u64,
+    /// A random token that tells two claims apart.
     pub token: String,
 }
 
@@ -48,6 +51,7 @@ impl std::fmt::Display for Holder {
 /// e.g. caught between its creation and its first write).
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The claim found there, when readable.
     pub holder: Option<Holder>,
     bytes: Vec<u8>,
     modified: SystemTime,
@@ -56,6 +60,7 @@ pub struct Seen {
 /// The outcome of [`Claim::acquire`].
 #[derive(Debug)]
 pub enum Acquired {
+    /// This process holds the claim.
     Mine(Claim),
     /// Another live process holds it (or is taking it over).
     Busy(Option<Holder>),
@@ -273,6 +278,7 @@ impl Claim {
         holds(&self.path, &self.token)
     }
 
+    /// The claim file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -24,12 +24,19 @@ use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+/// What happened to a job.
 pub enum Kind {
+    /// This process claimed the job.
     Claimed,
+    /// The job started (or resumed).
     Started,
+    /// The job wrote a checkpoint.
     Checkpoint,
+    /// The job wrote its output.
     Written,
+    /// The job failed (the batch goes on).
     Failed,
+    /// The job was skipped.
     Skipped,
 }
 
@@ -43,6 +50,7 @@ pub struct Detail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seconds the job took.
     pub seconds: Option<f64>,
     /// The iteration a resumed job continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,11 +87,15 @@ impl Detail {
 pub struct Summary {
     /// `I/N`, or `None` for every job.
     pub shard: Option<String>,
+    /// Jobs of this shard.
     pub jobs: usize,
+    /// Jobs written.
     pub written: usize,
     /// Already there, or claimed by another process.
     pub skipped: usize,
+    /// Jobs failed.
     pub failed: usize,
+    /// A stop signal ended the batch.
     pub interrupted: bool,
 }
 
@@ -140,6 +152,7 @@ impl Events {
         }
     }
 
+    /// Whether events are written anywhere.
     pub fn enabled(&self) -> bool {
         self.out.is_some()
     }

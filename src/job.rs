@@ -6,6 +6,7 @@ use crate::batch::BatchJob;
 use crate::checkpoint::{self, Hooks, Painted};
 use crate::claim::{Acquired, Claim};
 use crate::events::{Detail, Events, Kind};
+use crate::prepare::{prepare, Images};
 use crate::settings::{InitName, Settings};
 use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
@@ -23,11 +24,14 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Images in the network's space, at the sizes they will be used.
 pub struct Inputs {
+    /// The content image.
     pub content: CaffeImage,
+    /// Each style image with its blend weight (summing to 1).
     pub styles: Vec<(CaffeImage, f64)>,
     /// One optional mask per style, at the content's size.
     pub masks: Vec<Option<Mask>>,
@@ -50,7 +54,7 @@ pub struct Sources {
 /// run that would not fit in memory and a mask that is all black.
 pub fn load_sources(s: &Settings) -> Result<Sources> {
     let content = Picture::load(&s.content)?;
-    let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+    normalise_blend(s.styles.len(), s.blend.as_deref())?;
     let styles = s
         .styles
         .iter()
@@ -72,21 +76,34 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
             }
         });
     }
-    let sources = Sources {
-        content,
-        styles,
-        masks,
-        blend,
-    };
-    let (cw, ch) = sources.content.size_longest(s.size);
-    let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
-        .map(|i| sources.style_size(s, i, (cw, ch)))
-        .collect();
-    check_memory(s, (cw, ch), &style_sizes)?;
-    Ok(sources)
+    Sources::new(s, content, styles, masks)
 }
 
 impl Sources {
+    /// Decoded images (content, one per style of `s`, one optional mask per
+    /// style), refusing (before any resampling) a run that would not fit in
+    /// memory.
+    pub fn new(
+        s: &Settings,
+        content: Picture,
+        styles: Vec<Picture>,
+        masks: Vec<Option<Picture>>,
+    ) -> Result<Sources> {
+        let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+        let sources = Sources {
+            content,
+            styles,
+            masks,
+            blend,
+        };
+        let (cw, ch) = sources.content.size_longest(s.size);
+        let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
+            .map(|i| sources.style_size(s, i, (cw, ch)))
+            .collect();
+        check_memory(s, (cw, ch), &style_sizes)?;
+        Ok(sources)
+    }
+
     fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
         let p = &self.styles[i];
         style_size(s, (p.width, p.height), content)
@@ -141,25 +158,30 @@ pub fn style_size(s: &Settings, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32
     }
 }
 
-/// Load the content at `--size` and the styles at their size, refusing
-/// (before any resampling) a run that would not fit in memory.
-pub fn load_inputs(s: &Settings) -> Result<Inputs> {
-    load_sources(s)?.at(s, s.size)
+/// The starting image for a run (the init image loaded from its file).
+pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
+    initial_image_with(s, content, || {
+        Picture::load(
+            s.init_image
+                .as_deref()
+                .expect("resolve() checks `init-image`"),
+        )
+    })
 }
 
-/// The starting image for a run.
-pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
+/// The starting image for a run, the init image (with `--init image`) from `init_image`.
+pub fn initial_image_with(
+    s: &Settings,
+    content: &CaffeImage,
+    init_image: impl FnOnce() -> Result<Picture>,
+) -> Result<CaffeImage> {
     Ok(match s.init {
         InitName::Content => content.clone(),
         InitName::Noise => CaffeImage::noise(content.width, content.height, s.seed),
         InitName::Randn => CaffeImage::randn(content.width, content.height, s.seed),
-        InitName::Image => {
-            let path = s
-                .init_image
-                .as_deref()
-                .expect("resolve() checks --init-image");
-            load_at_size(path, content.width, content.height)?
-        }
+        InitName::Image => init_image()?
+            .resize_to(content.width as u32, content.height as u32)
+            .to_caffe(),
     })
 }
 
@@ -193,10 +215,10 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
         if need > avail {
             let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             return Err(Error::config(
-                "--size",
+                "size",
                 format!(
                     "a {}×{} run needs about {:.1} GiB but only {:.1} GiB is available; \
-                     lower --size (or --style-size / --lbfgs-history)",
+                     lower `size` (or `style-size` / `lbfgs-history`)",
                     content.0,
                     content.1,
                     gib(need),
@@ -209,8 +231,8 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
 }
 
 /// Find (or fetch, once) and load the weights.
-pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
-    let path = weights::ensure(s.weights.as_deref(), log)?;
+pub fn load_weights(file: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
+    let path = weights::ensure(file, log)?;
     let (w, integrity) = Vgg19Weights::load_checked(&path)?;
     if integrity == weights::Integrity::Unchecked {
         log(&format!(
@@ -237,6 +259,7 @@ pub fn load_weights(s: &Settings, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weig
     Ok(w)
 }
 
+/// The backend selection of `s`.
 pub fn selection(s: &Settings) -> Selection {
     Selection {
         name: s.backend.clone(),
@@ -255,6 +278,7 @@ pub struct Session<'w, B: Backend> {
 }
 
 impl<'w, B: Backend + Clone> Session<'w, B> {
+    /// A session on `backend` with `weights`.
     pub fn new(backend: B, weights: &'w Vgg19Weights) -> Self {
         Session {
             backend,
@@ -355,11 +379,17 @@ fn build_objective<'n, B: Backend>(
 
 /// The main job: optimise an image.
 pub struct StyleJob<'a> {
+    /// The job's settings.
     pub settings: &'a Settings,
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The decoded inputs.
     pub sources: &'a Sources,
+    /// The starting image.
     pub init: CaffeImage,
+    /// Told every iteration.
     pub observer: &'a mut dyn Observer,
+    /// Set to stop after the current iteration.
     pub interrupt: &'a AtomicBool,
     /// Called once the backend is ready, with its name and device.
     pub on_ready: &'a mut dyn FnMut(&str, &str),
@@ -367,6 +397,7 @@ pub struct StyleJob<'a> {
     pub output: &'a Path,
     /// `--checkpoint-every N`: resume from, and write, checkpoints.
     pub checkpoint_every: Option<usize>,
+    /// Messages (resume, checkpoints).
     pub log: &'a mut dyn FnMut(&str),
 }
 
@@ -398,6 +429,7 @@ impl WithBackend for StyleJob<'_> {
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct LossReport {
     #[serde(flatten)]
+    /// The loss parts.
     pub parts: LossParts,
     /// L2 norm of d total / d x in caffe space.
     pub grad_norm: f64,
@@ -405,9 +437,13 @@ pub struct LossReport {
 
 /// Evaluate the objective at one image.
 pub struct LossJob<'a> {
+    /// The settings.
     pub settings: &'a Settings,
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The inputs at the output's size.
     pub inputs: &'a Inputs,
+    /// The image to evaluate, at the content's size.
     pub image: &'a CaffeImage,
 }
 
@@ -455,6 +491,7 @@ pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImag
 /// What a batch did.
 #[derive(Debug, Default)]
 pub struct BatchSummary {
+    /// Jobs written.
     pub written: usize,
     /// Output already there, or the job claimed by another process.
     pub skipped: usize,
@@ -475,13 +512,19 @@ pub struct BatchSummary {
 /// resumes: `crate::checkpoint`) and ends the batch. Every step is an event
 /// (`crate::events`).
 pub struct BatchRun<'a> {
+    /// The jobs, in order.
     pub jobs: &'a [BatchJob],
-    pub weights: &'a Vgg19Weights,
+    /// The network's weights, shared by every job.
+    pub weights: &'a Arc<Vgg19Weights>,
+    /// Set to stop the batch after the current iteration.
     pub interrupt: &'a AtomicBool,
+    /// Messages.
     pub log: &'a mut dyn FnMut(&str),
+    /// `--checkpoint-every N`: checkpoint each job every N iterations.
     pub checkpoint_every: Option<usize>,
     /// A claim from another host not refreshed for this long is taken over.
     pub stale_claim_after: Duration,
+    /// Where job events go.
     pub events: &'a Events,
 }
 
@@ -522,7 +565,7 @@ impl WithBackend for BatchRun<'_> {
                     continue;
                 }
                 Err(e) => {
-                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    (self.log)(&format!("{} failed: {}", j.describe(), e.cited()));
                     emit(Kind::Failed, Detail::reason(&e));
                     summary.failed.push((j.clone(), e));
                     continue;
@@ -559,6 +602,7 @@ impl WithBackend for BatchRun<'_> {
             ));
             let ran = run_job(
                 &mut session,
+                self.weights,
                 j,
                 self.interrupt,
                 self.checkpoint_every,
@@ -608,7 +652,7 @@ impl WithBackend for BatchRun<'_> {
                     skip("the claim was taken over while the job ran");
                 }
                 Err(e) => {
-                    (self.log)(&format!("{} failed: {e}", j.describe()));
+                    (self.log)(&format!("{} failed: {}", j.describe(), e.cited()));
                     emit(Kind::Failed, Detail::reason(&e));
                     summary.failed.push((j.clone(), e));
                 }
@@ -625,6 +669,7 @@ impl WithBackend for BatchRun<'_> {
 #[allow(clippy::too_many_arguments)]
 fn run_job<B: Backend + Clone>(
     session: &mut Session<'_, B>,
+    weights: &Arc<Vgg19Weights>,
     j: &BatchJob,
     interrupt: &AtomicBool,
     every: Option<usize>,
@@ -632,15 +677,21 @@ fn run_job<B: Backend + Clone>(
     log: &mut dyn FnMut(&str),
     emit: &dyn Fn(Kind, Detail),
 ) -> Result<(RunOutcome, Option<std::path::PathBuf>, Option<usize>)> {
-    let s = &j.settings;
-    let sources = load_sources(s)?;
-    let content = sources.at(s, s.size)?.content;
-    let init = initial_image(s, &content)?;
+    let prepared = prepare(
+        j.settings.clone(),
+        Images::files(),
+        &[],
+        Some(weights.clone()),
+        log,
+    )?;
+    let s = &prepared.settings;
+    let (sources, init) = (&prepared.sources, &prepared.init);
+    let content = &prepared.inputs.content;
     let painted = checkpoint::paint_resumable(
         s,
         &j.output,
         every,
-        &init,
+        init,
         &mut Silent,
         &mut Hooks {
             log,
@@ -665,7 +716,7 @@ fn run_job<B: Backend + Clone>(
             },
         },
         &mut |scales, init, scale, observer| {
-            session.paint_scales(s, &sources, scales, init, scale, observer, interrupt)
+            session.paint_scales(s, sources, scales, init, scale, observer, interrupt)
         },
     )?;
     let out = painted.outcome;
@@ -677,7 +728,7 @@ fn run_job<B: Backend + Clone>(
     } else {
         j.output.clone()
     };
-    Picture::from_caffe(&finish(s, &out.best, &content)).save(&path)?;
+    Picture::from_caffe(&finish(s, &out.best, content)).save(&path)?;
     if path == j.output {
         // A partial image or checkpoint of an earlier, interrupted run is now stale.
         let _ = std::fs::remove_file(j.partial());
@@ -692,13 +743,21 @@ fn run_job<B: Backend + Clone>(
 /// (`content_weight / style_weight`; the content weight is kept, the style
 /// weight set from it). The style targets are computed once.
 pub struct CompareRun<'a> {
+    /// The settings (the style weight is set per ratio).
     pub settings: &'a Settings,
+    /// The content/style weight ratios.
     pub ratios: &'a [f64],
+    /// The network's weights.
     pub weights: &'a Vgg19Weights,
+    /// The decoded inputs.
     pub sources: &'a Sources,
+    /// The starting image.
     pub init: &'a CaffeImage,
+    /// The content at the output's size (for original colours).
     pub content: &'a CaffeImage,
+    /// Set to stop after the current iteration.
     pub interrupt: &'a AtomicBool,
+    /// Messages.
     pub log: &'a mut dyn FnMut(&str),
 }
 

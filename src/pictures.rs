@@ -121,7 +121,9 @@ pub fn sheet(tiles: &[(Picture, String)], columns: usize, cell: u32) -> Picture 
 /// The weighted loss parts of one iteration (what the total adds up).
 #[derive(Clone, Copy, Debug)]
 pub struct PlotPoint {
+    /// The iteration, 1-based.
     pub iteration: usize,
+    /// Its loss parts.
     pub parts: LossParts,
 }
 
@@ -155,7 +157,7 @@ pub fn plot_losses(points: &[PlotPoint], weights: [f64; 3]) -> Result<String> {
         (1e-3, 1.0)
     };
     let last = points.last().map(|p| p.iteration).unwrap_or(1).max(2);
-    let plot_err = |e: &dyn std::fmt::Display| Error::config("--plot", e.to_string());
+    let plot_err = |e: &dyn std::fmt::Display| Error::config("plot", e.to_string());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();

@@ -8,30 +8,34 @@
 //! same device and inode); and every image is large enough for the layers it
 //! must reach (see [`min_side`]).
 //!
-//! [`check_paths`] is a plain function over `(flag, path)` lists, so that any
+//! [`check_paths`] is a plain function over `(role, path)` lists, so that any
 //! front-end can run it as one step between validating its options and
-//! loading its inputs. Each failure is one line that names the flag (and,
-//! for a collision, both flags).
+//! loading its inputs. Each failure is one line that names the option or role (and,
+//! for a collision, both), cited as `neural_style_core::error::cite` does.
 
 use crate::backends;
 use crate::job;
 use crate::settings::{InitName, Settings};
+use neural_style_core::error::cite;
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::LayerId;
 use neural_style_core::{weights, Error, Result};
 use std::path::{Path, PathBuf};
 
-/// A file a run reads, with the flag (or role) that names it.
+/// A file a run reads, with the option (or role) that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
-    pub flag: String,
+    /// The option or role that names it (`content`, or `job 2` and a cited key).
+    pub role: String,
+    /// The file.
     pub path: PathBuf,
 }
 
 impl Input {
-    pub fn new(flag: impl Into<String>, path: impl Into<PathBuf>) -> Input {
+    /// An input `path` named by `role`.
+    pub fn new(role: impl Into<String>, path: impl Into<PathBuf>) -> Input {
         Input {
-            flag: flag.into(),
+            role: role.into(),
             path: path.into(),
         }
     }
@@ -50,18 +54,22 @@ pub enum Kind {
     Dir,
 }
 
-/// A path a run writes, with the flag (or role) that names it.
+/// A path a run writes, with the option (or role) that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
-    pub flag: String,
+    /// The option or role that names it (`output`).
+    pub role: String,
+    /// The path.
     pub path: PathBuf,
+    /// What it will hold.
     pub kind: Kind,
 }
 
 impl Output {
-    pub fn new(flag: impl Into<String>, path: impl Into<PathBuf>, kind: Kind) -> Output {
+    /// An output `path` named by `role`.
+    pub fn new(role: impl Into<String>, path: impl Into<PathBuf>, kind: Kind) -> Output {
         Output {
-            flag: flag.into(),
+            role: role.into(),
             path: path.into(),
             kind,
         }
@@ -83,24 +91,24 @@ pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<
 /// initial image, the `--config` file and the weights (when they are found
 /// already; otherwise they are fetched later into the weights directory).
 pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
-    let mut v = vec![Input::new("--content", &s.content)];
-    v.extend(s.styles.iter().map(|p| Input::new("--style", p)));
+    let mut v = vec![Input::new("content", &s.content)];
+    v.extend(s.styles.iter().map(|p| Input::new("style", p)));
     v.extend(
         s.masks
             .iter()
             .flatten()
-            .map(|p| Input::new("--style-mask", p)),
+            .map(|p| Input::new("style-mask", p)),
     );
     if s.init == InitName::Image {
         if let Some(p) = &s.init_image {
-            v.push(Input::new("--init-image", p));
+            v.push(Input::new("init-image", p));
         }
     }
     if let Some(p) = &s.config {
-        v.push(Input::new("--config", p));
+        v.push(Input::new("config", p));
     }
     if let Some(p) = weights::locate(s.weights.as_deref())? {
-        v.push(Input::new("--weights", p));
+        v.push(Input::new("weights", p));
     }
     Ok(v)
 }
@@ -172,14 +180,14 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
     for i in inputs {
         let meta = std::fs::metadata(&i.path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::config(&i.flag, format!("{}: no such file", i.path.display()))
+                Error::config(&i.role, format!("{}: no such file", i.path.display()))
             } else {
                 Error::io(&i.path, e)
             }
         })?;
         if !meta.is_file() {
             return Err(Error::config(
-                &i.flag,
+                &i.role,
                 format!("{}: {}", i.path.display(), image_io::not_regular(&meta)),
             ));
         }
@@ -190,23 +198,23 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
         let id = identity(&o.path);
         if let Some((i, _)) = read.iter().find(|(_, r)| r.same(&id)) {
             return Err(Error::config(
-                &o.flag,
+                &o.role,
                 format!(
                     "{} is also {} ({}): a run never writes over its input; choose another {}",
                     o.path.display(),
-                    i.flag,
+                    cite(&i.role),
                     i.path.display(),
-                    o.flag
+                    cite(&o.role)
                 ),
             ));
         }
         if let Some((p, _)) = written.iter().find(|(_, w)| w.same(&id)) {
             return Err(Error::config(
-                &o.flag,
+                &o.role,
                 format!(
                     "{} is also {} ({}): each written file needs its own name",
                     o.path.display(),
-                    p.flag,
+                    cite(&p.role),
                     p.path.display()
                 ),
             ));
@@ -221,11 +229,11 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
 /// special file (nor a file, for a directory); its directory exists and a
 /// file can be created there.
 pub fn check_output(o: &Output) -> Result<()> {
-    let bad = |msg: String| Error::config(&o.flag, format!("{}: {msg}", o.path.display()));
+    let bad = |msg: String| Error::config(&o.role, format!("{}: {msg}", o.path.display()));
     match o.kind {
         Kind::Image => {
             image_io::check_output_path(&o.path).map_err(|e| match e {
-                Error::Config { msg, .. } => Error::config(&o.flag, msg),
+                Error::Config { msg, .. } => Error::config(&o.role, msg),
                 e => e,
             })?;
         }
@@ -296,7 +304,7 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
     let styles = s
         .styles
         .iter()
-        .map(|p| Ok((p, Picture::probe(p)?)))
+        .map(|p| Picture::probe(p))
         .collect::<Result<Vec<_>>>()?;
     for m in s.masks.iter().flatten() {
         Picture::probe(m)?;
@@ -304,26 +312,30 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
     if let (InitName::Image, Some(p)) = (s.init, &s.init_image) {
         Picture::probe(p)?;
     }
+    check_dimensions(s, content, &styles)
+}
+
+/// The size checks of [`check_sizes`] on known dimensions: the content's
+/// `(width, height)` and each style's (in the order of `s.styles`, whose
+/// paths name them in messages).
+pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
+    let styles = s.styles.iter().zip(styles.iter().copied());
     let short = |(w, h): (u32, u32)| w.min(h);
     let dims = |(w, h): (u32, u32)| format!("{w}×{h}");
     // The smallest longest side (≥ `from`) that gives a short side ≥ `need`.
     let smallest = |size: (u32, u32), need: u32, from: u32| {
         (from..=image_io::MAX_SIDE).find(|&l| short(image_io::size_longest(size, l)) >= need)
     };
-    let flag = if s.scales.len() > 1 {
-        "--scales"
-    } else {
-        "--size"
-    };
+    let flag = if s.scales.len() > 1 { "scales" } else { "size" };
     if let Some(deepest) = s.spec.deepest() {
         let need = min_side(deepest);
         for &(px, _) in &s.scales {
             let at = image_io::size_longest(content, px);
             if short(at) < need {
                 let hint = match smallest(content, need, px) {
-                    Some(m) if flag == "--size" => format!("use --size {m} or more"),
+                    Some(m) if flag == "size" => format!("use `size` {m} or more"),
                     Some(m) => format!(
-                        "every scale (--scales, or --size with --multires) must be {m} px or more"
+                        "every scale (`scales`, or `size` with `multires`) must be {m} px or more"
                     ),
                     None => "crop it or use shallower layers".into(),
                 };
@@ -351,11 +363,11 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
                 continue;
             }
             let (flag, hint) = match (s.style_size, smallest(size, need, 1)) {
-                (_, None) => ("--style", "crop it or use shallower style layers".into()),
-                (Some(_), Some(m)) => ("--style-size", format!("use --style-size {m} or more")),
+                (_, None) => ("style", "crop it or use shallower style layers".into()),
+                (Some(_), Some(m)) => ("style-size", format!("use `style-size` {m} or more")),
                 (None, Some(m)) => (
-                    "--style-scale",
-                    format!("raise --style-scale, or use --style-size {m} or more"),
+                    "style-scale",
+                    format!("raise `style-scale`, or use `style-size` {m} or more"),
                 ),
             };
             return Err(Error::config(
@@ -397,27 +409,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("in.png"), b"x").unwrap();
-        let inputs = [Input::new("--content", d.join("in.png"))];
+        let inputs = [Input::new("content", d.join("in.png"))];
         let out = |flag: &str, name: &str, kind| Output::new(flag, d.join(name), kind);
-        let e = check_paths(&inputs, &[out("--json-log", "in.png", Kind::Text)]).unwrap_err();
-        assert!(e.to_string().starts_with("--json-log: "), "{e}");
-        assert!(e.to_string().contains("is also --content"), "{e}");
+        let e = check_paths(&inputs, &[out("json-log", "in.png", Kind::Text)]).unwrap_err();
+        assert!(e.to_string().starts_with("json-log: "), "{e}");
+        assert!(e.to_string().contains("is also `content`"), "{e}");
         let e = check_paths(
             &inputs,
             &[
-                out("--output", "o.png", Kind::Image),
-                out("--sheet", "./o.png", Kind::Image),
+                out("output", "o.png", Kind::Image),
+                out("sheet", "./o.png", Kind::Image),
             ],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("is also --output"), "{e}");
-        assert!(check_paths(&inputs, &[out("--plot", "p.png", Kind::Svg)]).is_err());
+        assert!(e.to_string().contains("is also `output`"), "{e}");
+        assert!(check_paths(&inputs, &[out("plot", "p.png", Kind::Svg)]).is_err());
         check_paths(
             &inputs,
             &[
-                out("--output", "o.png", Kind::Image),
-                out("--json-log", "log.jsonl", Kind::Text),
-                out("--frames-dir", "f/g", Kind::Dir),
+                out("output", "o.png", Kind::Image),
+                out("json-log", "log.jsonl", Kind::Text),
+                out("frames-dir", "f/g", Kind::Dir),
             ],
         )
         .unwrap();

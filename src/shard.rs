@@ -43,7 +43,9 @@ impl std::str::FromStr for ShardArg {
 /// The shard chosen, and a line saying where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chosen {
+    /// The shard to run (`None`: every job).
     pub shard: Option<Shard>,
+    /// Where it came from, for the log.
     pub from: String,
 }
 
@@ -58,15 +60,15 @@ pub fn choose(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Chosen> {
     if count == Some(0) {
-        return Err(Error::config("--shard-count", "must be at least 1"));
+        return Err(Error::config("shard-count", "must be at least 1"));
     }
     match arg {
         Some(ShardArg::Fixed(s)) => {
             if count.is_some_and(|n| n != s.count) {
                 return Err(Error::config(
-                    "--shard-count",
+                    "shard-count",
                     format!(
-                        "{} conflicts with --shard {}/{}",
+                        "{} conflicts with `shard` {}/{}",
                         count.unwrap_or(0),
                         s.index,
                         s.count
@@ -75,12 +77,12 @@ pub fn choose(
             }
             Ok(Chosen {
                 shard: Some(s),
-                from: format!("shard {}/{} (--shard)", s.index, s.count),
+                from: format!("shard {}/{} (`shard`)", s.index, s.count),
             })
         }
         Some(ShardArg::All) => Ok(Chosen {
             shard: None,
-            from: "all jobs (--shard none)".into(),
+            from: "all jobs (`shard` none)".into(),
         }),
         Some(ShardArg::Auto) | None => {
             if env(SLURM_ID).is_some() {
@@ -91,16 +93,16 @@ pub fn choose(
             }
             if arg == Some(ShardArg::Auto) {
                 return Err(Error::config(
-                    "--shard",
+                    "shard",
                     format!(
                         "auto: neither {SLURM_ID} (a Slurm job array task) nor {K8S_INDEX} \
-                         (a Kubernetes Indexed Job) is set; give --shard I/N"
+                         (a Kubernetes Indexed Job) is set; give `shard` I/N"
                     ),
                 ));
             }
             if count.is_some() {
                 return Err(Error::config(
-                    "--shard-count",
+                    "shard-count",
                     format!("is the number of completions of a Kubernetes Indexed Job, but {K8S_INDEX} is not set"),
                 ));
             }
@@ -116,9 +118,9 @@ pub fn choose(
 fn number(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<i64>> {
     env(name)
         .map(|v| {
-            v.trim().parse::<i64>().map_err(|_| {
-                Error::config("--shard", format!("{name}={v:?} is not a whole number"))
-            })
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::config("shard", format!("{name}={v:?} is not a whole number")))
         })
         .transpose()
 }
@@ -127,8 +129,8 @@ fn slurm(count_flag: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
     let id = number(env, SLURM_ID)?.expect("checked by the caller");
     let Some(count) = number(env, "SLURM_ARRAY_TASK_COUNT")? else {
         return Err(Error::config(
-            "--shard",
-            format!("{SLURM_ID} is set but SLURM_ARRAY_TASK_COUNT is not; give --shard I/N"),
+            "shard",
+            format!("{SLURM_ID} is set but SLURM_ARRAY_TASK_COUNT is not; give `shard` I/N"),
         ));
     };
     let min = number(env, "SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
@@ -136,10 +138,10 @@ fn slurm(count_flag: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
     let max = number(env, "SLURM_ARRAY_TASK_MAX")?;
     let irregular = || {
         Error::config(
-            "--shard",
+            "shard",
             format!(
                 "the Slurm array is not one regular range ({SLURM_ID}={id}, MIN={min}, \
-                 MAX={}, STEP={step}, COUNT={count}): give --shard I/N",
+                 MAX={}, STEP={step}, COUNT={count}): give `shard` I/N",
                 max.map_or("unset".into(), |m| m.to_string())
             ),
         )
@@ -156,7 +158,7 @@ fn slurm(count_flag: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
     }
     if let Some(n) = count_flag.filter(|&n| n as i64 != count) {
         return Err(Error::config(
-            "--shard-count",
+            "shard-count",
             format!("{n} conflicts with SLURM_ARRAY_TASK_COUNT={count}"),
         ));
     }
@@ -178,17 +180,17 @@ fn kubernetes(count: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
     let index = number(env, K8S_INDEX)?.expect("checked by the caller");
     let Some(count) = count else {
         return Err(Error::config(
-            "--shard",
+            "shard",
             format!(
                 "{K8S_INDEX}={index} (a Kubernetes Indexed Job) but the number of completions \
-                 is unknown: add --shard-count N (the Job's `completions`)"
+                 is unknown: add `shard-count` N (the Job's `completions`)"
             ),
         ));
     };
     if index < 0 || index as usize >= count {
         return Err(Error::config(
-            "--shard-count",
-            format!("{K8S_INDEX}={index} is not below --shard-count {count}"),
+            "shard-count",
+            format!("{K8S_INDEX}={index} is not below `shard-count` {count}"),
         ));
     }
     let shard = Shard {
@@ -198,7 +200,7 @@ fn kubernetes(count: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
     Ok(Chosen {
         shard: Some(shard),
         from: format!(
-            "shard {index}/{count} from Kubernetes ({K8S_INDEX}={index}, --shard-count {count})"
+            "shard {index}/{count} from Kubernetes ({K8S_INDEX}={index}, `shard-count` {count})"
         ),
     })
 }
@@ -283,7 +285,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("not one regular range") && e.contains("--shard I/N"),
+            e.contains("not one regular range") && e.contains("`shard` I/N"),
             "{e}"
         );
         let e = shard_of(&slurm_env("3", "0", "12", "4", "4"), None).unwrap_err();
@@ -310,7 +312,7 @@ mod tests {
             s(3, 8)
         );
         let m = choose(None, None, &e).unwrap_err().to_string();
-        assert!(m.contains("--shard-count N"), "{m}");
+        assert!(m.contains("`shard-count` N"), "{m}");
         assert!(choose(None, Some(3), &e).is_err()); // index 3 of 3
         assert!(choose(None, Some(0), &e).is_err());
         // Slurm wins when both are set (an Indexed Job inside an allocation is not a thing,
@@ -330,7 +332,7 @@ mod tests {
         assert_eq!(shard_of(&p, Some(fixed)).unwrap().shard, s(0, 2));
         let all = shard_of(&p, Some(ShardArg::All)).unwrap();
         assert_eq!(all.shard, None);
-        assert!(all.from.contains("--shard none"));
+        assert!(all.from.contains("`shard` none"));
         let none = env(&[]);
         assert_eq!(choose(None, None, &none).unwrap().shard, None);
         let e = choose(Some(ShardArg::Auto), None, &none).unwrap_err();

@@ -926,11 +926,11 @@ fn a_page_job_and_its_command_line_paint_the_same_image() {
         "{cli}"
     );
     for flag in [
-        "--size 64",
-        "--iterations 10",
-        "--init noise",
-        "--seed 7",
-        "--threads 1",
+        "--size=64",
+        "--iterations=10",
+        "--init=noise",
+        "--seed=7",
+        "--threads=1",
     ] {
         assert!(cli.contains(flag), "{cli} lacks {flag}");
     }

@@ -9,9 +9,9 @@
 //! as long as the server (and, with `--gallery DIR`, is also saved there).
 
 use super::events::{Event, Hub};
-use crate::{Options, Painter, Painting, Vgg19Weights};
 use super::uploads::{self, Upload};
 use super::ServeArgs;
+use crate::{Options, Painter, Painting, Vgg19Weights};
 use neural_style_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -318,10 +318,6 @@ impl Jobs {
             .expect("spawn the painting thread");
         *jobs.thread.lock().expect("thread lock") = Some(handle);
         jobs
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Queues a page's request (one job, or one per strength); returns the

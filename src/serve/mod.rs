@@ -11,11 +11,11 @@
 //! name reach the file system, and validates every job's options through the
 //! same options model as the command line.
 
-pub mod assets;
-pub mod events;
-pub mod jobs;
-pub mod routes;
-pub mod uploads;
+mod assets;
+mod events;
+mod jobs;
+mod routes;
+mod uploads;
 
 use clap::Args;
 use neural_style_core::{Error, Result};
@@ -66,13 +66,13 @@ pub struct ServeArgs {
 }
 
 /// What every request handler shares.
-pub struct Studio {
-    pub args: ServeArgs,
-    pub uploads: uploads::Uploads,
-    pub jobs: Arc<jobs::Jobs>,
-    pub hub: events::Hub,
+pub(crate) struct Studio {
+    args: ServeArgs,
+    uploads: uploads::Uploads,
+    jobs: Arc<jobs::Jobs>,
+    hub: events::Hub,
     /// The port actually bound (the configured one may be 0).
-    pub port: u16,
+    port: u16,
 }
 
 /// Runs the studio until SIGINT or SIGTERM.

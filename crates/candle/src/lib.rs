@@ -94,7 +94,7 @@ pub fn set_threads(n: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
-        .map_err(|e| Error::config("--threads", e.to_string()))
+        .map_err(|e| Error::config("threads", e.to_string()))
 }
 
 /// Run `f` on the contiguous f32 data of a CPU tensor.

@@ -1,6 +1,10 @@
 //! One error type for the whole core. Every variant renders as a single line
-//! that names the culprit (a file, a flag, a layer) and, where there is one,
-//! what to do about it.
+//! that names the culprit (a file, an option, a layer) and, where there is
+//! one, what to do about it.
+//!
+//! Options are named by their key (`style-weight`, as in a config file),
+//! never by a command-line flag: a message cites an option in backticks
+//! (`` `size` ``), and a command line maps those to its own flags.
 
 use std::path::{Path, PathBuf};
 
@@ -28,14 +32,15 @@ pub enum Error {
     /// An unknown or unusable layer name.
     #[error("unknown layer `{name}`: {hint}")]
     Layer { name: String, hint: String },
-    /// A bad option value; `flag` is the command-line spelling (`--size`).
-    #[error("{flag}: {msg}")]
-    Config { flag: String, msg: String },
+    /// A bad option value or input: `option` is the option's key (`size`)
+    /// or the role of an input or output (`content`, `job 3 output`).
+    #[error("{option}: {msg}")]
+    Config { option: String, msg: String },
     /// The backend failed (device, kernel, engine error).
     #[error("backend {backend}: {msg}")]
     Backend { backend: String, msg: String },
     /// The objective or its gradient stopped being finite.
-    #[error("the loss became non-finite ({what}) at iteration {iteration}: lower --learning-rate or the loss weights")]
+    #[error("the loss became non-finite ({what}) at iteration {iteration}: lower `learning-rate` or the loss weights")]
     NonFinite { what: String, iteration: usize },
     /// The run was interrupted (Ctrl-C); the best image so far was kept.
     #[error("interrupted")]
@@ -61,10 +66,19 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn config(flag: impl Into<String>, msg: impl Into<String>) -> Self {
+    /// A bad value of `option` (its key, or an input's or output's role).
+    pub fn config(option: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Config {
-            flag: flag.into(),
+            option: option.into(),
             msg: msg.into(),
+        }
+    }
+    /// The message, with a bad option's key cited (`` `size`: must be… ``)
+    /// so that it can be recognised inside a longer message.
+    pub fn cited(&self) -> String {
+        match self {
+            Error::Config { option, msg } => format!("{}: {msg}", cite(option)),
+            e => e.to_string(),
         }
     }
     pub fn backend(backend: impl Into<String>, msg: impl std::fmt::Display) -> Self {
@@ -72,5 +86,15 @@ impl Error {
             backend: backend.into(),
             msg: msg.to_string(),
         }
+    }
+}
+
+/// An option's key or a role as a message cites it: a single word in
+/// backticks (`` `content` ``), a longer role (`job 3 output`) as it is.
+pub fn cite(role: &str) -> String {
+    if role.contains([' ', '`']) {
+        role.to_string()
+    } else {
+        format!("`{role}`")
     }
 }

@@ -82,7 +82,7 @@ pub fn check_output_path(path: &Path) -> Result<OutputFormat> {
     let format = match path.extension() {
         None => {
             return Err(Error::config(
-                "--output",
+                "output",
                 format!(
                     "{}: no file extension to choose the format; {SUPPORTED_OUTPUTS}",
                     path.display()
@@ -94,7 +94,7 @@ pub fn check_output_path(path: &Path) -> Result<OutputFormat> {
             .and_then(OutputFormat::from_extension)
             .ok_or_else(|| {
                 Error::config(
-                    "--output",
+                    "output",
                     format!(
                         "{}: unsupported extension `.{}`; {SUPPORTED_OUTPUTS}",
                         path.display(),
@@ -107,7 +107,7 @@ pub fn check_output_path(path: &Path) -> Result<OutputFormat> {
     match std::fs::metadata(parent) {
         Ok(meta) if meta.is_dir() => Ok(format),
         Ok(_) => Err(Error::config(
-            "--output",
+            "output",
             format!(
                 "{}: `{}` is not a directory",
                 path.display(),
@@ -115,7 +115,7 @@ pub fn check_output_path(path: &Path) -> Result<OutputFormat> {
             ),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::config(
-            "--output",
+            "output",
             format!(
                 "{}: the directory `{}` does not exist",
                 path.display(),
@@ -1075,7 +1075,7 @@ mod tests {
 
         let bad = dir.path().join("out.xyz");
         let e = err_text(check_output_path(&bad));
-        assert!(e.starts_with("--output: "), "{e}");
+        assert!(e.starts_with("output: "), "{e}");
         assert!(
             e.contains("out.xyz: unsupported extension `.xyz`; use .png, .jpg, .webp or .tif"),
             "{e}"
@@ -1098,7 +1098,7 @@ mod tests {
         let missing = dir.path().join("nope");
         let path = missing.join("out.png");
         let e = err_text(check_output_path(&path));
-        assert!(e.starts_with("--output: "), "{e}");
+        assert!(e.starts_with("output: "), "{e}");
         assert!(
             e.contains(&format!("`{}` does not exist", missing.display())),
             "{e}"

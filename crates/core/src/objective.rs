@@ -242,7 +242,7 @@ pub fn normalise_blend(n: usize, weights: Option<&[f64]>) -> Result<Vec<f64>> {
         None => vec![1.0; n],
         Some(w) if w.len() != n => {
             return Err(Error::config(
-                "--style-blend-weights",
+                "style-blend-weights",
                 format!("{} weights given for {n} style images", w.len()),
             ))
         }
@@ -251,7 +251,7 @@ pub fn normalise_blend(n: usize, weights: Option<&[f64]>) -> Result<Vec<f64>> {
     let sum: f64 = w.iter().sum();
     if w.iter().any(|v| !v.is_finite() || *v < 0.0) || sum <= 0.0 {
         return Err(Error::config(
-            "--style-blend-weights",
+            "style-blend-weights",
             "weights must be non-negative, finite and not all zero",
         ));
     }
@@ -292,13 +292,13 @@ impl<'n, B: Backend> Objective<'n, B> {
     ) -> Result<Self> {
         if spec.content_layers.is_empty() && spec.style_layers.is_empty() {
             return Err(Error::config(
-                "--content-layers",
+                "content-layers",
                 "no content or style layers: nothing to optimise",
             ));
         }
         if net.pooling() != spec.pooling {
             return Err(Error::config(
-                "--pooling",
+                "pooling",
                 "the network was built with another pooling",
             ));
         }
@@ -317,14 +317,14 @@ impl<'n, B: Backend> Objective<'n, B> {
         if !style_layers.is_empty() {
             if styles.is_empty() {
                 return Err(Error::config(
-                    "--style",
+                    "style",
                     "style layers given but no style image",
                 ));
             }
             for term in styles {
                 if term.grams.len() != style_layers.len() {
                     return Err(Error::config(
-                        "--style-layers",
+                        "style-layers",
                         "style targets were computed for other layers",
                     ));
                 }
@@ -388,7 +388,7 @@ fn masked_target<B: Backend>(
 ) -> Result<MaskedTarget<B::Tensor>> {
     if (mask.width, mask.height) != (content.width, content.height) {
         return Err(Error::config(
-            "--style-mask",
+            "style-mask",
             format!(
                 "mask is {}×{} but the content is {}×{}",
                 mask.width, mask.height, content.width, content.height
@@ -401,9 +401,9 @@ fn masked_target<B: Backend>(
         let area = m.area();
         if area <= 0.0 {
             return Err(Error::config(
-                "--style-mask",
+                "style-mask",
                 format!(
-                    "the mask covers nothing at {layer} ({}×{}): enlarge its white region or --size",
+                    "the mask covers nothing at {layer} ({}×{}): enlarge its white region or `size`",
                     m.width, m.height
                 ),
             ));
@@ -422,7 +422,7 @@ fn blend<B: Backend>(b: &B, per_style: Vec<(B::Tensor, f64)>) -> Result<StyleTar
     let weight: f64 = per_style.iter().map(|p| p.1).sum();
     if weight <= 0.0 {
         return Err(Error::config(
-            "--style-blend-weights",
+            "style-blend-weights",
             "the unmasked styles have zero weight in all",
         ));
     }
@@ -479,7 +479,7 @@ impl<B: Backend> Objective<'_, B> {
         let shape = b.dims(x);
         if shape != self.content_shape {
             return Err(Error::config(
-                "--image",
+                "image",
                 format!(
                     "image is {}×{} but the content is {}×{}",
                     shape[2], shape[1], self.content_shape[2], self.content_shape[1]

@@ -236,7 +236,7 @@ pub fn run_scales<'n, B: Backend>(
             break;
         }
     }
-    let mut out = last.ok_or_else(|| Error::config("--scales", "no scale to run"))?;
+    let mut out = last.ok_or_else(|| Error::config("scales", "no scale to run"))?;
     out.elapsed = start.elapsed();
     Ok(out)
 }

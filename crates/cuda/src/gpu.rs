@@ -135,13 +135,13 @@ impl GpuExecutor {
     fn new(ordinal: usize, tf32: bool) -> Result<Self> {
         if let Some(why) = missing_library() {
             return Err(crate::err(format!(
-                "{why}; use --device host to run the kernels on the CPU, or another backend"
+                "{why}; use `device` host to run the kernels on the CPU, or another backend"
             )));
         }
         let count = devices().map_err(crate::err)?.len();
         if ordinal >= count {
             return Err(neural_style_core::Error::config(
-                "--device",
+                "device",
                 format!("no GPU cuda:{ordinal}: the driver reports {count}"),
             ));
         }

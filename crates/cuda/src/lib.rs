@@ -209,7 +209,7 @@ impl CudaBackend {
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| {
                     Error::config(
-                        "--device",
+                        "device",
                         format!("the cuda backend takes `host`, `gpu` or `cuda:N` (optionally `+tf32`), not `{d}`"),
                     )
                 })?,

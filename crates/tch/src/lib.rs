@@ -85,7 +85,7 @@ impl TchBackend {
                     .and_then(|n| n.parse::<usize>().ok())
                     .ok_or_else(|| {
                         Error::config(
-                            "--device",
+                            "device",
                             format!("unknown device `{d}` for tch: use cpu, cuda or cuda:N"),
                         )
                     })?;
@@ -96,13 +96,13 @@ impl TchBackend {
             let count = cuda_devices();
             if count == 0 {
                 return Err(Error::config(
-                    "--device",
-                    "tch found no CUDA device (libtorch without CUDA, no NVIDIA driver, or no GPU); use --device cpu",
+                    "device",
+                    "tch found no CUDA device (libtorch without CUDA, no NVIDIA driver, or no GPU); use `device` cpu",
                 ));
             }
             if n >= count {
                 return Err(Error::config(
-                    "--device",
+                    "device",
                     format!("cuda:{n} does not exist: libtorch sees {count} CUDA device(s)"),
                 ));
             }
@@ -132,7 +132,7 @@ fn cuda_devices() -> usize {
 
 /// Set libtorch's intra-op thread count (process-wide).
 pub fn set_threads(n: usize) -> Result<()> {
-    let n = i32::try_from(n).map_err(|_| Error::config("--threads", "too large"))?;
+    let n = i32::try_from(n).map_err(|_| Error::config("threads", "too large"))?;
     tch::set_num_threads(n);
     Ok(())
 }

@@ -195,10 +195,11 @@ function drawChart() {
   const x = (i) => L + (W - L - R) * (i / maxIt);
   const y = (v) => H - B - (H - T - B) * ((Math.log10(v) - l0) / (l1 - l0));
   g.strokeStyle = "#2e323c"; g.fillStyle = "#9aa0ab"; g.lineWidth = 1;
+  const every = Math.ceil((l1 - l0) / 8);  // at most about eight labelled decades
   for (let e = l0; e <= l1; e++) {
     const yy = y(Math.pow(10, e));
     g.beginPath(); g.moveTo(L, yy); g.lineTo(W - R, yy); g.stroke();
-    g.fillText("1e" + e, 6, yy + 4);
+    if ((e - l0) % every === 0) g.fillText("1e" + e, 6, yy + 4);
   }
   g.fillText("iteration " + pts[pts.length - 1][0], L, H - 6);
   SERIES.forEach(([name, colour], k) => {

@@ -100,7 +100,7 @@ pub(super) fn locate_from(
         }
         return Err(Error::weights(
             p,
-            "no such file (--weights); pass an existing file or drop --weights to fetch \
+            "no such file (`weights`); pass an existing file or drop `weights` to fetch \
              automatically",
         ));
     }

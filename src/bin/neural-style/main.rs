@@ -1,22 +1,25 @@
-//! The `neural-style` command line.
+//! The `neural-style` command line: parses the arguments, runs the command
+//! through the library and prints (the run's display: `observer.rs`).
 
-use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+mod flags;
+mod observer;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use neural_style::backends;
 use neural_style::events::{Events, Summary};
-use neural_style::job::{self, BatchRun, CompareRun, Inputs, StyleJob};
-use neural_style::preflight::{self, Input, Kind, Output};
+use neural_style::job::{self, BatchRun, CompareRun, StyleJob};
+use neural_style::preflight::{Input, Kind, Output};
+use neural_style::prepare::{self, prepare, Images, Prepared};
 use neural_style::settings::StyleArgs;
 use neural_style::shard::{self, ShardArg};
 use neural_style::signals;
 use neural_style::{batch, checkpoint, pictures};
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
-use neural_style_core::pixel::CaffeImage;
-use neural_style_core::run::{IterationReport, Observer, StopReason};
+use neural_style_core::run::StopReason;
 use neural_style_core::weights;
 use neural_style_core::{Error, Result};
-use std::io::Write;
+use observer::{say, CliObserver, SHEET_CELL};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -156,7 +159,9 @@ struct CompareArgs {
 
 fn main() -> ExitCode {
     neural_style::tune_allocator();
-    let cli = Cli::parse();
+    let command = with_defaults(Cli::command());
+    flags::init(&command);
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         None => paint(&cli.style, &cli.run),
         Some(Command::Loss(a)) => loss(&a),
@@ -176,29 +181,34 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", flags::error_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Set the thread count: `--threads`, capped at the logical cores (more
-/// only adds contention), or all of them.
-fn set_threads(threads: Option<usize>, log: &mut dyn FnMut(&str)) -> Result<()> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let n = match threads {
-        Some(t) if t > cores => {
-            log(&format!(
-                "warning: --threads {t} is more than the {cores} logical cores: using {cores}"
-            ));
-            cores
+/// Each option's help ends with its default, from `Options::default()`
+/// (in every subcommand that takes it).
+fn with_defaults(mut cmd: clap::Command) -> clap::Command {
+    for (key, value) in neural_style::Options::default().cli_values() {
+        let (Some(v), id) = (value, key.replace('-', "_")) else {
+            continue;
+        };
+        if cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
+            cmd = cmd.mut_arg(id, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} [default: {v}]"))
+            });
         }
-        Some(t) => t,
-        None => cores,
-    };
-    backends::set_threads(n)
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, with_defaults);
+    }
+    cmd
 }
 
 fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
@@ -206,17 +216,17 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let output = run
         .output
         .clone()
-        .ok_or_else(|| Error::config("--output", "an output file is required"))?;
+        .ok_or_else(|| Error::config("output", "an output file is required"))?;
     if run.save_every == Some(0) {
-        return Err(Error::config("--save-every", "must be at least 1"));
+        return Err(Error::config("save-every", "must be at least 1"));
     }
     if run.checkpoint_every == Some(0) {
-        return Err(Error::config("--checkpoint-every", "must be at least 1"));
+        return Err(Error::config("checkpoint-every", "must be at least 1"));
     }
     if run.sheet.is_some() && run.save_every.is_none() {
         return Err(Error::config(
-            "--sheet",
-            "the contact sheet shows the --save-every frames: add --save-every N",
+            "sheet",
+            "the contact sheet shows the `save-every` frames: add `save-every` N",
         ));
     }
     let frames_dir = run.save_every.map(|_| {
@@ -225,31 +235,23 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             output.with_file_name(format!("{stem}_frames"))
         })
     });
-    let mut outputs = vec![Output::new("--output", &output, Kind::Image)];
+    let mut outputs = vec![Output::new("output", &output, Kind::Image)];
     if let Some(p) = &run.json_log {
-        outputs.push(Output::new("--json-log", p, Kind::Text));
+        outputs.push(Output::new("json-log", p, Kind::Text));
     }
     if let Some(p) = &run.plot {
-        outputs.push(Output::new("--plot", p, Kind::Svg));
+        outputs.push(Output::new("plot", p, Kind::Svg));
     }
     if let Some(p) = &run.sheet {
-        outputs.push(Output::new("--sheet", p, Kind::Image));
+        outputs.push(Output::new("sheet", p, Kind::Image));
     }
     if let Some(d) = &frames_dir {
-        outputs.push(Output::new("--frames-dir", d, Kind::Dir));
+        outputs.push(Output::new("frames-dir", d, Kind::Dir));
     }
-    preflight::check_run(&s, Vec::new(), &outputs)?;
     let quiet = run.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    };
-    set_threads(s.threads, &mut log)?;
-    let sources = job::load_sources(&s)?;
-    let inputs: Inputs = sources.at(&s, s.size)?;
-    let init = job::initial_image(&s, &inputs.content)?;
-    let weights = job::load_weights(&s, &mut log)?;
+    let mut log = flags::logger(quiet);
+    let p = prepare(s, Images::files(), &outputs, None, &mut log)?;
+    let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
     let frames = match (run.save_every, frames_dir) {
         (Some(n), Some(dir)) => {
@@ -267,22 +269,7 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     };
 
     signals::install(quiet, "the best image so far will be saved");
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(s.total_iterations() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} loss {msg} {its} ETA {eta}")
-                .expect("valid template")
-                .with_key(
-                    "its",
-                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.2} it/s", s.per_sec());
-                    },
-                ),
-        );
-        bar
-    };
+    let bar = observer::progress_bar(s.total_iterations(), quiet);
     let mut observer = CliObserver {
         bar: bar.clone(),
         print_every: if quiet { 0 } else { run.print_every },
@@ -324,16 +311,16 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     };
     let mut say_bar = |m: &str| {
         if !quiet {
-            say(&bar, m.to_string());
+            say(&bar, flags::map(m));
         }
     };
     let painted = backends::dispatch(
-        &job::selection(&s),
+        &job::selection(s),
         StyleJob {
-            settings: &s,
-            weights: &weights,
-            sources: &sources,
-            init,
+            settings: s,
+            weights: &p.weights,
+            sources: &p.sources,
+            init: p.init.clone(),
             observer: &mut observer,
             interrupt: signals::flag(),
             on_ready: &mut on_ready,
@@ -348,13 +335,13 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .take()
         .or_else(|| observer.flush_log().err());
     let outcome = painted?.outcome;
-    Picture::from_caffe(&job::finish(&s, &outcome.best, &inputs.content)).save(&output)?;
+    Picture::from_caffe(&job::finish(s, &outcome.best, &inputs.content)).save(&output)?;
     if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
         checkpoint::remove(&output)?;
     }
     if let Some(e) = log_failed {
         return Err(Error::config(
-            "--json-log",
+            "json-log",
             format!(
                 "{e}; the run stopped at iteration {} and the best image so far is in {}",
                 outcome.iterations,
@@ -395,103 +382,23 @@ fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// A line above the progress bar, or on stderr when the bar is not drawn.
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-/// Side of a contact sheet's cells, in pixels.
-const SHEET_CELL: u32 = 192;
-
-struct CliObserver {
-    bar: ProgressBar,
-    print_every: usize,
-    frames: Option<(usize, PathBuf)>,
-    stem: String,
-    json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
-    /// The first error writing the log: the run is asked to stop, saves its
-    /// best image and then reports it.
-    log_error: Option<Error>,
-    /// The content, with --original-colors (frames get its colours too).
-    colors: Option<CaffeImage>,
-    /// With --plot: the loss parts of every iteration.
-    plot: Option<Vec<pictures::PlotPoint>>,
-    /// With --sheet: each frame, small, with its label.
-    thumbs: Option<Vec<(Picture, String)>>,
-}
-
-impl CliObserver {
-    fn flush_log(&mut self) -> Result<()> {
-        if let Some((path, w)) = &mut self.json_log {
-            w.flush().map_err(|e| Error::io(&*path, e))?;
-        }
-        Ok(())
-    }
-}
-
-impl Observer for CliObserver {
-    fn on_iteration(
-        &mut self,
-        r: &IterationReport,
-        image: &mut dyn FnMut() -> Result<CaffeImage>,
-    ) -> Result<()> {
-        self.bar.set_position(r.iteration as u64);
-        self.bar.set_message(format!("{:.4e}", r.loss.total));
-        if self.print_every > 0 && (r.iteration % self.print_every == 0 || r.iteration == 1) {
-            say(
-                &self.bar,
-                format!(
-                "iteration {:>5}/{}: total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  ({:.1} s)",
-                r.iteration, r.of, r.loss.total, r.loss.content, r.loss.style, r.loss.tv, r.elapsed
-            ),
-            );
-        }
-        if let Some((n, dir)) = &self.frames {
-            if r.iteration % *n == 0 || r.iteration == r.of {
-                let path = dir.join(format!("{}_{:05}.png", self.stem, r.iteration));
-                let mut img = image()?;
-                if let Some(content) = &self.colors {
-                    img = neural_style_core::color::original_colors(&img, content);
-                }
-                let picture = Picture::from_caffe(&img);
-                picture.save(&path)?;
-                if let Some(thumbs) = &mut self.thumbs {
-                    thumbs.push((
-                        picture.resize_longest(SHEET_CELL),
-                        format!("iteration {}", r.iteration),
-                    ));
-                }
-            }
-        }
-        if let Some(points) = &mut self.plot {
-            points.push(pictures::PlotPoint {
-                iteration: r.iteration,
-                parts: r.loss,
-            });
-        }
-        if let Some((path, w)) = &mut self.json_log {
-            let line = serde_json::to_string(r).expect("report serialises");
-            if let Err(e) = writeln!(w, "{line}") {
-                self.log_error = Some(Error::io(&*path, e));
-                self.json_log = None;
-                signals::request_stop();
-            }
-        }
-        Ok(())
-    }
-}
-
 fn loss(a: &LossArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
-    preflight::check_run(&s, vec![Input::new("--image", &a.image)], &[])?;
-    set_threads(s.threads, &mut |m| eprintln!("{m}"))?;
-    let inputs: Inputs = job::load_inputs(&s)?;
+    let Prepared {
+        settings: s,
+        inputs,
+        weights,
+        ..
+    } = prepare(
+        s,
+        Images::Files {
+            extra: vec![Input::new("image", &a.image)],
+        },
+        &[],
+        None,
+        &mut |m| eprintln!("{}", flags::map(m)),
+    )?;
     let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
-    let weights = job::load_weights(&s, &mut |m| eprintln!("{m}"))?;
     let r = job::evaluate_loss(&s, &weights, &inputs, &image)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).expect("report serialises"));
@@ -514,10 +421,10 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     let chosen = shard::choose(arg, a.shard_count, &|k| std::env::var(k).ok())?;
     let shard = chosen.shard;
     if a.checkpoint_every == Some(0) {
-        return Err(Error::config("--checkpoint-every", "must be at least 1"));
+        return Err(Error::config("checkpoint-every", "must be at least 1"));
     }
     if a.stale_claim_after == 0 {
-        return Err(Error::config("--stale-claim-after", "must be at least 1"));
+        return Err(Error::config("stale-claim-after", "must be at least 1"));
     }
     let jobs = batch::plan(&a.file, &a.style)?;
     let total = jobs.len();
@@ -527,11 +434,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     // write another job's input.
     batch::check(&a.file, &[todo.as_slice(), done.as_slice()].concat())?;
     let quiet = a.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    };
+    let mut log = flags::logger(quiet);
     log(&format!(
         "{total} jobs in {}, {}: {} to run, {skipped} already done",
         a.file.display(),
@@ -571,8 +474,8 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
-    set_threads(first.threads, &mut log)?;
-    let weights = job::load_weights(&first, &mut log)?;
+    prepare::set_threads(first.threads, &mut log)?;
+    let weights = std::sync::Arc::new(job::load_weights(first.weights.as_deref(), &mut log)?);
     signals::install(
         quiet,
         if a.checkpoint_every.is_some() {
@@ -607,7 +510,7 @@ fn batch(a: &BatchArgs) -> Result<ExitCode> {
     totals.interrupted = summary.interrupted;
     events.summary(&totals);
     for (j, e) in &summary.failed {
-        eprintln!("error: {} failed: {e}", j.describe());
+        eprintln!("error: {} failed: {}", j.describe(), flags::map(&e.cited()));
     }
     log(&format!(
         "{} written, {} skipped (already there or claimed by another process), {} failed{}",
@@ -634,35 +537,29 @@ fn compare(a: &CompareArgs) -> Result<ExitCode> {
     let s = a.style.resolve()?;
     if let Some(bad) = a.ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
         return Err(Error::config(
-            "--ratios",
+            "ratios",
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
-    preflight::check_run(
-        &s,
-        Vec::new(),
-        &[Output::new("--output", &a.output, Kind::Image)],
-    )?;
     let quiet = a.quiet;
-    let mut log = |m: &str| {
-        if !quiet {
-            eprintln!("{m}");
-        }
-    };
-    set_threads(s.threads, &mut log)?;
-    let sources = job::load_sources(&s)?;
-    let inputs = sources.at(&s, s.size)?;
-    let init = job::initial_image(&s, &inputs.content)?;
-    let weights = job::load_weights(&s, &mut log)?;
+    let mut log = flags::logger(quiet);
+    let p = prepare(
+        s,
+        Images::files(),
+        &[Output::new("output", &a.output, Kind::Image)],
+        None,
+        &mut log,
+    )?;
+    let (s, inputs) = (&p.settings, &p.inputs);
     signals::install(quiet, "the comparison will show the images made so far");
     let (done, interrupted) = backends::dispatch(
-        &job::selection(&s),
+        &job::selection(s),
         CompareRun {
-            settings: &s,
+            settings: s,
             ratios: &a.ratios,
-            weights: &weights,
-            sources: &sources,
-            init: &init,
+            weights: &p.weights,
+            sources: &p.sources,
+            init: &p.init,
             content: &inputs.content,
             interrupt: signals::flag(),
             log: &mut log,
