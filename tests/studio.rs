@@ -866,6 +866,57 @@ fn stop_keeps_the_best_image_so_far_and_queued_jobs_can_be_cancelled() {
     server.assert_alive();
 }
 
+#[test]
+fn compare_paints_one_job_per_strength_and_a_result_can_start_the_next() {
+    let server = Server::start(&[]);
+    let (c, s) = upload_pair(&server);
+    let r = server.post_json(
+        "/api/jobs",
+        &json!({"content": c, "styles": [s], "strengths": [1, 300],
+                "options": {"size": 64, "iterations": 2, "content-weight": 2}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let ids: Vec<u64> = r.json()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let st = server.wait_for("both strengths", 180, |st| {
+        ids.iter().all(|&j| gallery_item(st, j).is_some())
+    });
+    let items: Vec<Value> = ids.iter().map(|&j| gallery_item(&st, j).unwrap()).collect();
+    assert_eq!(items[0]["group"], items[1]["group"]);
+    assert!(items[0]["group"].is_u64());
+    assert_eq!(items[0]["strength"], 1.0);
+    assert_eq!(items[1]["strength"], 300.0);
+    assert_eq!(items[0]["options"]["style-weight"], 2.0);
+    assert_eq!(items[1]["options"]["style-weight"], 600.0);
+    assert!(items[1]["cli"]
+        .as_str()
+        .unwrap()
+        .contains("--style-weight=600"));
+    // "Use as init": the next job starts from the first result.
+    let from = items[0]["id"].as_u64().unwrap();
+    let next = submit(
+        &server,
+        &json!({"content": c, "styles": [s], "init": {"gallery": from},
+                "options": {"size": 64, "iterations": 2}}),
+    );
+    let st = server.wait_for("the continued job", 180, |st| {
+        gallery_item(st, next).is_some()
+    });
+    let item = gallery_item(&st, next).unwrap();
+    assert_eq!(item["options"]["init"], "image");
+    let cli = item["cli"].as_str().unwrap();
+    assert!(
+        cli.contains(&format!("--init-image result-{from}.png")),
+        "{cli}"
+    );
+    server.assert_alive();
+}
+
 /// Splits the gallery's command line (words, single quotes).
 fn shell_words(s: &str) -> Vec<String> {
     let (mut words, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
