@@ -151,15 +151,25 @@ impl Server {
 
     /// Polls the state until `done` says so.
     fn wait_for(&self, what: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        self.poll(what, secs, || Some(self.state()).filter(|s| done(s)))
+    }
+
+    /// Calls `f` every 50 ms until it gives something, failing after `secs`
+    /// with the server's log.
+    fn poll<T>(&self, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let s = self.state();
-            if done(&s) {
-                return s;
+            if let Some(v) = f() {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}; state {s}\nserver log:\n{}",
+                "timed out waiting for {what}; state {}\nserver log:\n{}",
+                if self.child_running() {
+                    self.get("/api/state").text()
+                } else {
+                    "(exited)".into()
+                },
                 self.log.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -409,32 +419,16 @@ fn decode(bytes: &[u8]) -> RgbImage {
         .to_rgb8()
 }
 
-/// A PNG whose header declares `w × h` and nothing more (a decompression bomb's start).
-fn png_header_only(w: u32, h: u32) -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    out.extend_from_slice(&13u32.to_be_bytes());
-    out.extend_from_slice(&ihdr);
-    out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    out
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
+/// A BMP whose header declares `w × h` and nothing more (a decompression bomb's start).
+fn bmp_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"BM".to_vec();
+    for v in [54u32, 0, 54, 40, w, h] {
+        out.extend_from_slice(&v.to_le_bytes());
     }
-    !crc
+    out.extend_from_slice(&1u16.to_le_bytes()); // planes
+    out.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+    out.extend_from_slice(&[0; 24]); // no compression, sizes, palette
+    out
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -513,7 +507,7 @@ fn every_endpoint_and_hostile_requests_leave_the_server_up() {
     // A decompression bomb: the header declares 40000×40000.
     let r = server.post(
         "/api/uploads?name=bomb.png",
-        &png_header_only(40_000, 40_000),
+        &bmp_header_only(40_000, 40_000),
     );
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(r.error().contains("too large"), "{}", r.error());
@@ -1018,18 +1012,10 @@ fn sigterm_saves_the_job_in_flight_to_the_gallery_directory() {
         unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
         0
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = server.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running after SIGTERM:\n{}",
-            server.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    server.poll("the server to exit after SIGTERM", 60, || {
+        (!server.child_running()).then_some(())
+    });
+    let status = server.child.wait().unwrap();
     assert!(
         status.success(),
         "{status:?}\n{}",
