@@ -1,9 +1,9 @@
 //! `neural-style serve`: the studio, a local web page to paint with.
 //!
-//! One process: an axum HTTP server on a tokio runtime ([`routes`]), an upload
-//! store in a private temporary directory ([`uploads`]), one painting thread
-//! fed by a queue ([`jobs`], built on the library's `Painter`), live updates as
-//! Server-Sent Events ([`events`]) and the page itself, embedded ([`assets`]).
+//! One process: an axum HTTP server on a tokio runtime (`routes.rs`), an upload
+//! store in a private temporary directory (`uploads.rs`), one painting thread
+//! fed by a queue (`jobs.rs`, built on the library's `Painter`), live updates as
+//! Server-Sent Events (`events.rs`) and the page itself, embedded (`assets.rs`).
 //!
 //! Safe by default: it binds to loopback, answers only requests whose `Host`
 //! is this server (an IP address, `localhost` or an `--allow-origin`), checks
@@ -155,7 +155,16 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         let jobs = jobs.clone();
         async move {
             let name = signal.await;
-            say(&format!("{name}: stopping (the job in flight is kept)"));
+            say(&format!(
+                "{name}: stopping (the job in flight is kept; a second signal quits at once)"
+            ));
+            if let Ok(second) = shutdown_signal() {
+                tokio::spawn(async move {
+                    let name = second.await;
+                    eprintln!("{name} again: quitting without saving");
+                    std::process::exit(130);
+                });
+            }
             // Stop the painting first (its result goes to the gallery), then
             // end the event streams so that the connections can close.
             let _ = tokio::task::spawn_blocking(move || jobs.shutdown()).await;
