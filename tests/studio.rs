@@ -1144,7 +1144,11 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
     let result = browse(&client, server).await;
     let _ = client.close().await;
     if let Err(e) = result {
-        panic!("{e}\nserver log:\n{}", server.log.lock().unwrap());
+        panic!(
+            "{e}\nserver state: {}\nserver log:\n{}",
+            server.get("/api/state").text(),
+            server.log.lock().unwrap()
+        );
     }
 
     async fn browse(client: &fantoccini::Client, server: &Server) -> Result<(), String> {
@@ -1293,16 +1297,14 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let msg = client
+                let page = client
                     .execute(
-                        "return document.getElementById('message').textContent",
+                        "return ['message', 'iteration', 'queue', 'status'].map(id => id + ': ' + document.getElementById(id).textContent).join('; ') + '; stop disabled: ' + document.getElementById('stop').disabled",
                         vec![],
                     )
                     .await
                     .unwrap_or_default();
-                return Err(format!(
-                    "timed out waiting for {what} (page message: {msg})"
-                ));
+                return Err(format!("timed out waiting for {what} (page: {page})"));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

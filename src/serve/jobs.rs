@@ -281,7 +281,10 @@ struct Queue {
     shutting_down: bool,
 }
 
-/// The queue, shared by the request handlers and the painting thread.
+/// The queue, shared by the request handlers and the painting thread. Every
+/// `state` event is taken and sent while the queue is locked, so that pages
+/// get them in the order the queue changed (a snapshot taken before a change
+/// but sent after it would leave every tab showing a stale queue).
 pub struct Jobs {
     engine: Engine,
     hub: Hub,
@@ -422,10 +425,9 @@ impl Jobs {
             }));
             ids.push(id);
         }
-        let state = snapshot(&q);
+        self.hub.send(snapshot(&q));
         drop(q);
         self.wake.notify_all();
-        self.hub.send(state);
         Ok(ids)
     }
 
@@ -442,9 +444,7 @@ impl Jobs {
         if q.waiting.len() == before {
             return false;
         }
-        let state = snapshot(&q);
-        drop(q);
-        self.hub.send(state);
+        self.hub.send(snapshot(&q));
         true
     }
 
@@ -493,12 +493,12 @@ impl Jobs {
                     }
                     if let Some(j) = q.waiting.pop_front() {
                         q.running = Some(j.clone());
+                        self.hub.send(snapshot(&q));
                         break j;
                     }
                     q = self.wake.wait(q).expect("queue lock");
                 }
             };
-            self.hub.send(self.snapshot());
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.engine.paint(&job, &self.hub)
             }));
@@ -506,14 +506,14 @@ impl Jobs {
                 Ok(r) => r.map_err(|e| self.clean_error(&job, &e.to_string())),
                 Err(_) => Err("the painting failed unexpectedly (see the server's log)".into()),
             };
+            let result = result.and_then(|p| self.keep(&job, p));
             let mut q = self.queue.lock().expect("queue lock");
             q.running = None;
-            match result.and_then(|p| self.keep(&job, p)) {
+            match result {
                 Ok(item) => {
                     let item = Arc::new(item);
-                    q.gallery.push(item.clone());
-                    drop(q);
                     self.hub.send(Event::new("result", &*item));
+                    q.gallery.push(item);
                 }
                 Err(error) => {
                     let f = Failed {
@@ -526,10 +526,9 @@ impl Jobs {
                     if q.failed.len() > 20 {
                         q.failed.pop_front();
                     }
-                    drop(q);
                 }
             }
-            self.hub.send(self.snapshot());
+            self.hub.send(snapshot(&q));
         }
     }
 
