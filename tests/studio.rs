@@ -1283,6 +1283,54 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
             .collect();
         let img = decode(&png);
         assert_eq!(img.width().max(img.height()), 64);
+        // "Copy CLI" gives the command (copied, or shown where the clipboard is refused).
+        client
+            .find(Locator::Css("#gallery .item .copy-cli"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
+        wait(
+            client,
+            "the command line",
+            "return document.getElementById('message').textContent.includes('neural-style -c tubingen.jpg -s starry_night.jpg')",
+        )
+        .await?;
+        // "Use as init", then Compare at two strengths: two more results, side by side.
+        client
+            .find(Locator::Css("#gallery .item .use-init"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
+        let chip = js("return !document.getElementById('init-chip').hidden").await?;
+        assert_eq!(chip, Value::Bool(true));
+        let f = client.find(Locator::Id("iterations")).await.map_err(e)?;
+        f.clear().await.map_err(e)?;
+        f.send_keys("3").await.map_err(e)?;
+        let f = client
+            .find(Locator::Id("compare-strengths"))
+            .await
+            .map_err(e)?;
+        f.clear().await.map_err(e)?;
+        f.send_keys("2, 200").await.map_err(e)?;
+        client
+            .find(Locator::Id("compare"))
+            .await
+            .map_err(e)?
+            .click()
+            .await
+            .map_err(e)?;
+        wait(
+            client,
+            "two compared results side by side",
+            "const f = [...document.querySelectorAll('#compare-view figure')]; return f.length === 2 && f.every(x => x.textContent.includes('done')) && document.querySelectorAll('#gallery .item').length === 4",
+        )
+        .await?;
+        let labels = js("return [...document.querySelectorAll('#compare-view figcaption')].map(x => x.textContent).join(', ')").await?;
+        assert_eq!(labels, "strength 2 · done, strength 200 · done");
         Ok(())
     }
 
