@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// Largest upload, in MiB (pixels are limited as for the command line's inputs).
     #[arg(long, value_name = "MIB", default_value_t = 50)]
     pub max_upload_mib: u64,
-    /// Compute backend of every job (`neural-style backends` lists them) [default: candle].
+    /// Compute backend of every job (`neural-style backends` lists them).
     #[arg(long)]
     pub backend: Option<String>,
     /// Device of the backend (as the command line's --device).
@@ -78,16 +78,16 @@ pub(crate) struct Studio {
 /// Runs the studio until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if args.max_size < 16 {
-        return Err(Error::config("--max-size", "must be at least 16"));
+        return Err(Error::config("max-size", "must be at least 16"));
     }
     if args.max_upload_mib == 0 {
-        return Err(Error::config("--max-upload-mib", "must be at least 1"));
+        return Err(Error::config("max-upload-mib", "must be at least 1"));
     }
     if args.preview_every == 0 {
-        return Err(Error::config("--preview-every", "must be at least 1"));
+        return Err(Error::config("preview-every", "must be at least 1"));
     }
     for o in &args.allow_origin {
-        routes::parse_origin(o).map_err(|m| Error::config("--allow-origin", m))?;
+        routes::parse_origin(o).map_err(|m| Error::config("allow-origin", m))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // The painting has the cores; the server only moves bytes.
@@ -113,10 +113,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let hub = events::Hub::new();
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
-        .map_err(|e| Error::config("--bind", format!("cannot listen on {}: {e}", args.bind)))?;
+        .map_err(|e| Error::config("bind", format!("cannot listen on {}: {e}", args.bind)))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::config("--bind", e.to_string()))?;
+        .map_err(|e| Error::config("bind", e.to_string()))?;
     let jobs = jobs::Jobs::start(engine, hub.clone(), args.gallery.clone(), uploads.dir());
     let studio = Arc::new(Studio {
         args: args.clone(),
