@@ -714,7 +714,7 @@ fn lookup_order_and_locate() {
     let msg = err.to_string();
     assert!(msg.contains("mine.safetensors"), "{msg}");
     assert!(
-        msg.contains("drop --weights to fetch automatically"),
+        msg.contains("drop `weights` to fetch automatically"),
         "{msg}"
     );
     let err = fetch::locate_from(None, Some(env.clone().into_os_string()), None, None)
