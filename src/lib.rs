@@ -52,6 +52,7 @@ pub mod painter;
 pub mod pictures;
 pub mod preflight;
 pub mod prepare;
+pub mod serve;
 pub mod settings;
 pub mod shard;
 pub mod signals;

