@@ -60,35 +60,34 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
         .iter()
         .map(|p| Picture::load(p))
         .collect::<Result<Vec<_>>>()?;
-    let mut masks = Vec::with_capacity(s.masks.len());
-    for m in &s.masks {
-        masks.push(match m {
-            None => None,
-            Some(path) => {
-                let p = Picture::load(path)?;
-                if Mask::from_picture(&p).is_black() {
-                    return Err(Error::image(
-                        path,
-                        "the mask is all black, so its style applies nowhere: paint where it applies in white",
-                    ));
-                }
-                Some(p)
-            }
-        });
-    }
+    let masks = s
+        .masks
+        .iter()
+        .map(|m| m.as_deref().map(Picture::load).transpose())
+        .collect::<Result<Vec<_>>>()?;
     Sources::new(s, content, styles, masks)
 }
 
 impl Sources {
     /// Decoded images (content, one per style of `s`, one optional mask per
-    /// style), refusing (before any resampling) a run that would not fit in
-    /// memory.
+    /// style), refusing (before any resampling) a mask that is all black and
+    /// a run that would not fit in memory.
     pub fn new(
         s: &Settings,
         content: Picture,
         styles: Vec<Picture>,
         masks: Vec<Option<Picture>>,
     ) -> Result<Sources> {
+        for (m, name) in masks.iter().zip(&s.masks) {
+            if let (Some(m), Some(name)) = (m, name) {
+                if Mask::from_picture(m).is_black() {
+                    return Err(Error::image(
+                        name,
+                        "the mask is all black, so its style applies nowhere: paint where it applies in white",
+                    ));
+                }
+            }
+        }
         let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
         let sources = Sources {
             content,

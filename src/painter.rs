@@ -120,6 +120,8 @@ pub struct Painter<'a> {
     device: Option<String>,
     content: Option<Decoded>,
     styles: Vec<Decoded>,
+    /// One optional mask per style.
+    masks: Vec<Option<Decoded>>,
     init: Option<Decoded>,
     options: Options,
     weights: Option<Arc<Vgg19Weights>>,
@@ -148,6 +150,7 @@ impl<'a> Painter<'a> {
             device: None,
             content: None,
             styles: Vec::new(),
+            masks: Vec::new(),
             init: None,
             options: Options::default(),
             weights: None,
@@ -173,6 +176,22 @@ impl<'a> Painter<'a> {
     pub fn style(mut self, img: impl Into<ImageSource>) -> Result<Self> {
         let label = format!("style image {}", self.styles.len() + 1);
         self.styles.push(img.into().decode(label)?);
+        self.masks.push(None);
+        Ok(self)
+    }
+
+    /// A style image that applies only where `mask` is white (any size,
+    /// resized to the content; grey blends), as `style-mask` on the command
+    /// line. Both are decoded now; errors name the file.
+    pub fn style_masked(
+        mut self,
+        img: impl Into<ImageSource>,
+        mask: impl Into<ImageSource>,
+    ) -> Result<Self> {
+        let n = self.styles.len() + 1;
+        let mask = mask.into().decode(format!("the mask of style image {n}"))?;
+        self = self.style(img)?;
+        self.masks[n - 1] = Some(mask);
         Ok(self)
     }
 
@@ -229,7 +248,15 @@ impl<'a> Painter<'a> {
             Files {
                 content: content.name,
                 styles: self.styles.iter().map(|d| d.name.clone()).collect(),
-                masks: Vec::new(),
+                // Settings name a style without a mask `none` (as the CLI).
+                masks: if self.masks.iter().any(Option::is_some) {
+                    self.masks
+                        .iter()
+                        .map(|m| m.as_ref().map_or("none".into(), |d| d.name.clone()))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 init_image: self.init.as_ref().map(|d| d.name.clone()),
                 config: None,
             },
@@ -240,6 +267,11 @@ impl<'a> Painter<'a> {
             Images::Decoded {
                 content: content.picture,
                 styles: self.styles.into_iter().map(|d| d.picture).collect(),
+                masks: self
+                    .masks
+                    .into_iter()
+                    .map(|m| m.map(|d| d.picture))
+                    .collect(),
                 init: self.init.map(|d| d.picture),
             },
             &[],

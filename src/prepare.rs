@@ -29,6 +29,8 @@ pub enum Images {
         content: Picture,
         /// The style images, in the order of the settings' styles.
         styles: Vec<Picture>,
+        /// One optional mask per style.
+        masks: Vec<Option<Picture>>,
         /// The initial image (with `init = "image"`).
         init: Option<Picture>,
     },
@@ -77,13 +79,13 @@ pub fn prepare(
         Images::Decoded {
             content,
             styles,
+            masks,
             init,
         } => {
             preflight::check_paths(&[], outputs)?;
             let dims: Vec<(u32, u32)> = styles.iter().map(|p| (p.width, p.height)).collect();
             preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
             set_threads(s.threads, log)?;
-            let masks = vec![None; styles.len()];
             (Sources::new(&s, content, styles, masks)?, init)
         }
     };

@@ -199,3 +199,68 @@ fn library_errors_name_options_by_their_key_never_a_flag() {
     assert!(e.starts_with("size: ") && e.contains("use `size` "), "{e}");
     assert!(!e.contains("--"), "{e}");
 }
+
+/// Left half white: the style applies there only.
+fn half_mask() -> RgbImage {
+    RgbImage::from_fn(
+        24,
+        20,
+        |x, _| {
+            if x < 12 {
+                Rgb([255; 3])
+            } else {
+                Rgb([0; 3])
+            }
+        },
+    )
+}
+
+#[test]
+fn masked_styles_paint_as_the_cli_and_a_black_mask_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    content().save(d.join("c.png")).unwrap();
+    style().save(d.join("s.png")).unwrap();
+    half_mask().save(d.join("m.png")).unwrap();
+    let o = tiny();
+    let run = Command::new(BIN)
+        .args(["-c", "c.png", "-s", "s.png", "--style-mask", "m.png"])
+        .args(["-o", "cli.png", "-q"])
+        .args(o.to_cli_args())
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let masked = |mask: RgbImage| {
+        Painter::with_default_backend()
+            .content(content())?
+            .style_masked(style(), mask)?
+            .options(o.clone())
+            .paint()
+    };
+    let painting = masked(half_mask()).unwrap();
+    let cli = image::open(d.join("cli.png")).unwrap().to_rgb8();
+    assert!(
+        painting.image == cli,
+        "the masked painting differs from the CLI's"
+    );
+    // The mask changes the image: it is not ignored.
+    let unmasked = Painter::with_default_backend()
+        .content(content())
+        .unwrap()
+        .style(style())
+        .unwrap()
+        .options(o.clone())
+        .paint()
+        .unwrap();
+    assert!(unmasked.image != painting.image);
+    let e = masked(RgbImage::new(24, 20)).unwrap_err().to_string();
+    assert!(
+        e.contains("the mask of style image 1") && e.contains("all black"),
+        "{e}"
+    );
+}
