@@ -232,24 +232,10 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         self.relu_backward(x, &self.pool_backward(x, dy, kind)?)
     }
     /// `x ⊙ m`: every channel of a `C×H×W` tensor multiplied by a `1×H×W`
-    /// mask (spatial style masks, [`crate::mask`]). Being linear in `x`, its
-    /// backward is the same product. The default downloads both, multiplies on
-    /// the host and uploads the result; override it to stay on the device.
-    fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor> {
-        let [c, h, w] = self.dims(x);
-        let m = self.download(mask)?;
-        if m.len() != h * w {
-            return Err(crate::Error::backend(
-                self.name(),
-                format!("mask of {} values for a {w}×{h} tensor", m.len()),
-            ));
-        }
-        let mut d = self.download(x)?;
-        for plane in d.chunks_exact_mut(h * w) {
-            plane.iter_mut().zip(&m).for_each(|(v, mv)| *v *= mv);
-        }
-        self.upload(&d, [c, h, w])
-    }
+    /// mask (spatial style masks, [`crate::mask`]), on the device. Being
+    /// linear in `x`, its backward is the same product. A mask of another
+    /// size is an error ([`check_mask`]).
+    fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor>;
     /// Wait for queued device work (timings); no-op on synchronous devices.
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -297,4 +283,19 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         None
     }
     fn reset_counters(&self) {}
+}
+
+/// The precondition of [`Backend::mul_mask`], for its implementations: the
+/// mask has one value per pixel of `dims` (`C×H×W`), else an error naming
+/// the backend.
+pub fn check_mask(backend: &str, dims: [usize; 3], mask_len: usize) -> Result<()> {
+    let [_, h, w] = dims;
+    if mask_len == h * w && mask_len > 0 {
+        Ok(())
+    } else {
+        Err(crate::Error::backend(
+            backend,
+            format!("mask of {mask_len} values for a {w}×{h} tensor"),
+        ))
+    }
 }

@@ -23,10 +23,10 @@ use std::path::Path;
 pub const MAX_SIDE: u32 = 32_768;
 
 /// Largest accepted number of pixels (width × height) of an input image.
-pub const MAX_PIXELS: u64 = 1 << 27;
+pub(crate) const MAX_PIXELS: u64 = 1 << 27;
 
 /// Quality used for JPEG output.
-pub const JPEG_QUALITY: u8 = 95;
+pub(crate) const JPEG_QUALITY: u8 = 95;
 
 /// An RGB image: `width × height` pixels, interleaved R, G, B floats in 0–255,
 /// row-major from the top-left corner.
@@ -145,7 +145,7 @@ pub const TEMP_PREFIX: &str = ".neural-style-";
 /// temporary file of an earlier write to the same `path` that was killed
 /// before its rename (SIGKILL, power loss) is removed first. `mode` is the
 /// new file's permission bits before the umask (Unix).
-pub fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     mode: u32,
     write: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> Result<()>,
@@ -258,7 +258,7 @@ fn decode_error(path: &Path, err: ImageError) -> Error {
 
 /// The bytes of an input file, refusing anything but a non-empty regular
 /// file (a directory, a FIFO, a device such as `/dev/zero`) before reading.
-pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -404,7 +404,7 @@ fn decoder_limits() -> Limits {
 /// A network-space image resized to `width × height` (Lanczos3, in float,
 /// values kept to 0–255 after the mean is added back; no rounding). Used to
 /// carry an image from one scale of a multi-resolution run to the next.
-pub fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage {
+pub(crate) fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage {
     if (img.width, img.height) == (width, height) {
         return img.clone();
     }
