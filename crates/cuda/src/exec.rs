@@ -191,7 +191,13 @@ fn kernel<'a>(c: &'a mut DeviceCounters, name: &'static str) -> &'a mut KernelCo
 }
 
 /// A device that runs our kernels.
-pub trait Executor: Send + Sync {
+///
+/// Crate-private on purpose: `alloc`, `upload`, `download`, `launch` and
+/// `sgemm` take raw device addresses and would write anywhere if called with
+/// a wrong one. Only `lib.rs` calls them, with the addresses of its own pool
+/// buffers (`Buffer`, `CudaTensor`), sized by their element counts; nothing
+/// outside the crate can reach an executor or an address.
+pub(crate) trait Executor: Send + Sync {
     /// Human-readable device (`NVIDIA H100 … (cuda:0)`, `host (…)`).
     fn describe(&self) -> String;
     /// `bytes` of uninitialised device memory.
