@@ -7,134 +7,19 @@
 //! nothing left behind in the working directory (no output, no temporary
 //! file, no frames directory).
 
-use image::{ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{ImageFormat, ImageReader, RgbImage};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-/// The binary, run in `dir`, ignoring any weights path from the environment
-/// so that the run finds (or fetches) the weights as a fresh user's would.
-fn command(args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .current_dir(dir)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    command(args, dir).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "expected success: {}", describe(out));
-}
-
-/// The content: 80×60 (so `--size 64` makes it 64×48), a gradient with a
-/// checkerboard on top.
-fn content_image() -> RgbImage {
-    RgbImage::from_fn(80, 60, |x, y| {
-        let check = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 };
-        Rgb([(x * 3) as u8, (y * 4) as u8, check])
-    })
-}
-
-/// A style: diagonal stripes, `phase` shifts them and the colours.
-fn style_image(phase: u32) -> RgbImage {
-    RgbImage::from_fn(48, 48, |x, y| {
-        let on = ((x + y + phase) / 6) % 2 == 0;
-        if on {
-            Rgb([230, (60 + phase * 20) as u8, 30])
-        } else {
-            Rgb([20, 40, (250 - x * 4) as u8])
-        }
-    })
-}
-
-/// A temporary directory holding `c.png` (content), `s.png` and `s2.png` (styles).
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    content_image().save(dir.path().join("c.png")).unwrap();
-    style_image(0).save(dir.path().join("s.png")).unwrap();
-    style_image(3).save(dir.path().join("s2.png")).unwrap();
-    dir
-}
-
-/// Every path under `dir`, relative, directories included.
-fn listing(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            out.insert(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// Runs a command that must fail cleanly: exit status 1, exactly one line
-/// on stderr starting with `error:` and containing every `culprit`, and the
-/// directory exactly as it was before. Returns the error line.
-#[track_caller]
-fn assert_fails(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
-    let before = listing(dir);
-    let out = run(args, dir);
-    check_failure(&out, dir, &before, culprits)
-}
-
-#[track_caller]
-fn check_failure(out: &Output, dir: &Path, before: &BTreeSet<String>, culprits: &[&str]) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean failure: {}",
-        describe(out)
-    );
-    let err = text(&out.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stderr must be exactly one line: {}",
-        describe(out)
-    );
-    let line = lines[0];
-    assert!(line.starts_with("error: "), "{}", describe(out));
-    for c in culprits {
-        assert!(line.contains(c), "the error should name `{c}`: {line}");
-    }
-    assert_eq!(
-        listing(dir),
-        *before,
-        "a failed run must leave nothing behind ({line})"
-    );
-    line.to_string()
-}
+use common::{
+    assert_fails, assert_ok, bin, check_failure, command, content_image, describe, fixture,
+    listing, run, text,
+};
 
 /// The paint flags shared by the failure tests (valid unless overridden).
 fn paint_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -902,7 +787,7 @@ fn size_too_large_for_memory() {
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" \"$@\"")
-        .arg(BIN)
+        .arg(bin())
         .args(args)
         .current_dir(d)
         .env_remove(neural_style::core::weights::WEIGHTS_ENV)

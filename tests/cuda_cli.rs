@@ -7,9 +7,9 @@
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
 fn weights_args() -> Vec<String> {
     let w = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,12 +23,8 @@ fn weights_args() -> Vec<String> {
 }
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
+    common::command(args, dir)
         .args(weights_args())
-        .current_dir(dir)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
         .output()
         .expect("the binary runs")
 }
@@ -145,7 +141,7 @@ fn without_a_gpu_the_error_is_one_line() {
 
 #[test]
 fn backends_lists_cuda_with_its_devices_or_why_none() {
-    let out = Command::new(BIN).arg("backends").output().unwrap();
+    let out = common::run(&["backends"], Path::new("."));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()

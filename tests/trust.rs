@@ -7,40 +7,18 @@
 //! by sha256 before and after).
 //!
 //! `NEURAL_STYLE_TEST_BIN=/path/to/neural-style` runs them against another
-//! build (an older one, say, to see which of them it fails).
+//! build (an older one, say, to see which of them it fails; `tests/common`).
 
 use image::{Rgb, RgbImage};
 use neural_style::core::weights::{self, sha256_hex};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-fn command(args: &[&str], dir: &Path) -> Command {
-    let bin = std::env::var_os("NEURAL_STYLE_TEST_BIN").unwrap_or_else(|| BIN.into());
-    let mut c = Command::new(bin);
-    c.args(args)
-        .current_dir(dir)
-        .env_remove(weights::WEIGHTS_ENV)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    command(args, dir).output().expect("the binary runs")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{command, describe, error_line, run};
 
 /// 80×60 content, 48×48 styles.
 fn fixture() -> tempfile::TempDir {
@@ -93,16 +71,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 fn assert_refused(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
     let before = snapshot(dir);
     let out = run(args, dir);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "not one line: {}", describe(&out));
-    assert!(lines[0].starts_with("error: "), "{}", describe(&out));
-    for c in culprits {
-        assert!(lines[0].contains(c), "`{c}` missing from: {}", lines[0]);
-    }
+    let line = error_line(&out, culprits);
     assert_eq!(snapshot(dir), before, "files changed: {}", describe(&out));
-    lines[0].to_string()
+    line
 }
 
 /// A quiet run at `size` px for `iterations`, two threads, plus `extra`.
