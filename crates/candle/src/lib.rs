@@ -13,6 +13,8 @@
 //! optimisers' vector operations are plain loops over the tensors' memory
 //! (`ops.rs`).
 
+#![warn(missing_docs)]
+
 mod conv;
 mod ops;
 mod winograd;

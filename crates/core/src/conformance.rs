@@ -51,13 +51,19 @@ pub fn rel(a: f64, b: f64) -> f64 {
 
 /// One evaluation problem: weights, objective, images.
 pub struct Case {
+    /// Printed in every report line.
     pub name: String,
+    /// The network (seeded synthetic, or the real VGG19).
     pub weights: Vgg19Weights,
+    /// Layers, weights, pooling and normalisation.
     pub spec: ObjectiveSpec,
+    /// The content image.
     pub content: CaffeImage,
+    /// The style images with their blend weights.
     pub styles: Vec<(CaffeImage, f64)>,
     /// One optional spatial mask per style (content-sized), or empty: none.
     pub masks: Vec<Option<Mask>>,
+    /// The point at which the objective is evaluated.
     pub x: CaffeImage,
 }
 
@@ -191,9 +197,13 @@ pub fn tiny_cases() -> Vec<Case> {
 /// What a backend produced on a case, next to the reference.
 #[derive(Debug)]
 pub struct Comparison {
+    /// The backend's loss parts.
     pub parts: LossParts,
+    /// The reference's loss parts.
     pub reference: LossParts,
+    /// `‖g − g_ref‖/‖g_ref‖` on the gradient.
     pub gradient_rel: f64,
+    /// `‖a − a_ref‖/‖a_ref‖` per compared layer.
     pub activation_rel: Vec<(LayerId, f64)>,
 }
 

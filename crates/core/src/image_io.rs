@@ -32,8 +32,11 @@ pub(crate) const JPEG_QUALITY: u8 = 95;
 /// row-major from the top-left corner.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Picture {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Interleaved RGB, row-major, 0–1.
     pub rgb: Vec<f32>,
 }
 

@@ -19,6 +19,8 @@
 //! and its gradient), `conformance` (every backend against it) and `parity`
 //! (backend against backend).
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod color;
 #[cfg(any(test, feature = "testing"))]

@@ -91,8 +91,11 @@ pub struct Parity {
     pub activations: Vec<(LayerId, f64)>,
     /// Per style layer.
     pub grams: Vec<(LayerId, f64)>,
+    /// The backend's loss parts.
     pub loss: LossParts,
+    /// The reference backend's loss parts.
     pub reference_loss: LossParts,
+    /// `‖g − g_ref‖/‖g_ref‖` on the gradient.
     pub gradient: f64,
     /// Per vector operation: relative difference on the same inputs.
     pub vecops: Vec<(&'static str, f64)>,
@@ -101,6 +104,7 @@ pub struct Parity {
     /// L-BFGS and Adam replayed on this backend with the reference's losses
     /// and gradients: worst point difference (relative to the displacement).
     pub lbfgs_replay: f64,
+    /// See `lbfgs_replay`.
     pub adam_replay: f64,
     /// Images after [`ITERATIONS`] L-BFGS iterations (relative to the displacement).
     pub lbfgs: f64,

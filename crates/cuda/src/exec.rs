@@ -9,11 +9,11 @@ use neural_style_core::Result;
 use std::sync::Mutex;
 
 /// A device address (a `CUdeviceptr` on the GPU, a plain pointer on the host).
-pub type DevicePtr = u64;
+pub(crate) type DevicePtr = u64;
 
 /// Kind of one kernel parameter, as declared in `kernels/*.cu`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Param {
+pub(crate) enum Param {
     Ptr,
     I64,
     F32,
@@ -22,7 +22,7 @@ pub enum Param {
 
 /// One kernel argument.
 #[derive(Clone, Copy, Debug)]
-pub enum Arg {
+pub(crate) enum Arg {
     Ptr(DevicePtr),
     I64(i64),
     F32(f32),
@@ -30,7 +30,7 @@ pub enum Arg {
 }
 
 impl Arg {
-    pub fn kind(&self) -> Param {
+    pub(crate) fn kind(&self) -> Param {
         match self {
             Arg::Ptr(_) => Param::Ptr,
             Arg::I64(_) => Param::I64,
@@ -79,7 +79,7 @@ pub(crate) fn check_args(name: &str, args: &[Arg]) -> Result<usize> {
 /// Column-major single-precision GEMM with cuBLAS semantics:
 /// `C ← alpha·op(A)·op(B) + beta·C`, `op(A)` m×k, `op(B)` k×n, `C` m×n.
 #[derive(Clone, Copy, Debug)]
-pub struct Sgemm {
+pub(crate) struct Sgemm {
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: usize,

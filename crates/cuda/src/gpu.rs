@@ -84,7 +84,9 @@ pub fn nvrtc_options(arch: &str) -> Vec<String> {
 
 /// What NVRTC made of `kernels/*.cu`: the PTX, and its log (warnings).
 pub struct Compiled {
+    /// The PTX, for the device's `sm_XY`.
     pub ptx: String,
+    /// NVRTC's log (empty when it had nothing to say).
     pub log: String,
 }
 

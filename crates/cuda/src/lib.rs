@@ -34,6 +34,8 @@
 //! in-place vector operations write in place only when the tensor is the
 //! sole owner of its buffer, otherwise into a fresh one (copy-on-write).
 
+#![warn(missing_docs)]
+
 pub mod exec;
 pub mod gpu;
 pub mod host;
@@ -153,7 +155,9 @@ pub struct CudaConv {
 /// `+tf32` suffix on `--device`. Tolerances: `tests/precision.rs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
+    /// Every GEMM in full single precision (the default).
     Fp32,
+    /// GEMM inputs rounded to TF32 (`--device …+tf32`).
     Tf32,
 }
 

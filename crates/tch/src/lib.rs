@@ -16,6 +16,8 @@
 //! Building needs libtorch: `cargo xtask libtorch` installs it and prints the
 //! environment the build needs (README, "Backends").
 
+#![warn(missing_docs)]
+
 use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};

@@ -101,9 +101,13 @@ fn block_of(layer: usize) -> usize {
 /// One 3×3 convolution: weight in OIHW order (`out × in × 3 × 3`), bias `out`.
 #[derive(Clone, Debug)]
 pub struct ConvWeights {
+    /// Output channels.
     pub out_channels: usize,
+    /// Input channels.
     pub in_channels: usize,
+    /// `out × in × 3 × 3`, OIHW.
     pub weight: Vec<f32>,
+    /// `out` biases.
     pub bias: Vec<f32>,
 }
 
@@ -140,7 +144,9 @@ impl std::fmt::Display for PixelConvention {
 /// The 16 convolutions of VGG19, `conv1_1` … `conv5_4`, dequantised to f32.
 #[derive(Clone, Debug)]
 pub struct Vgg19Weights {
+    /// `conv1_1` … `conv5_4`.
     pub convs: Vec<ConvWeights>,
+    /// The pixel space the network expects its input in.
     pub convention: PixelConvention,
     /// Where these weights came from (a path, or "synthetic (seed N)").
     pub origin: String,
