@@ -22,6 +22,13 @@ use common::{
 };
 
 /// The paint flags shared by the failure tests (valid unless overridden).
+/// [`paint_args`] painting `content` with `style`, plus `extra`.
+fn paint_job<'a>(content: &'a str, style: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = paint_args(&["--content", content, "--style", style]);
+    v.extend_from_slice(extra);
+    v
+}
+
 fn paint_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "--size",
@@ -478,16 +485,11 @@ fn backends_lists_enabled_and_disabled_ones() {
     }
 
     assert_fails(
-        &paint_args(&[
-            "--content",
+        &paint_job(
             "c.png",
-            "--style",
             "s.png",
-            "--output",
-            "out.png",
-            "--backend",
-            "nope",
-        ]),
+            &["--output", "out.png", "--backend", "nope"],
+        ),
         d,
         &["--backend", "nope"],
     );
@@ -497,16 +499,11 @@ fn backends_lists_enabled_and_disabled_ones() {
     };
     let flag = format!("`--features {disabled}`");
     let e = assert_fails(
-        &paint_args(&[
-            "--content",
+        &paint_job(
             "c.png",
-            "--style",
             "s.png",
-            "--output",
-            "out.png",
-            "--backend",
-            disabled,
-        ]),
+            &["--output", "out.png", "--backend", disabled],
+        ),
         d,
         &["--backend", &flag],
     );
@@ -537,14 +534,7 @@ fn backends_lists_enabled_and_disabled_ones() {
 #[test]
 fn missing_content_file() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
-        "missing.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("missing.png", "s.png", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["missing.png"]);
 }
 
@@ -552,14 +542,7 @@ fn missing_content_file() {
 fn directory_given_as_style() {
     let dir = fixture();
     std::fs::create_dir(dir.path().join("paintings")).unwrap();
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "paintings",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("c.png", "paintings", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["paintings"]);
 }
 
@@ -577,14 +560,7 @@ fn undecodable_image() {
         })
         .collect();
     std::fs::write(dir.path().join("photo.jpg"), bytes).unwrap();
-    let args = paint_args(&[
-        "--content",
-        "photo.jpg",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("photo.jpg", "s.png", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["photo.jpg"]);
 }
 
@@ -635,24 +611,10 @@ fn zero_sized_images() {
     std::fs::write(d.join("empty.gif"), gif).unwrap();
     std::fs::write(d.join("flat.png"), png_header_only(0, 5)).unwrap();
 
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "empty.gif",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("c.png", "empty.gif", &["--output", "out.png"]);
     let e = assert_fails(&args, d, &["empty.gif"]);
     assert!(e.contains("zero"), "{e}");
-    let args = paint_args(&[
-        "--content",
-        "flat.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("flat.png", "s.png", &["--output", "out.png"]);
     let e = assert_fails(&args, d, &["flat.png"]);
     assert!(e.contains("zero"), "{e}");
 }
@@ -660,16 +622,11 @@ fn zero_sized_images() {
 #[test]
 fn unknown_layer_name() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-layers",
-        "relu1_1,relu9_1",
-        "--output",
-        "out.png",
-    ]);
+        &["--style-layers", "relu1_1,relu9_1", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["--style-layers", "relu9_1"]);
 }
 
@@ -681,16 +638,11 @@ fn garbage_weights_file() {
         b"these are not the weights you are looking for",
     )
     .unwrap();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--weights",
-        "vgg.safetensors",
-        "--output",
-        "out.png",
-    ]);
+        &["--weights", "vgg.safetensors", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["vgg.safetensors"]);
 }
 
@@ -701,63 +653,40 @@ fn weights_of_the_wrong_shape() {
     neural_style::core::weights::Vgg19Weights::synthetic(1, [4; 5])
         .save_safetensors(&dir.path().join("narrow.safetensors"))
         .unwrap();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--weights",
-        "narrow.safetensors",
-        "--output",
-        "out.png",
-    ]);
+        &["--weights", "narrow.safetensors", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["narrow.safetensors"]);
 }
 
 #[test]
 fn non_finite_loss() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-weight",
-        "1e300",
-        "--output",
-        "out.png",
-        "--quiet",
-    ]);
+        &["--style-weight", "1e300", "--output", "out.png", "--quiet"],
+    );
     assert_fails(&args, dir.path(), &["non-finite"]);
 }
 
 #[test]
 fn unsupported_output_extension() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.bmp2",
-    ]);
+    let args = paint_job("c.png", "s.png", &["--output", "out.bmp2"]);
     assert_fails(&args, dir.path(), &["--output", "out.bmp2"]);
 }
 
 #[test]
 fn output_directory_missing() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--output",
-        "renders/out.png",
-        "--save-every",
-        "1",
-    ]);
+        &["--output", "renders/out.png", "--save-every", "1"],
+    );
     assert_fails(&args, dir.path(), &["--output", "renders"]);
 }
 
@@ -828,16 +757,11 @@ fn bad_config_file() {
 #[test]
 fn blend_weights_do_not_match_the_styles() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-blend-weights",
-        "1,2",
-        "--output",
-        "out.png",
-    ]);
+        &["--style-blend-weights", "1,2", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["--style-blend-weights"]);
 }
 

@@ -276,11 +276,9 @@ fn plot_and_contact_sheet() {
     assert_fails(&a, d, &["--plot", "svg"]);
 }
 
-#[test]
-fn compare_lays_out_each_ratio() {
-    let dir = fixture();
-    let d = dir.path();
-    let a = [
+/// `compare` of `c.png` with `s.png` at 32 px, 2 iterations per cell, plus `extra`.
+fn compare_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
         "compare",
         "-c",
         "c.png",
@@ -290,14 +288,18 @@ fn compare_lays_out_each_ratio() {
         "32",
         "-n",
         "2",
-        "--ratios",
-        "1,1e-2",
-        "-o",
-        "cmp.jpg",
         "--threads",
         "2",
-        "-q",
     ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn compare_lays_out_each_ratio() {
+    let dir = fixture();
+    let d = dir.path();
+    let a = compare_args(&["--ratios", "1,1e-2", "-o", "cmp.jpg", "-q"]);
     assert_ok(&run(&a, d));
     // content, style, two ratios: 256 px cells.
     assert_eq!(
@@ -314,22 +316,7 @@ fn compare_lays_out_each_ratio() {
 fn compare_without_ratios_uses_content_and_style_focus() {
     let dir = fixture();
     let d = dir.path();
-    let a = [
-        "compare",
-        "-c",
-        "c.png",
-        "-s",
-        "s.png",
-        "--size",
-        "32",
-        "-n",
-        "2",
-        "-o",
-        "cmp.png",
-        "--threads",
-        "2",
-    ];
-    let out = run(&a, d);
+    let out = run(&compare_args(&["-o", "cmp.png"]), d);
     assert_ok(&out);
     // The default ratios, 10 and 1e-4: two cells after content and style.
     assert_eq!(

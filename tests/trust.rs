@@ -402,61 +402,43 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     }
     std::fs::copy(d.join("c.png"), d.join("a/photo.png")).unwrap();
     std::fs::copy(d.join("s.png"), d.join("b/photo.png")).unwrap();
-    std::fs::write(
-        d.join("grid.toml"),
-        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
-         [defaults]\nsize = 32\niterations = 1\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "grid.toml"],
-        d,
-        &[
-            "job 0 (",
-            "a/photo.png",
-            "job 1 (",
-            "b/photo.png",
-            "photo_s.png",
-        ],
-    );
-    std::fs::write(
-        d.join("mixed.toml"),
-        "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
-         [defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "mixed.toml"],
-        d,
-        &["job 0 (", "job 1 (", "c_s.png"],
-    );
-    // A job writing another job's input.
-    std::fs::write(
-        d.join("chain.toml"),
-        "[defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "chain.toml"],
-        d,
-        &["job 1 (", "writes s.png", "the --style of job 0 ("],
-    );
-    // A missing input of the last job is found before the first job runs.
-    std::fs::write(
-        d.join("missing.toml"),
-        "[defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/one.png\"\n\n\
-         [[job]]\ncontent = \"nope.png\"\nstyle = [\"s.png\"]\noutput = \"out/two.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "missing.toml"],
-        d,
-        &["job 1 --content", "nope.png"],
-    );
+    let cases: [(&str, &str, &[&str]); 4] = [
+        // Two contents of one name in other directories: the same output.
+        (
+            "grid.toml",
+            "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+             [defaults]\nsize = 32\niterations = 1\n",
+            &["job 0 (", "a/photo.png", "job 1 (", "b/photo.png", "photo_s.png"],
+        ),
+        // A [[job]] whose output is a grid job's.
+        (
+            "mixed.toml",
+            "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+             [defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
+            &["job 0 (", "job 1 (", "c_s.png"],
+        ),
+        // A job writing another job's input.
+        (
+            "chain.toml",
+            "[defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
+            &["job 1 (", "writes s.png", "the --style of job 0 ("],
+        ),
+        // A missing input of the last job is found before the first job runs.
+        (
+            "missing.toml",
+            "[defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/one.png\"\n\n\
+             [[job]]\ncontent = \"nope.png\"\nstyle = [\"s.png\"]\noutput = \"out/two.png\"\n",
+            &["job 1 --content", "nope.png"],
+        ),
+    ];
+    for (file, jobs, culprits) in cases {
+        std::fs::write(d.join(file), jobs).unwrap();
+        assert_refused(&["batch", file], d, culprits);
+    }
 }
 
 #[test]

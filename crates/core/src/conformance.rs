@@ -93,6 +93,13 @@ impl Case {
 /// layers, several style images with blend weights, spatial masks, odd sizes.
 pub fn tiny_cases() -> Vec<Case> {
     let l = |n: &str| LayerId::parse(n).expect("valid layer");
+    // Pre- and post-ReLU, pooling, shallow and deep, unequal weights.
+    let style_layers = vec![
+        (l("relu1_1"), 1.0),
+        (l("pool1"), 0.5),
+        (l("conv3_2"), 2.0),
+        (l("relu5_1"), 1.0),
+    ];
     let mut cases = Vec::new();
     for (i, pooling) in [Pooling::Max, Pooling::Avg].into_iter().enumerate() {
         let seed = 10 + i as u64;
@@ -101,12 +108,7 @@ pub fn tiny_cases() -> Vec<Case> {
             weights: Vgg19Weights::synthetic(seed, [6, 8, 8, 12, 12]),
             spec: ObjectiveSpec {
                 content_layers: vec![(l("relu4_2"), 1.0), (l("conv2_1"), 0.3)],
-                style_layers: vec![
-                    (l("relu1_1"), 1.0),
-                    (l("pool1"), 0.5),
-                    (l("conv3_2"), 2.0),
-                    (l("relu5_1"), 1.0),
-                ],
+                style_layers: style_layers.clone(),
                 content_weight: 5.0,
                 style_weight: 100.0,
                 tv_weight: 1e-3,
@@ -144,12 +146,7 @@ pub fn tiny_cases() -> Vec<Case> {
         weights: Vgg19Weights::synthetic(12, [6, 8, 8, 12, 12]),
         spec: ObjectiveSpec {
             content_layers: vec![(l("relu4_2"), 1.0)],
-            style_layers: vec![
-                (l("relu1_1"), 1.0),
-                (l("pool1"), 0.5),
-                (l("conv3_2"), 2.0),
-                (l("relu5_1"), 1.0),
-            ],
+            style_layers,
             content_weight: 5.0,
             style_weight: 100.0,
             tv_weight: 1e-3,
