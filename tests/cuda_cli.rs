@@ -54,21 +54,17 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
-fn loss(dir: &Path, backend: &[&str], extra: &[&str]) -> serde_json::Map<String, Value> {
-    let mut args = vec![
-        "loss",
-        "--json",
-        "-c",
-        "c.png",
-        "-s",
-        "s.png",
-        "--image",
-        "x.png",
-        "--size",
-        "40",
-        "--threads",
-        "2",
+/// `loss --json` of the fixture at `x.png`, plus `extra`.
+fn loss_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "loss", "--json", "-c", "c.png", "-s", "s.png", "--image", "x.png",
     ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn loss(dir: &Path, backend: &[&str], extra: &[&str]) -> serde_json::Map<String, Value> {
+    let mut args = loss_args(&["--size", "40", "--threads", "2"]);
     args.extend(backend);
     args.extend(extra);
     let out = run(&args, dir);
@@ -111,21 +107,7 @@ fn loss_on_the_host_executor_matches_candle() {
 #[test]
 fn without_a_gpu_the_error_is_one_line() {
     let dir = fixture();
-    let out = run(
-        &[
-            "loss",
-            "--json",
-            "-c",
-            "c.png",
-            "-s",
-            "s.png",
-            "--image",
-            "x.png",
-            "--backend",
-            "cuda",
-        ],
-        dir.path(),
-    );
+    let out = run(&loss_args(&["--backend", "cuda"]), dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
         eprintln!("skipped: this machine has a usable GPU, so `--backend cuda` succeeded");

@@ -45,7 +45,7 @@ pub struct Picture {
 pub enum OutputFormat {
     /// `.png`: lossless, 8-bit RGB.
     Png,
-    /// `.jpg` / `.jpeg`: quality [`JPEG_QUALITY`].
+    /// `.jpg` / `.jpeg`: quality `JPEG_QUALITY` (95).
     Jpeg,
     /// `.webp`: lossless.
     WebP,
@@ -181,7 +181,7 @@ pub(crate) fn write_atomic(
     Ok(())
 }
 
-/// [`write_atomic`] of bytes already in memory.
+/// `write_atomic` of bytes already in memory.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_atomic(path, mode, |out| {
         out.write_all(bytes).map_err(|e| Error::io(path, e))
@@ -189,7 +189,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Removes `dir/{prefix}XXXXXX.tmp` files (six random characters): what a
-/// killed [`write_atomic`] of the same target left. Best effort.
+/// killed `write_atomic` of the same target left. Best effort.
 fn remove_stale_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -578,7 +578,7 @@ impl Picture {
     }
 
     /// Writes 8-bit RGB in the format named by the extension (see
-    /// [`check_output_path`]); JPEG at quality [`JPEG_QUALITY`], WebP
+    /// [`check_output_path`]); JPEG at quality `JPEG_QUALITY` (95), WebP
     /// lossless. The write is atomic: the image is encoded into a temporary
     /// file in the same directory and renamed over `path`; on any error
     /// neither a partial image nor the temporary file is left behind.

@@ -1,8 +1,9 @@
 //! The executor trait: what the backend needs from a device. Two
-//! implementations — [`crate::gpu::GpuExecutor`] (cudarc: NVRTC-compiled
-//! kernels, cuBLAS) and [`crate::host::HostExecutor`] (the same kernel
-//! sources compiled as C++, the `gemm` crate) — so the backend's
-//! orchestration code is identical on both.
+//! implementations — `gpu::GpuExecutor` (cudarc: NVRTC-compiled kernels,
+//! cuBLAS) and `host::HostExecutor` (the same kernel sources compiled as
+//! C++, the `gemm` crate) — so the backend's orchestration code is identical
+//! on both. Public here: the kernel names and the counters; the executors
+//! themselves are crate-private (they take raw device addresses).
 
 use neural_style_core::backend::{DeviceCounters, KernelCount};
 use neural_style_core::Result;

