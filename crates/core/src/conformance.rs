@@ -306,3 +306,16 @@ pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The check can fail: `backend` run with one weight of the first tiny case
+/// nudged by 0.01 must miss the reference's gradient. Panics otherwise.
+pub fn assert_perturbed_weight_is_caught<B: Backend>(backend: B) {
+    let case = tiny_cases().remove(0);
+    let mut perturbed = case.weights.clone();
+    perturbed.convs[3].weight[5] += 0.01;
+    let c = compare_with_weights(backend, &case, &perturbed).expect("the backend runs");
+    let err = c
+        .check()
+        .expect_err("a perturbed weight must fail the check");
+    assert!(err.contains("gradient"), "{err}");
+}
