@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch eager peer of `cargo xtask bench`: the canonical objective of docs/DESIGN.md on the CPU.
 
-Self-contained (needs only torch): the layers, Gram matrix and total variation are written
-out here, the weights are read from the project's `weights/vgg19-caffe-q8.safetensors`
-(8-bit codes + table, dequantised exactly as the Rust loader does), and the images are the
-procedural ones of `benches/iteration.rs` (`procedural()` below mirrors its formula).
-Objective: content relu4_2, style relu1_1..relu5_1, weights 5 / 100 / 1e-3, max pooling.
+Needs only torch. The objective is tests/reference/canonical.py's `default_objective` (the
+one statement of it, shared with the reference and the GPU bundle's peer): content relu4_2,
+style relu1_1..relu5_1, weights 5 / 100 / 1e-3, max pooling; the weights are read from the
+project's `weights/vgg19-caffe-q8.safetensors`, and the images are the procedural ones of
+`benches/iteration.rs` (`procedural()` below mirrors its formula).
 
 Modes (each prints one JSON line):
   --mode time      median seconds per evaluation (forward + backward) and peak RSS
@@ -15,72 +15,12 @@ Modes (each prints one JSON line):
 
   OMP_NUM_THREADS=2 python benches/torch_objective.py --width 256 --height 192 --threads 2
 """
-import argparse, json, math, os, resource, statistics, struct, sys, time, warnings
+import argparse, json, math, os, resource, statistics, sys, time
 
-warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch without numpy
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
-LAYERS = []
-for _b, _n in enumerate(CONVS_PER_BLOCK, 1):
-    for _i in range(1, _n + 1):
-        LAYERS += [f"conv{_b}_{_i}", f"relu{_b}_{_i}"]
-    LAYERS.append(f"pool{_b}")
-CONTENT = ["relu4_2"]
-STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_weights(path):
-    """{convB_I: (W OIHW, b)} from the q8 safetensors file (header parsed by hand)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    dtypes = {"F32": torch.float32, "U8": torch.uint8}
-
-    def get(name):
-        h = header[name]
-        a, b = h["data_offsets"]
-        return torch.frombuffer(bytearray(data[a:b]), dtype=dtypes[h["dtype"]]).reshape(h["shape"])
-
-    w = {}
-    for name in LAYERS:
-        if name.startswith("conv"):
-            if name + ".weight" in header:
-                W = get(name + ".weight")
-            else:
-                W = get(name + ".weight_table")[get(name + ".weight_codes").long()]
-            w[name] = (W.contiguous(), get(name + ".bias").contiguous())
-    return w
-
-
-def features(vgg, x, wanted):
-    last = max(LAYERS.index(n) for n in wanted)
-    out = {}
-    for name in LAYERS[: last + 1]:
-        if name.startswith("conv"):
-            x = F.conv2d(x, *vgg[name], padding=1)
-        elif name.startswith("relu"):
-            x = F.relu(x)
-        else:
-            x = F.max_pool2d(x, 2, 2)
-        if name in wanted:
-            out[name] = x
-    return out
-
-
-def gram(f):
-    _, c, h, w = f.shape
-    f = f.reshape(c, h * w)
-    return f @ f.t() / (c * h * w)
-
-
-def tv(x):
-    dv = x[:, :, 1:, :] - x[:, :, :-1, :]
-    dh = x[:, :, :, 1:] - x[:, :, :, :-1]
-    return ((dv * dv).sum() + (dh * dh).sum()) / x[0].numel()
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+import canonical  # noqa: E402
+import torch  # noqa: E402
 
 
 def procedural(kind, w, h):
@@ -97,19 +37,9 @@ def peak_rss_mb():
 
 
 def setup(a):
-    vgg = load_weights(a.weights)
-    with torch.no_grad():
-        c_t = features(vgg, procedural("content", a.width, a.height), set(CONTENT))
-        s_t = {l: gram(f) for l, f in
-               features(vgg, procedural("style", a.width, a.height), set(STYLE)).items()}
-
-    def loss(x):
-        f = features(vgg, x, set(CONTENT) | set(STYLE))
-        content = sum(F.mse_loss(f[l], c_t[l]) for l in CONTENT)
-        style = sum(F.mse_loss(gram(f[l]), s_t[l]) for l in STYLE)
-        return 5.0 * content + 100.0 * style + 1e-3 * tv(x)
-
-    return loss
+    vgg = canonical.load_safetensors(a.weights)
+    return canonical.default_objective(vgg, procedural("content", a.width, a.height),
+                                       procedural("style", a.width, a.height))
 
 
 def time_mode(a, base):

@@ -7,136 +7,28 @@
 //! nothing left behind in the working directory (no output, no temporary
 //! file, no frames directory).
 
-use image::{ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{ImageFormat, ImageReader, RgbImage};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-/// The binary, run in `dir`, ignoring any weights path from the environment
-/// so that the run finds (or fetches) the weights as a fresh user's would.
-fn command(args: &[&str], dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .current_dir(dir)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    command(args, dir).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "expected success: {}", describe(out));
-}
-
-/// The content: 80×60 (so `--size 64` makes it 64×48), a gradient with a
-/// checkerboard on top.
-fn content_image() -> RgbImage {
-    RgbImage::from_fn(80, 60, |x, y| {
-        let check = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 };
-        Rgb([(x * 3) as u8, (y * 4) as u8, check])
-    })
-}
-
-/// A style: diagonal stripes, `phase` shifts them and the colours.
-fn style_image(phase: u32) -> RgbImage {
-    RgbImage::from_fn(48, 48, |x, y| {
-        let on = ((x + y + phase) / 6) % 2 == 0;
-        if on {
-            Rgb([230, (60 + phase * 20) as u8, 30])
-        } else {
-            Rgb([20, 40, (250 - x * 4) as u8])
-        }
-    })
-}
-
-/// A temporary directory holding `c.png` (content), `s.png` and `s2.png` (styles).
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    content_image().save(dir.path().join("c.png")).unwrap();
-    style_image(0).save(dir.path().join("s.png")).unwrap();
-    style_image(3).save(dir.path().join("s2.png")).unwrap();
-    dir
-}
-
-/// Every path under `dir`, relative, directories included.
-fn listing(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            out.insert(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// Runs a command that must fail cleanly: exit status 1, exactly one line
-/// on stderr starting with `error:` and containing every `culprit`, and the
-/// directory exactly as it was before. Returns the error line.
-#[track_caller]
-fn assert_fails(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
-    let before = listing(dir);
-    let out = run(args, dir);
-    check_failure(&out, dir, &before, culprits)
-}
-
-#[track_caller]
-fn check_failure(out: &Output, dir: &Path, before: &BTreeSet<String>, culprits: &[&str]) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean failure: {}",
-        describe(out)
-    );
-    let err = text(&out.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stderr must be exactly one line: {}",
-        describe(out)
-    );
-    let line = lines[0];
-    assert!(line.starts_with("error: "), "{}", describe(out));
-    for c in culprits {
-        assert!(line.contains(c), "the error should name `{c}`: {line}");
-    }
-    assert_eq!(
-        listing(dir),
-        *before,
-        "a failed run must leave nothing behind ({line})"
-    );
-    line.to_string()
-}
+use common::{
+    assert_fails, assert_ok, bin, check_failure, command, content_image, describe, fixture,
+    listing, run, text,
+};
 
 /// The paint flags shared by the failure tests (valid unless overridden).
+/// [`paint_args`] painting `content` with `style`, plus `extra`.
+fn paint_job<'a>(content: &'a str, style: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = paint_args(&["--content", content, "--style", style]);
+    v.extend_from_slice(extra);
+    v
+}
+
 fn paint_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "--size",
@@ -593,16 +485,11 @@ fn backends_lists_enabled_and_disabled_ones() {
     }
 
     assert_fails(
-        &paint_args(&[
-            "--content",
+        &paint_job(
             "c.png",
-            "--style",
             "s.png",
-            "--output",
-            "out.png",
-            "--backend",
-            "nope",
-        ]),
+            &["--output", "out.png", "--backend", "nope"],
+        ),
         d,
         &["--backend", "nope"],
     );
@@ -612,16 +499,11 @@ fn backends_lists_enabled_and_disabled_ones() {
     };
     let flag = format!("`--features {disabled}`");
     let e = assert_fails(
-        &paint_args(&[
-            "--content",
+        &paint_job(
             "c.png",
-            "--style",
             "s.png",
-            "--output",
-            "out.png",
-            "--backend",
-            disabled,
-        ]),
+            &["--output", "out.png", "--backend", disabled],
+        ),
         d,
         &["--backend", &flag],
     );
@@ -652,14 +534,7 @@ fn backends_lists_enabled_and_disabled_ones() {
 #[test]
 fn missing_content_file() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
-        "missing.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("missing.png", "s.png", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["missing.png"]);
 }
 
@@ -667,14 +542,7 @@ fn missing_content_file() {
 fn directory_given_as_style() {
     let dir = fixture();
     std::fs::create_dir(dir.path().join("paintings")).unwrap();
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "paintings",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("c.png", "paintings", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["paintings"]);
 }
 
@@ -692,14 +560,7 @@ fn undecodable_image() {
         })
         .collect();
     std::fs::write(dir.path().join("photo.jpg"), bytes).unwrap();
-    let args = paint_args(&[
-        "--content",
-        "photo.jpg",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("photo.jpg", "s.png", &["--output", "out.png"]);
     assert_fails(&args, dir.path(), &["photo.jpg"]);
 }
 
@@ -750,24 +611,10 @@ fn zero_sized_images() {
     std::fs::write(d.join("empty.gif"), gif).unwrap();
     std::fs::write(d.join("flat.png"), png_header_only(0, 5)).unwrap();
 
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "empty.gif",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("c.png", "empty.gif", &["--output", "out.png"]);
     let e = assert_fails(&args, d, &["empty.gif"]);
     assert!(e.contains("zero"), "{e}");
-    let args = paint_args(&[
-        "--content",
-        "flat.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.png",
-    ]);
+    let args = paint_job("flat.png", "s.png", &["--output", "out.png"]);
     let e = assert_fails(&args, d, &["flat.png"]);
     assert!(e.contains("zero"), "{e}");
 }
@@ -775,16 +622,11 @@ fn zero_sized_images() {
 #[test]
 fn unknown_layer_name() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-layers",
-        "relu1_1,relu9_1",
-        "--output",
-        "out.png",
-    ]);
+        &["--style-layers", "relu1_1,relu9_1", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["--style-layers", "relu9_1"]);
 }
 
@@ -796,16 +638,11 @@ fn garbage_weights_file() {
         b"these are not the weights you are looking for",
     )
     .unwrap();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--weights",
-        "vgg.safetensors",
-        "--output",
-        "out.png",
-    ]);
+        &["--weights", "vgg.safetensors", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["vgg.safetensors"]);
 }
 
@@ -816,63 +653,40 @@ fn weights_of_the_wrong_shape() {
     neural_style::core::weights::Vgg19Weights::synthetic(1, [4; 5])
         .save_safetensors(&dir.path().join("narrow.safetensors"))
         .unwrap();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--weights",
-        "narrow.safetensors",
-        "--output",
-        "out.png",
-    ]);
+        &["--weights", "narrow.safetensors", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["narrow.safetensors"]);
 }
 
 #[test]
 fn non_finite_loss() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-weight",
-        "1e300",
-        "--output",
-        "out.png",
-        "--quiet",
-    ]);
+        &["--style-weight", "1e300", "--output", "out.png", "--quiet"],
+    );
     assert_fails(&args, dir.path(), &["non-finite"]);
 }
 
 #[test]
 fn unsupported_output_extension() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
-        "c.png",
-        "--style",
-        "s.png",
-        "--output",
-        "out.bmp2",
-    ]);
+    let args = paint_job("c.png", "s.png", &["--output", "out.bmp2"]);
     assert_fails(&args, dir.path(), &["--output", "out.bmp2"]);
 }
 
 #[test]
 fn output_directory_missing() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--output",
-        "renders/out.png",
-        "--save-every",
-        "1",
-    ]);
+        &["--output", "renders/out.png", "--save-every", "1"],
+    );
     assert_fails(&args, dir.path(), &["--output", "renders"]);
 }
 
@@ -902,7 +716,7 @@ fn size_too_large_for_memory() {
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" \"$@\"")
-        .arg(BIN)
+        .arg(bin())
         .args(args)
         .current_dir(d)
         .env_remove(neural_style::core::weights::WEIGHTS_ENV)
@@ -943,16 +757,11 @@ fn bad_config_file() {
 #[test]
 fn blend_weights_do_not_match_the_styles() {
     let dir = fixture();
-    let args = paint_args(&[
-        "--content",
+    let args = paint_job(
         "c.png",
-        "--style",
         "s.png",
-        "--style-blend-weights",
-        "1,2",
-        "--output",
-        "out.png",
-    ]);
+        &["--style-blend-weights", "1,2", "--output", "out.png"],
+    );
     assert_fails(&args, dir.path(), &["--style-blend-weights"]);
 }
 

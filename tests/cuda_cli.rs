@@ -7,9 +7,9 @@
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
 fn weights_args() -> Vec<String> {
     let w = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,12 +23,8 @@ fn weights_args() -> Vec<String> {
 }
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
+    common::command(args, dir)
         .args(weights_args())
-        .current_dir(dir)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
         .output()
         .expect("the binary runs")
 }
@@ -58,21 +54,17 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
-fn loss(dir: &Path, backend: &[&str], extra: &[&str]) -> serde_json::Map<String, Value> {
-    let mut args = vec![
-        "loss",
-        "--json",
-        "-c",
-        "c.png",
-        "-s",
-        "s.png",
-        "--image",
-        "x.png",
-        "--size",
-        "40",
-        "--threads",
-        "2",
+/// `loss --json` of the fixture at `x.png`, plus `extra`.
+fn loss_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "loss", "--json", "-c", "c.png", "-s", "s.png", "--image", "x.png",
     ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn loss(dir: &Path, backend: &[&str], extra: &[&str]) -> serde_json::Map<String, Value> {
+    let mut args = loss_args(&["--size", "40", "--threads", "2"]);
     args.extend(backend);
     args.extend(extra);
     let out = run(&args, dir);
@@ -115,21 +107,7 @@ fn loss_on_the_host_executor_matches_candle() {
 #[test]
 fn without_a_gpu_the_error_is_one_line() {
     let dir = fixture();
-    let out = run(
-        &[
-            "loss",
-            "--json",
-            "-c",
-            "c.png",
-            "-s",
-            "s.png",
-            "--image",
-            "x.png",
-            "--backend",
-            "cuda",
-        ],
-        dir.path(),
-    );
+    let out = run(&loss_args(&["--backend", "cuda"]), dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
         eprintln!("skipped: this machine has a usable GPU, so `--backend cuda` succeeded");
@@ -145,7 +123,7 @@ fn without_a_gpu_the_error_is_one_line() {
 
 #[test]
 fn backends_lists_cuda_with_its_devices_or_why_none() {
-    let out = Command::new(BIN).arg("backends").output().unwrap();
+    let out = common::run(&["backends"], Path::new("."));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()

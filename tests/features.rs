@@ -7,91 +7,11 @@
 
 use image::{ImageReader, Luma, Rgb, RgbImage};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "expected success: {}", describe(out));
-}
-
-fn listing(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            out.insert(p.strip_prefix(root).unwrap().display().to_string());
-            if p.is_dir() {
-                walk(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// Exit 1, one `error:` line naming every culprit, the directory unchanged.
-#[track_caller]
-fn assert_fails(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
-    let before = listing(dir);
-    let out = run(args, dir);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {}", describe(&out));
-    assert!(lines[0].starts_with("error: "), "{}", describe(&out));
-    for c in culprits {
-        assert!(lines[0].contains(c), "should name `{c}`: {}", lines[0]);
-    }
-    assert_eq!(listing(dir), before, "nothing left behind");
-    lines[0].to_string()
-}
-
-/// 80×60 content (a gradient and a checkerboard), two 48×48 styles.
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    RgbImage::from_fn(80, 60, |x, y| {
-        let check = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 };
-        Rgb([(x * 3) as u8, (y * 4) as u8, check])
-    })
-    .save(dir.path().join("c.png"))
-    .unwrap();
-    for (name, phase) in [("s.png", 0u32), ("s2.png", 3)] {
-        RgbImage::from_fn(48, 48, |x, y| {
-            if ((x + y + phase) / 6) % 2 == 0 {
-                Rgb([230, (60 + phase * 20) as u8, 30])
-            } else {
-                Rgb([20, 40, (250 - x * 4) as u8])
-            }
-        })
-        .save(dir.path().join(name))
-        .unwrap();
-    }
-    dir
-}
+use common::{assert_fails, assert_ok, fixture, listing, run};
 
 fn quick<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["--threads", "2", "--print-every", "0", "-q"];
@@ -356,11 +276,9 @@ fn plot_and_contact_sheet() {
     assert_fails(&a, d, &["--plot", "svg"]);
 }
 
-#[test]
-fn compare_lays_out_each_ratio() {
-    let dir = fixture();
-    let d = dir.path();
-    let a = [
+/// `compare` of `c.png` with `s.png` at 32 px, 2 iterations per cell, plus `extra`.
+fn compare_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
         "compare",
         "-c",
         "c.png",
@@ -370,14 +288,18 @@ fn compare_lays_out_each_ratio() {
         "32",
         "-n",
         "2",
-        "--ratios",
-        "1,1e-2",
-        "-o",
-        "cmp.jpg",
         "--threads",
         "2",
-        "-q",
     ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn compare_lays_out_each_ratio() {
+    let dir = fixture();
+    let d = dir.path();
+    let a = compare_args(&["--ratios", "1,1e-2", "-o", "cmp.jpg", "-q"]);
     assert_ok(&run(&a, d));
     // content, style, two ratios: 256 px cells.
     assert_eq!(
@@ -394,22 +316,7 @@ fn compare_lays_out_each_ratio() {
 fn compare_without_ratios_uses_content_and_style_focus() {
     let dir = fixture();
     let d = dir.path();
-    let a = [
-        "compare",
-        "-c",
-        "c.png",
-        "-s",
-        "s.png",
-        "--size",
-        "32",
-        "-n",
-        "2",
-        "-o",
-        "cmp.png",
-        "--threads",
-        "2",
-    ];
-    let out = run(&a, d);
+    let out = run(&compare_args(&["-o", "cmp.png"]), d);
     assert_ok(&out);
     // The default ratios, 10 and 1e-4: two cells after content and style.
     assert_eq!(

@@ -10,8 +10,8 @@
 macro_rules! parity_tests {
     ($pair:ident, $backend:expr, $reference:expr) => {
         mod $pair {
-            use neural_style::core::parity;
             use neural_style::core::weights::{self, Vgg19Weights};
+            use neural_style_core::parity;
 
             #[test]
             fn agrees_on_the_tiny_cases() {

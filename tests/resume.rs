@@ -7,19 +7,12 @@
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{bin, describe};
 
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -39,7 +32,7 @@ fn fixture() -> tempfile::TempDir {
 
 /// The main job at 48 px, `n` iterations, a checkpoint every 3.
 fn paint(dir: &Path, n: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.args([
         "-c",
         "c.png",
@@ -180,7 +173,7 @@ fn batch_respects_live_claims_and_takes_over_dead_ones() {
     )
     .unwrap();
 
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["batch", "jobs.toml", "--json", "--shard", "none"])
         .current_dir(d)
         .stdin(Stdio::null())

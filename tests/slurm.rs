@@ -18,25 +18,19 @@ use image::{Rgb, RgbImage};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+mod common;
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{bin, describe};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The weights file the binary would use (never fetched here: the suite's
 /// runner, `cargo xtask test`, fetches them first).
 fn weights() -> PathBuf {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("weights")
         .stdin(Stdio::null())
         .output()
@@ -223,7 +217,8 @@ impl Cluster {
 
     /// Submit `tests/slurm/array.sh jobs` from `dir`; returns the job id.
     fn submit(&self, dir: &Path, jobs: &Path, array: &str, checkpoint_every: usize) -> String {
-        let bin_dir = Path::new(BIN).parent().unwrap();
+        let bin = PathBuf::from(bin());
+        let bin_dir = bin.parent().unwrap();
         let path = format!(
             "{}:{}",
             bin_dir.display(),
@@ -392,7 +387,7 @@ fn slurm_single_node() {
     // The same ten jobs in one process, for the timing note.
     let single = jobs_file(d, "single.toml", "single", 32, 20);
     let t = Instant::now();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["batch", single.to_str().unwrap(), "--shard", "none", "-q"])
         .env(neural_style::core::weights::WEIGHTS_ENV, weights())
         .stdin(Stdio::null())
@@ -565,7 +560,7 @@ fn kubernetes_indexed_job_command() {
     // Every pod at once.
     let pods: Vec<_> = (0..completions)
         .map(|i| {
-            Command::new(BIN)
+            Command::new(bin())
                 .args(command[1..].iter().map(|a| at(a)))
                 .env("JOB_COMPLETION_INDEX", i.to_string())
                 .env(neural_style::core::weights::WEIGHTS_ENV, at(&weights_at))

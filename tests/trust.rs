@@ -7,40 +7,18 @@
 //! by sha256 before and after).
 //!
 //! `NEURAL_STYLE_TEST_BIN=/path/to/neural-style` runs them against another
-//! build (an older one, say, to see which of them it fails).
+//! build (an older one, say, to see which of them it fails; `tests/common`).
 
 use image::{Rgb, RgbImage};
 use neural_style::core::weights::{self, sha256_hex};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+mod common;
 
-fn command(args: &[&str], dir: &Path) -> Command {
-    let bin = std::env::var_os("NEURAL_STYLE_TEST_BIN").unwrap_or_else(|| BIN.into());
-    let mut c = Command::new(bin);
-    c.args(args)
-        .current_dir(dir)
-        .env_remove(weights::WEIGHTS_ENV)
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(args: &[&str], dir: &Path) -> Output {
-    command(args, dir).output().expect("the binary runs")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{command, describe, error_line, run};
 
 /// 80×60 content, 48×48 styles.
 fn fixture() -> tempfile::TempDir {
@@ -93,16 +71,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 fn assert_refused(args: &[&str], dir: &Path, culprits: &[&str]) -> String {
     let before = snapshot(dir);
     let out = run(args, dir);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "not one line: {}", describe(&out));
-    assert!(lines[0].starts_with("error: "), "{}", describe(&out));
-    for c in culprits {
-        assert!(lines[0].contains(c), "`{c}` missing from: {}", lines[0]);
-    }
+    let line = error_line(&out, culprits);
     assert_eq!(snapshot(dir), before, "files changed: {}", describe(&out));
-    lines[0].to_string()
+    line
 }
 
 /// A quiet run at `size` px for `iterations`, two threads, plus `extra`.
@@ -431,61 +402,43 @@ fn batch_refuses_colliding_outputs_naming_both_jobs() {
     }
     std::fs::copy(d.join("c.png"), d.join("a/photo.png")).unwrap();
     std::fs::copy(d.join("s.png"), d.join("b/photo.png")).unwrap();
-    std::fs::write(
-        d.join("grid.toml"),
-        "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
-         [defaults]\nsize = 32\niterations = 1\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "grid.toml"],
-        d,
-        &[
-            "job 0 (",
-            "a/photo.png",
-            "job 1 (",
-            "b/photo.png",
-            "photo_s.png",
-        ],
-    );
-    std::fs::write(
-        d.join("mixed.toml"),
-        "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
-         [defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "mixed.toml"],
-        d,
-        &["job 0 (", "job 1 (", "c_s.png"],
-    );
-    // A job writing another job's input.
-    std::fs::write(
-        d.join("chain.toml"),
-        "[defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "chain.toml"],
-        d,
-        &["job 1 (", "writes s.png", "the --style of job 0 ("],
-    );
-    // A missing input of the last job is found before the first job runs.
-    std::fs::write(
-        d.join("missing.toml"),
-        "[defaults]\nsize = 32\niterations = 1\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/one.png\"\n\n\
-         [[job]]\ncontent = \"nope.png\"\nstyle = [\"s.png\"]\noutput = \"out/two.png\"\n",
-    )
-    .unwrap();
-    assert_refused(
-        &["batch", "missing.toml"],
-        d,
-        &["job 1 --content", "nope.png"],
-    );
+    let cases: [(&str, &str, &[&str]); 4] = [
+        // Two contents of one name in other directories: the same output.
+        (
+            "grid.toml",
+            "contents = [\"a/photo.png\", \"b/photo.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+             [defaults]\nsize = 32\niterations = 1\n",
+            &["job 0 (", "a/photo.png", "job 1 (", "b/photo.png", "photo_s.png"],
+        ),
+        // A [[job]] whose output is a grid job's.
+        (
+            "mixed.toml",
+            "contents = [\"c.png\"]\nstyles = [\"s.png\"]\noutput-dir = \"out\"\n\n\
+             [defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"out/c_s.png\"\n",
+            &["job 0 (", "job 1 (", "c_s.png"],
+        ),
+        // A job writing another job's input.
+        (
+            "chain.toml",
+            "[defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/x.png\"\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"s.png\"\n",
+            &["job 1 (", "writes s.png", "the --style of job 0 ("],
+        ),
+        // A missing input of the last job is found before the first job runs.
+        (
+            "missing.toml",
+            "[defaults]\nsize = 32\niterations = 1\n\n\
+             [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"out/one.png\"\n\n\
+             [[job]]\ncontent = \"nope.png\"\nstyle = [\"s.png\"]\noutput = \"out/two.png\"\n",
+            &["job 1 --content", "nope.png"],
+        ),
+    ];
+    for (file, jobs, culprits) in cases {
+        std::fs::write(d.join(file), jobs).unwrap();
+        assert_refused(&["batch", file], d, culprits);
+    }
 }
 
 #[test]

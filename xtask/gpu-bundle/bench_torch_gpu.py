@@ -1,72 +1,19 @@
 #!/usr/bin/env python3
 """Time one evaluation (forward + backward) of the canonical objective in PyTorch eager on a GPU.
 
-The objective of docs/DESIGN.md, as tests/reference/objective.py implements it (jcjohnson defaults:
-content relu4_2, style relu1_1..relu5_1, weights 5 / 100 / 1e-3, max pooling), on random images,
-with the VGG19 weights of the bundle (neural-style's 8-bit safetensors file, read here without
-the safetensors package). fp32, TF32 off unless --tf32. Prints one JSON line.
+The default objective of docs/DESIGN.md as canonical.py states it (the file shared with
+tests/reference/objective.py and benches/torch_objective.py; the bundle carries a copy next to
+this script): content relu4_2, style relu1_1..relu5_1, weights 5 / 100 / 1e-3, max pooling, on
+random images, with the VGG19 weights of the bundle (neural-style's 8-bit safetensors file).
+fp32, TF32 off unless --tf32. Prints one JSON line.
 """
-import argparse, json, statistics, struct, time
+import argparse, json, os, statistics, sys, time
 
-import torch
-import torch.nn.functional as F
-
-CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
-LAYERS = []
-for _b, _n in enumerate(CONVS_PER_BLOCK, 1):
-    for _i in range(1, _n + 1):
-        LAYERS += [f"conv{_b}_{_i}", f"relu{_b}_{_i}"]
-    LAYERS.append(f"pool{_b}")
-
-
-def load_vgg(path, device):
-    """{convB_I: (W OIHW, b)} from `convB_I.{weight_codes,weight_table,bias}`; W = table[codes]."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    dtypes = {"F32": torch.float32, "U8": torch.uint8}
-
-    def tensor(name):
-        h = header[name]
-        a, b = h["data_offsets"]
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=dtypes[h["dtype"]])
-        return t.reshape(h["shape"])
-
-    vgg = {}
-    for b, n in enumerate(CONVS_PER_BLOCK, 1):
-        for i in range(1, n + 1):
-            k = f"conv{b}_{i}"
-            w = tensor(k + ".weight_table")[tensor(k + ".weight_codes").long()]
-            vgg[k] = (w.contiguous().to(device), tensor(k + ".bias").to(device))
-    return vgg
-
-
-def features(vgg, x, wanted, pooling):
-    last = max(LAYERS.index(n) for n in wanted)
-    out = {}
-    for name in LAYERS[: last + 1]:
-        if name.startswith("conv"):
-            x = F.conv2d(x, *vgg[name], padding=1)
-        elif name.startswith("relu"):
-            x = F.relu(x)
-        else:
-            x = (F.max_pool2d if pooling == "max" else F.avg_pool2d)(x, 2, 2)
-        if name in wanted:
-            out[name] = x
-    return out
-
-
-def gram(f):
-    _, c, h, w = f.shape
-    f = f.reshape(c, h * w)
-    return f @ f.t() / (c * h * w)
-
-
-def tv(x):
-    dv = x[:, :, 1:, :] - x[:, :, :-1, :]
-    dh = x[:, :, :, 1:] - x[:, :, :, :-1]
-    return ((dv * dv).sum() + (dh * dh).sum()) / x[0].numel()
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The bundle: canonical.py next to this file; the repository: tests/reference/.
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "..", "tests", "reference")]
+import canonical  # noqa: E402
+import torch  # noqa: E402
 
 
 def main():
@@ -85,21 +32,15 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
 
-    vgg = load_vgg(a.weights, dev)
-    cl, sl = ["relu4_2"], ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    vgg = canonical.load_safetensors(a.weights, dev)
     shape = (1, 3, a.height, a.width)
     content, style = torch.randn(shape, device=dev) * 60, torch.randn(shape, device=dev) * 60
-    with torch.no_grad():
-        c_t = features(vgg, content, set(cl), "max")
-        s_t = {l: gram(f) for l, f in features(vgg, style, set(sl), "max").items()}
+    loss = canonical.default_objective(vgg, content, style)
     x = (torch.randn(shape, device=dev) * 60).requires_grad_(True)
 
     def step():
         x.grad = None
-        f = features(vgg, x, set(cl) | set(sl), "max")
-        c = sum(F.mse_loss(f[l], c_t[l]) for l in cl)
-        s = sum(F.mse_loss(gram(f[l]), s_t[l]) for l in sl)
-        total = 5.0 * c + 100.0 * s + 1e-3 * tv(x)
+        total = loss(x)
         total.backward()
         return total
 

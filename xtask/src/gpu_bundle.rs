@@ -3,7 +3,8 @@
 //! registry access: release binaries (the CLI, the cuda crate's tests, the
 //! generic parity suite `tests/parity.rs` built with candle and cuda, and
 //! the iteration bench for device counters), the 8-bit weights, sample
-//! images, `run.sh` and a PyTorch timing script.
+//! images, `run.sh` and a PyTorch timing script (with `canonical.py`, the
+//! objective it shares with `tests/reference/objective.py`).
 //! `bash DIR/run.sh host` is the dry run on the host executor.
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +14,8 @@ use std::process::Command;
 const MAX_BYTES: u64 = 60 << 20;
 const RUN_SH: &str = include_str!("../gpu-bundle/run.sh");
 const BENCH_TORCH: &str = include_str!("../gpu-bundle/bench_torch_gpu.py");
+/// The one statement of the objective in PyTorch, which `bench_torch_gpu.py` imports.
+const CANONICAL_PY: &str = include_str!("../../tests/reference/canonical.py");
 const README: &str = "GPU check of neural-style's cuda backend (built by `cargo xtask gpu-bundle`).\n\
 \n  bash run.sh            # on the GPU machine: cuda:0\n  bash run.sh host       # dry run of the same kernels on the CPU\n\n\
 Results go to $OUT (default ./out): summary.txt, one log per step, the loss JSONs,\n\
@@ -110,6 +113,7 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
     .with_context(|| format!("copying {}", weights.display()))?;
     write_exec(&out.join("run.sh"), RUN_SH)?;
     write_exec(&out.join("bench_torch_gpu.py"), BENCH_TORCH)?;
+    std::fs::write(out.join("canonical.py"), CANONICAL_PY)?;
     std::fs::write(out.join("README.txt"), README)?;
     images(&out.join("images"))?;
 

@@ -264,9 +264,32 @@ fn im2col_rows(x: &[f32], c_in: usize, h: usize, w: usize, r0: usize, r1: usize,
     }
 }
 
+/// OIHW 3×3 kernel → the kernel of its input gradient, `[i][o][2−kh][2−kw]`:
+/// the input gradient of a same-padded 3×3 convolution is the same
+/// convolution with the kernel transposed (in ↔ out) and flipped.
+pub(crate) fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for oc in 0..o {
+        for ic in 0..i {
+            for k in 0..9 {
+                out[(ic * o + oc) * 9 + (8 - k)] = w[(oc * i + ic) * 9 + k];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_flip_is_an_involution_with_swapped_shape() {
+        let w: Vec<f32> = (0..2 * 3 * 9).map(|v| v as f32).collect();
+        let t = transpose_flip(&w, 2, 3);
+        assert_eq!(transpose_flip(&t, 3, 2), w);
+        assert_eq!(t[0], w[8]); // [i=0][o=0][0][0] = w[o=0][i=0][2][2]
+    }
 
     fn direct(x: &[f32], c_in: usize, h: usize, w: usize, k: &[f32], b: &[f32]) -> Vec<f32> {
         let c_out = b.len();

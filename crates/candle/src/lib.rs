@@ -13,13 +13,15 @@
 //! optimisers' vector operations are plain loops over the tensors' memory
 //! (`ops.rs`).
 
+#![warn(missing_docs)]
+
 mod conv;
 mod ops;
 mod winograd;
 
 use candle_core::{Device, Storage, Tensor};
 use conv::Epilogue;
-use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
+use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
 use std::sync::{Mutex, OnceLock};
@@ -175,9 +177,7 @@ impl CandleBackend {
             }
             ConvKernel::Im2col { weight, weight_t } => {
                 let kernel = if backward {
-                    weight_t.get_or_init(|| {
-                        neural_style_core::weights::transpose_flip(weight, k.c_out, k.c_in)
-                    })
+                    weight_t.get_or_init(|| conv::transpose_flip(weight, k.c_out, k.c_in))
                 } else {
                     weight
                 };
@@ -323,5 +323,10 @@ impl Backend for CandleBackend {
 
     fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
         self.conv(x, k, false, Some(k.bias.as_slice()), Epilogue::Relu)
+    }
+    fn mul_mask(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        check_mask(self.name(), self.dims(x), mask.elem_count())?;
+        let out = with_slice(x, |x| with_slice(mask, |m| ops::mul_mask(x, m)))??;
+        self.new_like(out, x)
     }
 }

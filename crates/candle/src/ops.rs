@@ -25,6 +25,20 @@ pub fn norm1(a: &[f32]) -> f64 {
         .sum()
 }
 
+/// `x ⊙ m` for a `C×H×W` `x` and an `H×W` `m` (non-empty): every channel
+/// times the mask.
+pub fn mul_mask(x: &[f32], m: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    out.par_chunks_mut(m.len())
+        .zip(x.par_chunks(m.len()))
+        .for_each(|(o, x)| {
+            for ((o, x), m) in o.iter_mut().zip(x).zip(m) {
+                *o = x * m;
+            }
+        });
+    out
+}
+
 /// `f(a[k], b[k])` for every `k`, written straight into a new vector (no
 /// zero-fill before the overwrite).
 pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {

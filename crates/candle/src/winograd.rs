@@ -358,7 +358,7 @@ mod tests {
                 }
                 // The same convolution from the transform of the kernel it is the
                 // input gradient of (c_in × c_out, transposed and flipped back).
-                let g = neural_style_core::weights::transpose_flip(&k, c_out, c_in);
+                let g = crate::conv::transpose_flip(&k, c_out, c_in);
                 let ug = transform_kernel(&g, c_in, c_out);
                 let got = conv3x3(
                     &x,

@@ -18,8 +18,10 @@ use crate::weights::ConvWeights;
 /// 2×2, stride-2 pooling (docs/DESIGN.md "Layer names").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Pooling {
+    /// The maximum of each 2×2 window (VGG19's own pooling).
     #[default]
     Max,
+    /// The mean of each 2×2 window (Gatys et al.'s choice for synthesis).
     Avg,
 }
 
@@ -37,9 +39,13 @@ impl std::str::FromStr for Pooling {
 /// Coefficients of one Adam update, bias corrections folded in by the caller.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamCoeffs {
+    /// Step size.
     pub lr: f64,
+    /// Decay of the first-moment (mean) estimate.
     pub beta1: f64,
+    /// Decay of the second-moment (uncentred variance) estimate.
     pub beta2: f64,
+    /// Added to `√v̂` so that the step stays finite where `v` is zero.
     pub eps: f64,
     /// `1 - beta1^t`
     pub bias1: f64,
@@ -52,19 +58,24 @@ pub struct AdamCoeffs {
 /// pending value in one copy by [`Backend::fetch_scalars`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Scalar {
+    /// The value, on the host already.
     Host(f64),
+    /// The backend's slot holding the value on the device.
     Device(usize),
 }
 
 /// One kernel's share of [`DeviceCounters`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KernelCount {
+    /// Kernel name (`ns_im2col`, `sgemm`, …).
     pub name: String,
+    /// Launches of this kernel.
     pub launches: u64,
     /// Work items (elements, for element-wise kernels) over all launches.
     pub items: f64,
     /// FLOPs and bytes moved where the executor knows them (GEMMs).
     pub flops: f64,
+    /// Bytes read and written (see `flops`).
     pub bytes: f64,
 }
 
@@ -74,15 +85,25 @@ pub struct KernelCount {
 /// download is one), allocations and peak bytes allocated, per kernel.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceCounters {
+    /// Kernel and GEMM launches.
     pub launches: u64,
+    /// Host → device copies.
     pub uploads: u64,
+    /// Bytes copied host → device.
     pub upload_bytes: u64,
+    /// Device → host copies.
     pub downloads: u64,
+    /// Bytes copied device → host.
     pub download_bytes: u64,
+    /// Points where the host waited for the device (downloads included).
     pub syncs: u64,
+    /// Device allocations (pool misses).
     pub allocs: u64,
+    /// Bytes allocated now.
     pub bytes_now: u64,
+    /// Most bytes allocated at once since the last reset.
     pub peak_bytes: u64,
+    /// Per kernel, in order of first launch.
     pub kernels: Vec<KernelCount>,
 }
 
@@ -91,6 +112,7 @@ pub struct DeviceCounters {
 /// Reductions return `f64` (accumulated however the device likes; parity
 /// tolerances allow for summation order).
 pub trait VecOps {
+    /// The backend's vector (its image-sized tensor type).
     type Vector: Clone + Send;
 
     /// `Σ aᵢ bᵢ`
@@ -169,15 +191,21 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     /// Human-readable device (`cpu (2 threads)`, `NVIDIA H100 …`).
     fn device(&self) -> String;
 
+    /// A `C×H×W` tensor (`shape`) from row-major host data.
     fn upload(&self, data: &[f32], shape: [usize; 3]) -> Result<Self::Tensor>;
+    /// The tensor's values, row-major, on the host (waits for queued work).
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// The tensor's `[C, H, W]`.
     fn dims(&self, t: &Self::Tensor) -> [usize; 3];
 
+    /// One convolution's weights in the backend's form, prepared once per network
+    /// (the input gradient's transposed and flipped kernel included, where a backend keeps one).
     fn prepare_conv(&self, w: &ConvWeights) -> Result<Self::Conv>;
     /// 3×3 convolution, padding 1, stride 1, plus bias.
     fn conv3x3(&self, x: &Self::Tensor, conv: &Self::Conv) -> Result<Self::Tensor>;
     /// Gradient with respect to the convolution's *input* only (never the weights).
     fn conv3x3_backward(&self, dy: &Self::Tensor, conv: &Self::Conv) -> Result<Self::Tensor>;
+    /// `max(x, 0)` elementwise.
     fn relu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `dy · [y > 0]`, where `y` is the ReLU's output (equivalently its input).
     fn relu_backward(&self, y: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
@@ -232,24 +260,10 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         self.relu_backward(x, &self.pool_backward(x, dy, kind)?)
     }
     /// `x ⊙ m`: every channel of a `C×H×W` tensor multiplied by a `1×H×W`
-    /// mask (spatial style masks, [`crate::mask`]). Being linear in `x`, its
-    /// backward is the same product. The default downloads both, multiplies on
-    /// the host and uploads the result; override it to stay on the device.
-    fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor> {
-        let [c, h, w] = self.dims(x);
-        let m = self.download(mask)?;
-        if m.len() != h * w {
-            return Err(crate::Error::backend(
-                self.name(),
-                format!("mask of {} values for a {w}×{h} tensor", m.len()),
-            ));
-        }
-        let mut d = self.download(x)?;
-        for plane in d.chunks_exact_mut(h * w) {
-            plane.iter_mut().zip(&m).for_each(|(v, mv)| *v *= mv);
-        }
-        self.upload(&d, [c, h, w])
-    }
+    /// mask (spatial style masks, [`crate::mask`]), on the device. Being
+    /// linear in `x`, its backward is the same product. A mask of another
+    /// size is an error ([`check_mask`]).
+    fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor>;
     /// Wait for queued device work (timings); no-op on synchronous devices.
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -296,5 +310,21 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     fn counters(&self) -> Option<DeviceCounters> {
         None
     }
+    /// Zero the counters ([`Backend::counters`]); no-op where there are none.
     fn reset_counters(&self) {}
+}
+
+/// The precondition of [`Backend::mul_mask`], for its implementations: the
+/// mask has one value per pixel of `dims` (`C×H×W`), else an error naming
+/// the backend.
+pub fn check_mask(backend: &str, dims: [usize; 3], mask_len: usize) -> Result<()> {
+    let [_, h, w] = dims;
+    if mask_len == h * w && mask_len > 0 {
+        Ok(())
+    } else {
+        Err(crate::Error::backend(
+            backend,
+            format!("mask of {mask_len} values for a {w}×{h} tensor"),
+        ))
+    }
 }

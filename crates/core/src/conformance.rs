@@ -51,13 +51,19 @@ pub fn rel(a: f64, b: f64) -> f64 {
 
 /// One evaluation problem: weights, objective, images.
 pub struct Case {
+    /// Printed in every report line.
     pub name: String,
+    /// The network (seeded synthetic, or the real VGG19).
     pub weights: Vgg19Weights,
+    /// Layers, weights, pooling and normalisation.
     pub spec: ObjectiveSpec,
+    /// The content image.
     pub content: CaffeImage,
+    /// The style images with their blend weights.
     pub styles: Vec<(CaffeImage, f64)>,
     /// One optional spatial mask per style (content-sized), or empty: none.
     pub masks: Vec<Option<Mask>>,
+    /// The point at which the objective is evaluated.
     pub x: CaffeImage,
 }
 
@@ -87,6 +93,13 @@ impl Case {
 /// layers, several style images with blend weights, spatial masks, odd sizes.
 pub fn tiny_cases() -> Vec<Case> {
     let l = |n: &str| LayerId::parse(n).expect("valid layer");
+    // Pre- and post-ReLU, pooling, shallow and deep, unequal weights.
+    let style_layers = vec![
+        (l("relu1_1"), 1.0),
+        (l("pool1"), 0.5),
+        (l("conv3_2"), 2.0),
+        (l("relu5_1"), 1.0),
+    ];
     let mut cases = Vec::new();
     for (i, pooling) in [Pooling::Max, Pooling::Avg].into_iter().enumerate() {
         let seed = 10 + i as u64;
@@ -95,12 +108,7 @@ pub fn tiny_cases() -> Vec<Case> {
             weights: Vgg19Weights::synthetic(seed, [6, 8, 8, 12, 12]),
             spec: ObjectiveSpec {
                 content_layers: vec![(l("relu4_2"), 1.0), (l("conv2_1"), 0.3)],
-                style_layers: vec![
-                    (l("relu1_1"), 1.0),
-                    (l("pool1"), 0.5),
-                    (l("conv3_2"), 2.0),
-                    (l("relu5_1"), 1.0),
-                ],
+                style_layers: style_layers.clone(),
                 content_weight: 5.0,
                 style_weight: 100.0,
                 tv_weight: 1e-3,
@@ -138,12 +146,7 @@ pub fn tiny_cases() -> Vec<Case> {
         weights: Vgg19Weights::synthetic(12, [6, 8, 8, 12, 12]),
         spec: ObjectiveSpec {
             content_layers: vec![(l("relu4_2"), 1.0)],
-            style_layers: vec![
-                (l("relu1_1"), 1.0),
-                (l("pool1"), 0.5),
-                (l("conv3_2"), 2.0),
-                (l("relu5_1"), 1.0),
-            ],
+            style_layers,
             content_weight: 5.0,
             style_weight: 100.0,
             tv_weight: 1e-3,
@@ -191,9 +194,13 @@ pub fn tiny_cases() -> Vec<Case> {
 /// What a backend produced on a case, next to the reference.
 #[derive(Debug)]
 pub struct Comparison {
+    /// The backend's loss parts.
     pub parts: LossParts,
+    /// The reference's loss parts.
     pub reference: LossParts,
+    /// `‖g − g_ref‖/‖g_ref‖` on the gradient.
     pub gradient_rel: f64,
+    /// `‖a − a_ref‖/‖a_ref‖` per compared layer.
     pub activation_rel: Vec<(LayerId, f64)>,
 }
 
@@ -298,4 +305,17 @@ pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The check can fail: `backend` run with one weight of the first tiny case
+/// nudged by 0.01 must miss the reference's gradient. Panics otherwise.
+pub fn assert_perturbed_weight_is_caught<B: Backend>(backend: B) {
+    let case = tiny_cases().remove(0);
+    let mut perturbed = case.weights.clone();
+    perturbed.convs[3].weight[5] += 0.01;
+    let c = compare_with_weights(backend, &case, &perturbed).expect("the backend runs");
+    let err = c
+        .check()
+        .expect_err("a perturbed weight must fail the check");
+    assert!(err.contains("gradient"), "{err}");
 }

@@ -23,17 +23,20 @@ use std::path::Path;
 pub const MAX_SIDE: u32 = 32_768;
 
 /// Largest accepted number of pixels (width × height) of an input image.
-pub const MAX_PIXELS: u64 = 1 << 27;
+pub(crate) const MAX_PIXELS: u64 = 1 << 27;
 
 /// Quality used for JPEG output.
-pub const JPEG_QUALITY: u8 = 95;
+pub(crate) const JPEG_QUALITY: u8 = 95;
 
 /// An RGB image: `width × height` pixels, interleaved R, G, B floats in 0–255,
 /// row-major from the top-left corner.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Picture {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// Interleaved RGB, row-major, 0–1.
     pub rgb: Vec<f32>,
 }
 
@@ -42,7 +45,7 @@ pub struct Picture {
 pub enum OutputFormat {
     /// `.png`: lossless, 8-bit RGB.
     Png,
-    /// `.jpg` / `.jpeg`: quality [`JPEG_QUALITY`].
+    /// `.jpg` / `.jpeg`: quality `JPEG_QUALITY` (95).
     Jpeg,
     /// `.webp`: lossless.
     WebP,
@@ -145,7 +148,7 @@ pub const TEMP_PREFIX: &str = ".neural-style-";
 /// temporary file of an earlier write to the same `path` that was killed
 /// before its rename (SIGKILL, power loss) is removed first. `mode` is the
 /// new file's permission bits before the umask (Unix).
-pub fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     mode: u32,
     write: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> Result<()>,
@@ -178,7 +181,7 @@ pub fn write_atomic(
     Ok(())
 }
 
-/// [`write_atomic`] of bytes already in memory.
+/// `write_atomic` of bytes already in memory.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_atomic(path, mode, |out| {
         out.write_all(bytes).map_err(|e| Error::io(path, e))
@@ -186,7 +189,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Removes `dir/{prefix}XXXXXX.tmp` files (six random characters): what a
-/// killed [`write_atomic`] of the same target left. Best effort.
+/// killed `write_atomic` of the same target left. Best effort.
 fn remove_stale_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -258,7 +261,7 @@ fn decode_error(path: &Path, err: ImageError) -> Error {
 
 /// The bytes of an input file, refusing anything but a non-empty regular
 /// file (a directory, a FIFO, a device such as `/dev/zero`) before reading.
-pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -404,7 +407,7 @@ fn decoder_limits() -> Limits {
 /// A network-space image resized to `width × height` (Lanczos3, in float,
 /// values kept to 0–255 after the mean is added back; no rounding). Used to
 /// carry an image from one scale of a multi-resolution run to the next.
-pub fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage {
+pub(crate) fn resize_caffe(img: &CaffeImage, width: usize, height: usize) -> CaffeImage {
     if (img.width, img.height) == (width, height) {
         return img.clone();
     }
@@ -575,7 +578,7 @@ impl Picture {
     }
 
     /// Writes 8-bit RGB in the format named by the extension (see
-    /// [`check_output_path`]); JPEG at quality [`JPEG_QUALITY`], WebP
+    /// [`check_output_path`]); JPEG at quality `JPEG_QUALITY` (95), WebP
     /// lossless. The write is atomic: the image is encoded into a temporary
     /// file in the same directory and renamed over `path`; on any error
     /// neither a partial image nor the temporary file is left behind.

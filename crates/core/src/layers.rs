@@ -22,12 +22,21 @@ pub const NUM_CONVS: usize = 16;
 /// What a layer computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LayerKind {
-    /// 3×3 convolution + bias, padding 1; `conv` indexes the 16 convolutions.
-    Conv { conv: usize },
-    /// ReLU after convolution number `conv`.
-    Relu { conv: usize },
-    /// 2×2 stride-2 pooling at the end of block `block` (1-based).
-    Pool { block: usize },
+    /// 3×3 convolution + bias, padding 1.
+    Conv {
+        /// Which of the 16 convolutions (0-based).
+        conv: usize,
+    },
+    /// ReLU after a convolution.
+    Relu {
+        /// The convolution it follows (0-based).
+        conv: usize,
+    },
+    /// 2×2 stride-2 pooling at the end of a block.
+    Pool {
+        /// The block it ends (1-based).
+        block: usize,
+    },
 }
 
 /// A layer, identified by its position in the 37-layer table.
@@ -37,8 +46,11 @@ pub struct LayerId(pub usize);
 /// One row of the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layer {
+    /// Its row in the table.
     pub id: LayerId,
+    /// Canonical name (`conv1_1`, `relu4_2`, `pool5`).
     pub name: String,
+    /// What it computes.
     pub kind: LayerKind,
     /// Block, 1-based.
     pub block: usize,
@@ -97,12 +109,15 @@ pub fn conv_block(conv: usize) -> usize {
 }
 
 impl LayerId {
+    /// The layer's row of the table.
     pub fn layer(self) -> &'static Layer {
         &table()[self.0]
     }
+    /// The canonical name (`relu4_2`).
     pub fn name(self) -> &'static str {
         &self.layer().name
     }
+    /// What the layer computes.
     pub fn kind(self) -> LayerKind {
         self.layer().kind
     }

@@ -10,9 +10,13 @@
 use crate::image_io::Picture;
 use crate::layers::LayerId;
 
+/// A style's region of the content image: one weight in 0–1 per content pixel
+/// (white: the style applies fully; black: not at all).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mask {
+    /// Width in pixels (the content's at the scale in use).
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
     /// Row-major, one value in 0–1 per pixel.
     pub data: Vec<f32>,

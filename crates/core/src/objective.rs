@@ -112,10 +112,15 @@ pub struct ObjectiveSpec {
     pub content_layers: Vec<(LayerId, f64)>,
     /// Style layers with their per-layer weights `sw_l`.
     pub style_layers: Vec<(LayerId, f64)>,
+    /// α: the content part's weight in the total.
     pub content_weight: f64,
+    /// β: the style part's weight in the total.
     pub style_weight: f64,
+    /// The total variation part's weight in the total.
     pub tv_weight: f64,
+    /// Max or average pooling in the network.
     pub pooling: Pooling,
+    /// Per-layer scaling of the losses (jcjohnson's means or the paper's sums).
     pub normalization: Normalization,
 }
 
@@ -157,13 +162,18 @@ impl ObjectiveSpec {
 /// The loss parts at one point: unweighted parts and the weighted total.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LossParts {
+    /// Unweighted content loss.
     pub content: f64,
+    /// Unweighted style loss (blend weights applied).
     pub style: f64,
+    /// Unweighted total variation.
     pub tv: f64,
+    /// `α·content + β·style + tv_weight·tv`.
     pub total: f64,
 }
 
 impl LossParts {
+    /// No part is NaN or infinite.
     pub fn is_finite(&self) -> bool {
         self.content.is_finite()
             && self.style.is_finite()
@@ -174,7 +184,9 @@ impl LossParts {
 
 /// The loss trait: value and gradient at a point.
 pub trait Loss {
+    /// The point and gradient type (a backend tensor).
     type Tensor;
+    /// The loss parts at `x` and the gradient of the total.
     fn evaluate(&self, x: &Self::Tensor) -> Result<(LossParts, Self::Tensor)>;
 }
 
@@ -198,8 +210,11 @@ struct MaskedTarget<T> {
 /// [`style_grams`]), its blend weight, and an optional mask at the content
 /// image's size.
 pub struct StyleTerm<T> {
+    /// The style image's Gram matrix at each style layer.
     pub grams: Vec<T>,
+    /// Its blend weight.
     pub weight: f64,
+    /// Where it applies (content-sized), or everywhere.
     pub mask: Option<Mask>,
 }
 
@@ -363,10 +378,12 @@ impl<'n, B: Backend> Objective<'n, B> {
         })
     }
 
+    /// The objective's layers, weights, pooling and normalisation.
     pub fn spec(&self) -> &ObjectiveSpec {
         &self.spec
     }
 
+    /// The network it evaluates on.
     pub fn net(&self) -> &Vgg<B> {
         self.net
     }

@@ -5,15 +5,17 @@
 //! this module holds backends to *each other* (candle is the reference
 //! backend), on everything a user could tell apart: the activations at every
 //! layer up to the deepest one the objective needs, the Gram matrix at every
-//! style layer, each loss part, the gradient, and the image after ten L-BFGS
-//! and ten Adam iterations from the same start. The front-end's
-//! `tests/parity.rs` runs it for every pair of compiled backends.
+//! style layer, each primitive on its own (the mask product included: the
+//! masked cases also run it inside the objective), each loss part, the
+//! gradient, and the image after ten L-BFGS and ten Adam iterations from the
+//! same start. The front-end's `tests/parity.rs` runs it for every pair of
+//! compiled backends (the GPU bundle runs it for cuda on the GPU).
 //!
 //! Tolerances only absorb float32 arithmetic in a different summation order
 //! (blocked GEMMs, threads, fused kernels): two correct f32 backends agree to
 //! a few ulps per operation, compounded over 16 layers.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Pooling};
 use crate::conformance::{rel, rel_l2, Case};
 use crate::error::Result;
 use crate::layers::LayerId;
@@ -41,6 +43,11 @@ pub const GRADIENT_TOL: f64 = 1e-4;
 /// (dot, ℓ1 norm, axpy, scale, Adam update, copy) on the same vectors: one
 /// f32 rounding per element, sums accumulated in any order.
 pub const VECOPS_TOL: f64 = 1e-6;
+/// Relative difference allowed on each primitive of the [`Backend`] trait
+/// applied to the same seeded tensors (Gram and its backward, pooling and
+/// its backward, the spatial mask product, MSE and TV with their gradients):
+/// one operation's f32 rounding, summed in any order.
+pub const OPS_TOL: f64 = 1e-6;
 /// `‖(xₐ − x₀) − (x_r − x₀)‖/‖x_r − x₀‖` allowed at every point of an
 /// optimiser run replayed with the reference's losses and gradients: only
 /// the vector operations' rounding differs.
@@ -84,14 +91,20 @@ pub struct Parity {
     pub activations: Vec<(LayerId, f64)>,
     /// Per style layer.
     pub grams: Vec<(LayerId, f64)>,
+    /// The backend's loss parts.
     pub loss: LossParts,
+    /// The reference backend's loss parts.
     pub reference_loss: LossParts,
+    /// `‖g − g_ref‖/‖g_ref‖` on the gradient.
     pub gradient: f64,
     /// Per vector operation: relative difference on the same inputs.
     pub vecops: Vec<(&'static str, f64)>,
+    /// Per backend primitive: relative difference on the same inputs.
+    pub ops: Vec<(&'static str, f64)>,
     /// L-BFGS and Adam replayed on this backend with the reference's losses
     /// and gradients: worst point difference (relative to the displacement).
     pub lbfgs_replay: f64,
+    /// See `lbfgs_replay`.
     pub adam_replay: f64,
     /// Images after [`ITERATIONS`] L-BFGS iterations (relative to the displacement).
     pub lbfgs: f64,
@@ -109,13 +122,14 @@ impl Parity {
         let worst = |v: &[(LayerId, f64)]| v.iter().map(|r| r.1).fold(0.0, f64::max);
         format!(
             "activations {:.1e}, grams {:.1e}, total loss {:.1e}, gradient {:.1e}, \
-             vector ops {:.1e}, replayed L-BFGS {:.1e} / Adam {:.1e}, \
+             vector ops {:.1e}, primitives {:.1e}, replayed L-BFGS {:.1e} / Adam {:.1e}, \
              {ITERATIONS} Adam {:.1e}, {ITERATIONS} L-BFGS {:.1e} (loss {:.1e})",
             worst(&self.activations),
             worst(&self.grams),
             rel(self.loss.total, self.reference_loss.total),
             self.gradient,
             self.vecops.iter().map(|r| r.1).fold(0.0, f64::max),
+            self.ops.iter().map(|r| r.1).fold(0.0, f64::max),
             self.lbfgs_replay,
             self.adam_replay,
             self.adam,
@@ -155,6 +169,9 @@ impl Parity {
         for (op, r) in &self.vecops {
             over(format!("vector op {op}"), *r, VECOPS_TOL);
         }
+        for (op, r) in &self.ops {
+            over(format!("primitive {op}"), *r, OPS_TOL);
+        }
         over("replayed L-BFGS".into(), self.lbfgs_replay, REPLAY_TOL);
         over("replayed Adam".into(), self.adam_replay, REPLAY_TOL);
         over(
@@ -187,6 +204,7 @@ struct Outputs {
     loss: LossParts,
     gradient: Vec<f32>,
     vecops: Vec<(&'static str, Vec<f32>)>,
+    ops: Vec<(&'static str, Vec<f32>)>,
     lbfgs: Trajectory,
     adam: Trajectory,
 }
@@ -229,6 +247,7 @@ fn outputs<B: Backend>(backend: B, case: &Case, weights: &Vgg19Weights) -> Resul
     b.copy_from(&mut small, &x0)?;
     b.scale(0.01, &mut small)?;
     let vecops = vector_ops(b, &x0, &small)?;
+    let ops = primitives(b)?;
     let lbfgs = iterate(&objective, &x0, &mut Lbfgs::new(LbfgsConfig::default()))?;
     let adam = iterate(&objective, &x0, &mut Adam::new(AdamConfig::default()))?;
     Ok(Outputs {
@@ -237,9 +256,49 @@ fn outputs<B: Backend>(backend: B, case: &Case, weights: &Vgg19Weights) -> Resul
         loss,
         gradient,
         vecops,
+        ops,
         lbfgs,
         adam,
     })
+}
+
+/// Every primitive of [`Backend`] that the objective combines, each on its
+/// own, on seeded tensors of odd sizes (`5×7×9`: pooling drops the last row
+/// and column); scalars are returned as 1-element vectors.
+fn primitives<B: Backend>(b: &B) -> Result<Vec<(&'static str, Vec<f32>)>> {
+    let (c, h, w) = (5, 7, 9);
+    let noise = |n: usize, seed: u64| {
+        let mut r = crate::rng::Rng::new(seed);
+        (0..n).map(|_| r.normal() as f32).collect::<Vec<_>>()
+    };
+    let x = b.upload(&noise(c * h * w, 1), [c, h, w])?;
+    let d = b.upload(&noise(c * h * w, 2), [c, h, w])?;
+    let dg = b.upload(&noise(c * c, 3), [1, c, c])?;
+    let dp = b.upload(&noise(c * (h / 2) * (w / 2), 4), [c, h / 2, w / 2])?;
+    // A soft mask with zeros, as `mask::Mask` reduces them.
+    let m: Vec<f32> = (0..h * w)
+        .map(|i| ((i % w) as f32 / 6.0 - 0.2).clamp(0.0, 1.0))
+        .collect();
+    let m = b.upload(&m, [1, h, w])?;
+    let mut out = vec![
+        ("gram", b.download(&b.gram(&x)?)?),
+        ("gram_backward", b.download(&b.gram_backward(&x, &dg)?)?),
+        ("mul_mask", b.download(&b.mul_mask(&x, &m)?)?),
+    ];
+    for (kind, pool, back) in [
+        (Pooling::Max, "max pool", "max pool_backward"),
+        (Pooling::Avg, "avg pool", "avg pool_backward"),
+    ] {
+        out.push((pool, b.download(&b.pool(&x, kind)?)?));
+        out.push((back, b.download(&b.pool_backward(&x, &dp, kind)?)?));
+    }
+    let (v, g) = b.mse_grad(&x, &d, 0.7)?;
+    out.push(("mse", vec![v as f32]));
+    out.push(("mse gradient", b.download(&g)?));
+    let (v, g) = b.tv_grad(&x, 0.3)?;
+    out.push(("tv", vec![v as f32]));
+    out.push(("tv gradient", b.download(&g)?));
+    Ok(out)
 }
 
 /// Every vector operation of the optimisers on the same two vectors (the
@@ -383,6 +442,12 @@ pub fn compare_with_weights<A: Backend + Clone, R: Backend>(
             .vecops
             .iter()
             .zip(&r.vecops)
+            .map(|((op, x), (_, y))| (*op, rel_l2(x, y)))
+            .collect(),
+        ops: a
+            .ops
+            .iter()
+            .zip(&r.ops)
             .map(|((op, x), (_, y))| (*op, rel_l2(x, y)))
             .collect(),
         lbfgs_replay,

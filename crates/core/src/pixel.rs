@@ -11,12 +11,16 @@ pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 /// 0–255 minus [`CAFFE_MEAN_BGR`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaffeImage {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// Planar B, G, R, each row-major.
     pub data: Vec<f32>,
 }
 
 impl CaffeImage {
+    /// `[3, height, width]`, as [`crate::backend::Backend::upload`] takes it.
     pub fn shape(&self) -> [usize; 3] {
         [3, self.height, self.width]
     }

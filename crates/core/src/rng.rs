@@ -2,14 +2,18 @@
 //! `--seed`, noise initialisation and synthetic test networks are
 //! reproducible on every platform without pulling in a dependency.
 
+/// A small seeded generator (splitmix64): the same numbers on every platform,
+/// for synthetic weights, noise images and property tests.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
+    /// The generator for `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -17,15 +17,21 @@ use crate::pixel::CaffeImage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Which optimiser a run uses, with its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
+    /// L-BFGS (the default).
     Lbfgs(LbfgsConfig),
+    /// Adam.
     Adam(AdamConfig),
 }
 
+/// What the loop does: how many iterations, with which optimiser.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOptions {
+    /// Iterations (objective evaluations) at most.
     pub iterations: usize,
+    /// The optimiser.
     pub optimizer: OptimizerKind,
 }
 
@@ -34,9 +40,12 @@ pub struct RunOptions {
 pub struct IterationReport {
     /// 1-based.
     pub iteration: usize,
+    /// Iterations of the whole run (across scales).
     pub of: usize,
+    /// The loss parts at this iteration's point.
     #[serde(flatten)]
     pub loss: LossParts,
+    /// `‖∇ total‖₂` at this point.
     pub grad_norm: f64,
     /// Seconds since the loop started.
     pub elapsed: f64,
@@ -45,18 +54,27 @@ pub struct IterationReport {
 /// Why the loop ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopReason {
+    /// Every iteration ran.
     Completed,
     /// The optimiser could not make progress (its reason).
     Converged(String),
+    /// The stop flag was raised (a signal, or an observer's request).
     Interrupted,
 }
 
+/// What a run returns.
 pub struct RunOutcome {
+    /// The point of lowest total loss seen.
     pub best: CaffeImage,
+    /// Its total loss.
     pub best_loss: f64,
+    /// The iteration at which it was seen (1-based; 0: the start).
     pub best_iteration: usize,
+    /// Iterations run.
     pub iterations: usize,
+    /// Why the loop ended.
     pub stop: StopReason,
+    /// Wall time of the loop.
     pub elapsed: Duration,
 }
 

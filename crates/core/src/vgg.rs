@@ -13,6 +13,7 @@ use crate::weights::Vgg19Weights;
 
 /// The feature extractor trait: activations of named layers.
 pub trait FeatureExtractor {
+    /// The network's tensor type.
     type Tensor;
     /// Outputs of `layers` (any order, duplicates allowed) for image `x`.
     fn features(&self, x: &Self::Tensor, layers: &[LayerId]) -> Result<Vec<Self::Tensor>>;
@@ -35,6 +36,7 @@ pub struct Trace<T> {
 }
 
 impl<B: Backend> Vgg<B> {
+    /// The network on `backend`: every convolution prepared (uploaded) once.
     pub fn new(backend: B, weights: &Vgg19Weights, pooling: Pooling) -> Result<Self> {
         if weights.convs.len() != NUM_CONVS {
             return Err(Error::weights(
@@ -57,10 +59,12 @@ impl<B: Backend> Vgg<B> {
         })
     }
 
+    /// The backend it runs on.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
+    /// Its pooling.
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }

@@ -62,6 +62,16 @@ KERNEL ns_add_transpose(const float* __restrict__ a, float* __restrict__ s, long
     }
 }
 
+// The kernel of a 3x3 convolution's input gradient: OIHW w (o x i x 3 x 3) ->
+// out[ic][oc][2-kh][2-kw] (i x o x 3 x 3), transposed (in <-> out) and flipped.
+KERNEL ns_transpose_flip(const float* __restrict__ w, float* __restrict__ out, long long o,
+                         long long i) {
+    GRID_STRIDE(idx, o * i * 9) {
+        long long k = idx % 9, ic = (idx / 9) % i, oc = idx / 9 / i;
+        out[(ic * o + oc) * 9 + (8 - k)] = w[idx];
+    }
+}
+
 // out[ch, p] = x[ch, p] * m[p]: a 1 x h x w mask on every channel.
 KERNEL ns_mul_mask(const float* __restrict__ x, const float* __restrict__ m,
                    float* __restrict__ out, long long c, long long hw) {

@@ -1,19 +1,20 @@
 //! The executor trait: what the backend needs from a device. Two
-//! implementations — [`crate::gpu::GpuExecutor`] (cudarc: NVRTC-compiled
-//! kernels, cuBLAS) and [`crate::host::HostExecutor`] (the same kernel
-//! sources compiled as C++, the `gemm` crate) — so the backend's
-//! orchestration code is identical on both.
+//! implementations — `gpu::GpuExecutor` (cudarc: NVRTC-compiled kernels,
+//! cuBLAS) and `host::HostExecutor` (the same kernel sources compiled as
+//! C++, the `gemm` crate) — so the backend's orchestration code is identical
+//! on both. Public here: the kernel names and the counters; the executors
+//! themselves are crate-private (they take raw device addresses).
 
 use neural_style_core::backend::{DeviceCounters, KernelCount};
 use neural_style_core::Result;
 use std::sync::Mutex;
 
 /// A device address (a `CUdeviceptr` on the GPU, a plain pointer on the host).
-pub type DevicePtr = u64;
+pub(crate) type DevicePtr = u64;
 
 /// Kind of one kernel parameter, as declared in `kernels/*.cu`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Param {
+pub(crate) enum Param {
     Ptr,
     I64,
     F32,
@@ -22,7 +23,7 @@ pub enum Param {
 
 /// One kernel argument.
 #[derive(Clone, Copy, Debug)]
-pub enum Arg {
+pub(crate) enum Arg {
     Ptr(DevicePtr),
     I64(i64),
     F32(f32),
@@ -30,7 +31,7 @@ pub enum Arg {
 }
 
 impl Arg {
-    pub fn kind(&self) -> Param {
+    pub(crate) fn kind(&self) -> Param {
         match self {
             Arg::Ptr(_) => Param::Ptr,
             Arg::I64(_) => Param::I64,
@@ -79,7 +80,7 @@ pub(crate) fn check_args(name: &str, args: &[Arg]) -> Result<usize> {
 /// Column-major single-precision GEMM with cuBLAS semantics:
 /// `C ← alpha·op(A)·op(B) + beta·C`, `op(A)` m×k, `op(B)` k×n, `C` m×n.
 #[derive(Clone, Copy, Debug)]
-pub struct Sgemm {
+pub(crate) struct Sgemm {
     pub trans_a: bool,
     pub trans_b: bool,
     pub m: usize,
@@ -191,7 +192,13 @@ fn kernel<'a>(c: &'a mut DeviceCounters, name: &'static str) -> &'a mut KernelCo
 }
 
 /// A device that runs our kernels.
-pub trait Executor: Send + Sync {
+///
+/// Crate-private on purpose: `alloc`, `upload`, `download`, `launch` and
+/// `sgemm` take raw device addresses and would write anywhere if called with
+/// a wrong one. Only `lib.rs` calls them, with the addresses of its own pool
+/// buffers (`Buffer`, `CudaTensor`), sized by their element counts; nothing
+/// outside the crate can reach an executor or an address.
+pub(crate) trait Executor: Send + Sync {
     /// Human-readable device (`NVIDIA H100 … (cuda:0)`, `host (…)`).
     fn describe(&self) -> String;
     /// `bytes` of uninitialised device memory.

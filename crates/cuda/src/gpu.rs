@@ -11,7 +11,8 @@ use neural_style_core::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub struct GpuExecutor {
+/// The kernels on an NVIDIA GPU (crate-private: see [`Executor`]).
+pub(crate) struct GpuExecutor {
     ordinal: usize,
     name: String,
     ctx: Arc<CudaContext>,
@@ -83,7 +84,9 @@ pub fn nvrtc_options(arch: &str) -> Vec<String> {
 
 /// What NVRTC made of `kernels/*.cu`: the PTX, and its log (warnings).
 pub struct Compiled {
+    /// The PTX, for the device's `sm_XY`.
     pub ptx: String,
+    /// NVRTC's log (empty when it had nothing to say).
     pub log: String,
 }
 
@@ -120,7 +123,7 @@ pub fn compile(arch: &str) -> Result<Compiled> {
 type Cache = Mutex<HashMap<(usize, bool), Arc<GpuExecutor>>>;
 
 /// One executor per device per process: NVRTC runs once per device.
-pub fn executor(ordinal: usize, tf32: bool) -> Result<Arc<GpuExecutor>> {
+pub(crate) fn executor(ordinal: usize, tf32: bool) -> Result<Arc<GpuExecutor>> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
     if let Some(e) = cache.get(&(ordinal, tf32)) {

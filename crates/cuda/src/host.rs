@@ -13,8 +13,9 @@ use std::alloc::Layout;
 
 const ALIGN: usize = 256;
 
+/// The kernels on the CPU (crate-private: see [`Executor`]).
 #[derive(Debug, Default)]
-pub struct HostExecutor {
+pub(crate) struct HostExecutor {
     counters: Counters,
     /// Emulate TF32 GEMMs (precision mode `tf32`): inputs rounded to TF32.
     tf32: bool,
@@ -25,7 +26,7 @@ impl HostExecutor {
     /// cores do, products and sums staying f32 — the host's stand-in for
     /// cuBLAS's `CUBLAS_TF32_TENSOR_OP_MATH`, to measure what TF32 costs in
     /// accuracy without a GPU.
-    pub fn new(tf32: bool) -> Self {
+    pub(crate) fn new(tf32: bool) -> Self {
         HostExecutor {
             counters: Counters::default(),
             tf32,

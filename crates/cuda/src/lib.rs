@@ -2,16 +2,29 @@
 //!
 //! Our own kernels (`kernels/*.cu`: im2col, bias + ReLU epilogue, ReLU mask,
 //! max/avg pooling and their backward, Gram symmetrisation, losses and
-//! reductions, the optimisers' vector operations) run on an [`Executor`]:
-//! * [`gpu::GpuExecutor`] — cudarc with dynamic loading; NVRTC compiles the
+//! reductions, the optimisers' vector operations) run on an executor
+//! (`exec.rs`'s `Executor` trait):
+//! * `gpu::GpuExecutor` — cudarc with dynamic loading; NVRTC compiles the
 //!   sources once per device; GEMMs through cuBLAS;
-//! * [`host::HostExecutor`] — the same sources compiled as C++ by build.rs
+//! * `host::HostExecutor` — the same sources compiled as C++ by build.rs
 //!   and launched by looping over the grid on the CPU; GEMMs with `gemm`.
+//!
+//! The executors are crate-private: their `upload`, `download`, `launch`
+//! and `sgemm` take raw device addresses, and only this file calls them, with
+//! the addresses of its own pool buffers. The public API is [`CudaBackend`]
+//! (the `Backend` trait of neural-style-core) and a few read-only helpers
+//! (kernel names, the NVRTC compile, TF32 rounding); no safe public function
+//! takes an address:
+//!
+//! ```compile_fail
+//! // The executor cannot be built, or called, from outside the crate.
+//! let e = neural_style_cuda::host::HostExecutor::new(false);
+//! ```
 //!
 //! The orchestration below is the same for both. Convolution is im2col + one
 //! GEMM + an epilogue kernel; its input gradient is the same convolution with
-//! the kernel transposed (in ↔ out) and flipped, prepared once in
-//! `prepare_conv` — no weight gradient is ever computed. The Gram matrix and
+//! the kernel transposed (in ↔ out) and flipped, prepared once on the device
+//! in `prepare_conv` (`ns_transpose_flip`) — no weight gradient is ever computed. The Gram matrix and
 //! its backward are GEMMs.
 //!
 //! Memory: every buffer comes from a per-backend pool keyed by size. A
@@ -21,13 +34,17 @@
 //! in-place vector operations write in place only when the tensor is the
 //! sole owner of its buffer, otherwise into a fresh one (copy-on-write).
 
+#![warn(missing_docs)]
+
 pub mod exec;
 pub mod gpu;
 pub mod host;
 
 use exec::{Arg, DevicePtr, Executor, Sgemm};
-use neural_style_core::backend::{AdamCoeffs, Backend, DeviceCounters, Pooling, Scalar, VecOps};
-use neural_style_core::weights::{self, ConvWeights};
+use neural_style_core::backend::{
+    check_mask, AdamCoeffs, Backend, DeviceCounters, Pooling, Scalar, VecOps,
+};
+use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,7 +155,9 @@ pub struct CudaConv {
 /// `+tf32` suffix on `--device`. Tolerances: `tests/precision.rs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
+    /// Every GEMM in full single precision (the default).
     Fp32,
+    /// GEMM inputs rounded to TF32 (`--device …+tf32`).
     Tf32,
 }
 
@@ -572,6 +591,7 @@ fn cost(kernel: &str) -> (f64, f64) {
         "ns_pool_backward" => (4.0, 12.0),
         "ns_add_transpose" => (1.0, 12.0),
         "ns_mul_mask" => (1.0, 12.0),
+        "ns_transpose_flip" => (0.0, 8.0),
         "ns_mse_grad" => (4.0, 12.0),
         "ns_tv_grad" => (10.0, 8.0),
         "ns_dot" => (2.0, 8.0),
@@ -820,12 +840,25 @@ impl Backend for CudaBackend {
 
     fn prepare_conv(&self, w: &ConvWeights) -> Result<CudaConv> {
         let (o, i) = (w.out_channels, w.in_channels);
+        let weight = self.upload_f32(&w.weight)?;
+        // The input gradient's kernel, transposed and flipped on the device.
+        let weight_t = self.buffer(w.weight.len() * 4)?;
+        self.launch(
+            "ns_transpose_flip",
+            w.weight.len(),
+            &[
+                Arg::Ptr(weight.ptr),
+                Arg::Ptr(weight_t.ptr),
+                i64a(o),
+                i64a(i),
+            ],
+        )?;
         Ok(CudaConv {
             c_in: i,
             c_out: o,
-            weight: self.upload_f32(&w.weight)?,
+            weight,
             bias: self.upload_f32(&w.bias)?,
-            weight_t: self.upload_f32(&weights::transpose_flip(&w.weight, o, i))?,
+            weight_t,
         })
     }
     fn conv3x3(&self, x: &CudaTensor, k: &CudaConv) -> Result<CudaTensor> {
@@ -1024,13 +1057,8 @@ impl Backend for CudaBackend {
         self.exec().counters().reset()
     }
     fn mul_mask(&self, x: &CudaTensor, mask: &CudaTensor) -> Result<CudaTensor> {
+        check_mask(self.name(), x.dims, mask.len())?;
         let [c, h, w] = x.dims;
-        if mask.len() != h * w {
-            return Err(err(format!(
-                "mask of {} values for a {w}×{h} tensor",
-                mask.len()
-            )));
-        }
         let out = self.tensor(x.dims)?;
         self.launch(
             "ns_mul_mask",

@@ -16,7 +16,9 @@
 //! Building needs libtorch: `cargo xtask libtorch` installs it and prints the
 //! environment the build needs (README, "Backends").
 
-use neural_style_core::backend::{AdamCoeffs, Backend, Pooling, VecOps};
+#![warn(missing_docs)]
+
+use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -402,6 +404,13 @@ impl Backend for TchBackend {
             grad = grad.f_sub(&pad(earlier)?).map_err(err)?;
         }
         Ok((sum / n, self.wrap(grad)))
+    }
+
+    fn mul_mask(&self, x: &TchTensor, mask: &TchTensor) -> Result<TchTensor> {
+        check_mask(self.name(), self.dims(x), mask.0.numel())?;
+        let [_, h, w] = self.dims(x);
+        let m = mask.0.f_reshape([1, h as i64, w as i64]).map_err(err)?;
+        Ok(self.wrap(x.0.f_mul(&m).map_err(err)?))
     }
 
     fn synchronize(&self) -> Result<()> {

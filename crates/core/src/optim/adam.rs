@@ -4,12 +4,16 @@ use super::{Optimizer, Step};
 use crate::backend::{AdamCoeffs, VecOps};
 use crate::error::Result;
 
+/// Adam's hyper-parameters (Kingma & Ba; PyTorch's defaults but the step size).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
     /// Step size on caffe-space pixels (10 is typical for style transfer).
     pub lr: f64,
+    /// Decay of the first-moment (mean) estimate.
     pub beta1: f64,
+    /// Decay of the second-moment estimate.
     pub beta2: f64,
+    /// Added to `√v̂` so that the step stays finite where `v` is zero.
     pub eps: f64,
 }
 
@@ -24,6 +28,7 @@ impl Default for AdamConfig {
     }
 }
 
+/// Adam over a backend's vectors: the moments live on the device.
 pub struct Adam<V> {
     cfg: AdamConfig,
     t: i32,
@@ -31,6 +36,7 @@ pub struct Adam<V> {
 }
 
 impl<V> Adam<V> {
+    /// A fresh optimiser (moments zero, step 0).
     pub fn new(cfg: AdamConfig) -> Self {
         Adam {
             cfg,

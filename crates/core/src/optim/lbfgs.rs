@@ -76,13 +76,16 @@ impl std::str::FromStr for FirstStep {
     }
 }
 
+/// L-BFGS's settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LbfgsConfig {
     /// Number of (s, y) pairs kept (memory: 2 × history image-sized vectors).
     pub history: usize,
     /// Step size (Torch's `learningRate`, 1 by default).
     pub lr: f64,
+    /// Fixed steps (Torch's default) or backtracking.
     pub line_search: LineSearch,
+    /// The length of the first step, before any curvature is known.
     pub first_step: FirstStep,
 }
 
@@ -119,6 +122,7 @@ struct Pair<V> {
     rho: f64,
 }
 
+/// L-BFGS over a backend's vectors: the history pairs live on the device.
 pub struct Lbfgs<V> {
     cfg: LbfgsConfig,
     pairs: VecDeque<Pair<V>>,
@@ -136,6 +140,7 @@ pub struct Lbfgs<V> {
 }
 
 impl<V> Lbfgs<V> {
+    /// A fresh optimiser (empty history).
     pub fn new(cfg: LbfgsConfig) -> Self {
         Lbfgs {
             cfg: LbfgsConfig {

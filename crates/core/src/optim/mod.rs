@@ -26,6 +26,7 @@ pub enum Step {
 
 /// An optimiser over vectors of a [`VecOps`] implementation.
 pub trait Optimizer<O: VecOps> {
+    /// `lbfgs` or `adam`.
     fn name(&self) -> &'static str;
     /// Move `x` given the loss and gradient evaluated at `x`.
     fn update(&mut self, ops: &O, x: &mut O::Vector, loss: f64, grad: &O::Vector) -> Result<Step>;

