@@ -11,55 +11,91 @@ use std::path::{Path, PathBuf};
 /// Result alias used throughout the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong, with the culprit named (see the module docs).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// An image file that cannot be used (undecodable, empty, unsupported extension...).
     #[error("{}: {msg}", path.display())]
-    Image { path: PathBuf, msg: String },
+    Image {
+        /// The file, or an in-memory image's label.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A weights file that is missing, corrupt or of the wrong shape.
     #[error("weights {}: {msg}", path.display())]
-    Weights { path: PathBuf, msg: String },
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with it, and how to get good weights.
+        msg: String,
+    },
     /// The weights could not be fetched; the message says how to get them by hand.
     #[error("{0}")]
     Fetch(String),
     /// An unknown or unusable layer name.
     #[error("unknown layer `{name}`: {hint}")]
-    Layer { name: String, hint: String },
+    Layer {
+        /// The name as given.
+        name: String,
+        /// The names that exist, or the nearest one.
+        hint: String,
+    },
     /// A bad option value or input: `option` is the option's key (`size`)
     /// or the role of an input or output (`content`, `job 3 output`).
     #[error("{option}: {msg}")]
-    Config { option: String, msg: String },
+    Config {
+        /// The option's key or the input's role.
+        option: String,
+        /// What is wrong with its value.
+        msg: String,
+    },
     /// The backend failed (device, kernel, engine error).
     #[error("backend {backend}: {msg}")]
-    Backend { backend: String, msg: String },
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// Its error.
+        msg: String,
+    },
     /// The objective or its gradient stopped being finite.
     #[error("the loss became non-finite ({what}) at iteration {iteration}: lower `learning-rate` or the loss weights")]
-    NonFinite { what: String, iteration: usize },
+    NonFinite {
+        /// Which value (a loss part or the gradient).
+        what: String,
+        /// The iteration it happened at.
+        iteration: usize,
+    },
     /// The run was interrupted (Ctrl-C); the best image so far was kept.
     #[error("interrupted")]
     Interrupted,
 }
 
 impl Error {
+    /// A read or write of `path` failed.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
         }
     }
+    /// The image `path` (or an in-memory image's label) cannot be used.
     pub fn image(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Image {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
         }
     }
+    /// The weights file `path` cannot be used.
     pub fn weights(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Weights {
             path: path.as_ref().to_path_buf(),
@@ -81,6 +117,7 @@ impl Error {
             e => e.to_string(),
         }
     }
+    /// The backend `backend` failed.
     pub fn backend(backend: impl Into<String>, msg: impl std::fmt::Display) -> Self {
         Error::Backend {
             backend: backend.into(),

@@ -25,9 +25,6 @@ pub mod backend;
 pub mod color;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
-// The error type is being reworked on the `lib` branch of issue 11 (typed
-// errors); its field docs come with that work, and this exemption goes.
-#[allow(missing_docs)]
 pub mod error;
 pub mod image_io;
 pub mod layers;
