@@ -25,8 +25,8 @@ pub const MAX_SIDE: u32 = 32_768;
 /// Largest accepted number of pixels (width × height) of an input image.
 pub(crate) const MAX_PIXELS: u64 = 1 << 27;
 
-/// Quality used for JPEG output.
-pub(crate) const JPEG_QUALITY: u8 = 95;
+/// Quality of every JPEG this project writes (files, and the studio's downloads).
+pub const JPEG_QUALITY: u8 = 95;
 
 /// An RGB image: `width × height` pixels, interleaved R, G, B floats in 0–255,
 /// row-major from the top-left corner.
