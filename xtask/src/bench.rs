@@ -281,7 +281,7 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let busy = if busy() {
+    let busy = if busy(0) {
         "\n- **warning: the machine was busy (load average above the core count): times are \
          inflated, and PyTorch's OpenMP threads suffer more from oversubscription than ours, so \
          ratios favour neural-style; rerun on a quiet machine before quoting them**"
@@ -296,14 +296,15 @@ fn machine() -> String {
     )
 }
 
-/// Whether the one-minute load average is above the core count: other work
-/// competes with the runs, so their times and ratios are not valid figures.
-fn busy() -> bool {
+/// Whether the one-minute load average is above the core count plus
+/// `own`, the threads the bench itself keeps busy: other work competes with
+/// the runs, so their times and ratios are not valid figures.
+fn busy(own: usize) -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-        .is_some_and(|load1| load1 > cores as f64)
+        .is_some_and(|load1| load1 > (cores + own) as f64)
 }
 
 /// Least-squares `t = a + b·x`; returns (a, b, R²).
@@ -349,6 +350,9 @@ fn is_cpu(device: &str) -> bool {
 pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Result<()> {
     let o = parse(args)?;
     super::fetch_weights(&[])?;
+    // Read before the build: its compile would lift the load average that
+    // tells whether anything else competes with the runs.
+    let machine = machine();
     let (exe, cli) = build(features, &env)?;
     let python = torch_python();
     let r = Runner {
@@ -359,7 +363,6 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
     };
     let mut md = String::new();
     let mut raw = serde_json::Map::new();
-    let machine = machine();
     let backends: Vec<String> = {
         let v = r.ours(&["--list".into()])?;
         serde_json::from_value(v).unwrap_or_default()
@@ -695,8 +698,9 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
             .find(|(n, sz, ..)| n == b && *sz == s)
             .map(|(_, _, t, m, p)| (*t, *m, *p))
     };
-    // A verdict from a busy machine is not one (load at the start or now).
-    let busy_run = machine.contains("machine was busy") || busy();
+    // A verdict from a busy machine is not one: load at the start (before
+    // the build), or now above what the bench's own threads make.
+    let busy_run = machine.contains("machine was busy") || busy(o.threads);
     let verdict = |ok: bool| match (ok, busy_run) {
         (_, true) => "no verdict: the machine was busy (see Machine)",
         (true, false) => "met",
