@@ -38,6 +38,18 @@ fn tiny() -> Options {
     }
 }
 
+/// `painter`'s image for `o` from the in-memory content and style.
+fn paint_in_memory(painter: Painter<'_>, o: &Options) -> neural_style::Painting {
+    painter
+        .content(content())
+        .unwrap()
+        .style(style())
+        .unwrap()
+        .options(o.clone())
+        .paint()
+        .unwrap()
+}
+
 /// The binary's image for `o` from `dir`'s c.png and s.png, with `extra` flags.
 fn paint_cli(dir: &Path, o: &Options, out: &str, extra: &[&str]) -> Vec<u8> {
     let mut args = vec![
@@ -108,15 +120,7 @@ fn painter_and_cli_paint_the_same_bytes() {
         painting.save(&lib).unwrap();
         assert!(cli == std::fs::read(&lib).unwrap(), "case {k} differs");
         // …and from the same pixels in memory.
-        let in_memory = Painter::new("candle")
-            .unwrap()
-            .content(content())
-            .unwrap()
-            .style(style())
-            .unwrap()
-            .options(o.clone())
-            .paint()
-            .unwrap();
+        let in_memory = paint_in_memory(Painter::new("candle").unwrap(), o);
         assert!(in_memory.image == painting.image, "case {k}: in memory");
     }
 }
@@ -240,14 +244,7 @@ fn masked_styles_paint_as_the_cli_and_a_black_mask_is_refused() {
         "the masked painting differs from the CLI's"
     );
     // The mask changes the image: it is not ignored.
-    let unmasked = Painter::with_default_backend()
-        .content(content())
-        .unwrap()
-        .style(style())
-        .unwrap()
-        .options(o.clone())
-        .paint()
-        .unwrap();
+    let unmasked = paint_in_memory(Painter::with_default_backend(), &o);
     assert!(unmasked.image != painting.image);
     let e = masked(RgbImage::new(24, 20)).unwrap_err().to_string();
     assert!(

@@ -1190,17 +1190,9 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         wait(client, "two thumbnails", "return document.querySelectorAll('#content-thumbs img, #style-thumbs img').length === 2 && [...document.querySelectorAll('.thumb img')].every(i => i.complete && i.naturalWidth > 0)").await?;
         // A 64-px, 10-iteration job, typed into the form.
         for (id, value) in [("size", "64"), ("iterations", "10")] {
-            let f = client.find(Locator::Id(id)).await.map_err(e)?;
-            f.clear().await.map_err(e)?;
-            f.send_keys(value).await.map_err(e)?;
+            fill(client, id, value).await?;
         }
-        client
-            .find(Locator::Id("paint"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        click(client, Locator::Id("paint")).await?;
         wait(
             client,
             "the first result in the gallery",
@@ -1225,20 +1217,12 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         let text = js("return document.getElementById('iteration').textContent").await?;
         assert_eq!(text, "iteration 10 / 10");
         // A long job: watch it paint, screenshot mid-run, Stop.
-        let f = client.find(Locator::Id("iterations")).await.map_err(e)?;
-        f.clear().await.map_err(e)?;
-        f.send_keys("3000").await.map_err(e)?;
+        fill(client, "iterations", "3000").await?;
         let before = js("return +document.getElementById('preview').dataset.changes")
             .await?
             .as_u64()
             .unwrap_or(0);
-        client
-            .find(Locator::Id("paint"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        click(client, Locator::Id("paint")).await?;
         wait(client, "the long job to paint a few iterations", "const m = /iteration (\\d+) \\/ 3000/.exec(document.getElementById('iteration').textContent); return !!m && +m[1] >= 6 && !document.getElementById('stop').disabled").await?;
         let after = js("return +document.getElementById('preview').dataset.changes")
             .await?
@@ -1254,13 +1238,7 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         std::fs::create_dir_all(&target).map_err(|x| x.to_string())?;
         std::fs::write(target.join("studio.png"), &shot).map_err(|x| x.to_string())?;
         decode(&shot);
-        client
-            .find(Locator::Id("stop"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        click(client, Locator::Id("stop")).await?;
         wait(client, "the stopped result", "return document.querySelectorAll('#gallery .item').length === 2 && document.querySelector('#gallery .item .facts').textContent.includes('(stopped)')").await?;
         // Download the newest result through its link, as the page offers it.
         let bytes = client
@@ -1284,13 +1262,7 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         let img = decode(&png);
         assert_eq!(img.width().max(img.height()), 64);
         // "Copy CLI" gives the command (copied, or shown where the clipboard is refused).
-        client
-            .find(Locator::Css("#gallery .item .copy-cli"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        click(client, Locator::Css("#gallery .item .copy-cli")).await?;
         wait(
             client,
             "the command line",
@@ -1298,31 +1270,12 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         )
         .await?;
         // "Use as init", then Compare at two strengths: two more results, side by side.
-        client
-            .find(Locator::Css("#gallery .item .use-init"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        click(client, Locator::Css("#gallery .item .use-init")).await?;
         let chip = js("return !document.getElementById('init-chip').hidden").await?;
         assert_eq!(chip, Value::Bool(true));
-        let f = client.find(Locator::Id("iterations")).await.map_err(e)?;
-        f.clear().await.map_err(e)?;
-        f.send_keys("3").await.map_err(e)?;
-        let f = client
-            .find(Locator::Id("compare-strengths"))
-            .await
-            .map_err(e)?;
-        f.clear().await.map_err(e)?;
-        f.send_keys("2, 200").await.map_err(e)?;
-        client
-            .find(Locator::Id("compare"))
-            .await
-            .map_err(e)?
-            .click()
-            .await
-            .map_err(e)?;
+        fill(client, "iterations", "3").await?;
+        fill(client, "compare-strengths", "2, 200").await?;
+        click(client, Locator::Id("compare")).await?;
         wait(
             client,
             "two compared results side by side",
@@ -1332,6 +1285,23 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
         let labels = js("return [...document.querySelectorAll('#compare-view figcaption')].map(x => x.textContent).join(', ')").await?;
         assert_eq!(labels, "strength 2 · done, strength 200 · done");
         Ok(())
+    }
+
+    /// Click the element `at`.
+    async fn click(client: &fantoccini::Client, at: Locator<'_>) -> Result<(), String> {
+        let el = client.find(at).await.map_err(|x| x.to_string())?;
+        el.click().await.map_err(|x| x.to_string())?;
+        Ok(())
+    }
+
+    /// Replace the value of the form field `id` with `value`, as typed.
+    async fn fill(client: &fantoccini::Client, id: &str, value: &str) -> Result<(), String> {
+        let f = client
+            .find(Locator::Id(id))
+            .await
+            .map_err(|x| x.to_string())?;
+        f.clear().await.map_err(|x| x.to_string())?;
+        f.send_keys(value).await.map_err(|x| x.to_string())
     }
 
     async fn wait(client: &fantoccini::Client, what: &str, script: &str) -> Result<(), String> {
