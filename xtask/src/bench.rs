@@ -240,7 +240,9 @@ impl Row {
     }
 }
 
-fn machine() -> String {
+/// The machine section of the report; `busy`: the load at the start was
+/// above the core count.
+fn machine(busy: bool) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |k: &str| {
         cpuinfo
@@ -281,7 +283,7 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let busy = if busy(0) {
+    let busy = if busy {
         "\n- **warning: the machine was busy (load average above the core count): times are \
          inflated, and PyTorch's OpenMP threads suffer more from oversubscription than ours, so \
          ratios favour neural-style; rerun on a quiet machine before quoting them**"
@@ -352,7 +354,8 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
     super::fetch_weights(&[])?;
     // Read before the build: its compile would lift the load average that
     // tells whether anything else competes with the runs.
-    let machine = machine();
+    let busy_at_start = busy(0);
+    let machine = machine(busy_at_start);
     let (exe, cli) = build(features, &env)?;
     let python = torch_python();
     let r = Runner {
@@ -700,7 +703,7 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
     };
     // A verdict from a busy machine is not one: load at the start (before
     // the build), or now above what the bench's own threads make.
-    let busy_run = machine.contains("machine was busy") || busy(o.threads);
+    let busy_run = busy_at_start || busy(o.threads);
     let verdict = |ok: bool| match (ok, busy_run) {
         (_, true) => "no verdict: the machine was busy (see Machine)",
         (true, false) => "met",
