@@ -353,7 +353,7 @@ fn slurm_single_node() {
     let cluster = match Cluster::start() {
         Ok(c) => c,
         Err(why) => {
-            eprintln!("SKIPPED slurm_single_node: Slurm cannot be started here: {why}");
+            neural_style_core::skip::skip(format!("Slurm cannot be started here: {why}"));
             return;
         }
     };

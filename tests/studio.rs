@@ -1091,7 +1091,7 @@ fn the_studio_in_a_real_browser() {
     let (chromium, driver_bin) = match browser() {
         Ok(b) => b,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            neural_style_core::skip::skip(why);
             return;
         }
     };
