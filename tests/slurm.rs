@@ -167,7 +167,7 @@ impl Cluster {
                 .unwrap_or(false);
             if !found {
                 return Err(format!(
-                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; .ci/run does)"
+                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; `cargo xtask test` does, as root)"
                 ));
             }
         }

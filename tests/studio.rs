@@ -1062,9 +1062,9 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
         "chromium-browser",
         "google-chrome",
     ])
-    .ok_or("no Chromium (Debian: apt-get install chromium chromium-driver; .ci/run does)")?;
+    .ok_or("no Chromium (Debian: apt-get install chromium chromium-driver; `cargo xtask test` does, as root)")?;
     let driver = find(&["/usr/bin/chromedriver", "chromedriver"])
-        .ok_or("no chromedriver (Debian: apt-get install chromium-driver; .ci/run does)")?;
+        .ok_or("no chromedriver (Debian: apt-get install chromium-driver; `cargo xtask test` does, as root)")?;
     Ok((chromium, driver))
 }
 

