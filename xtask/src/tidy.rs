@@ -104,11 +104,21 @@ pub fn check(root: &Path) -> Result<Checked> {
             Some("md") => Kind::Markdown,
             Some("rs") => Kind::Rust,
             Some("sh" | "py" | "toml") => Kind::Hash,
+            // A script without an extension (`.ci/run`), told by its `#!`.
+            None => Kind::Script,
             _ => continue,
         };
         let path = root.join(rel);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(_) if kind == Kind::Script => continue, // not text
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let kind = match kind {
+            Kind::Script if text.starts_with("#!") => Kind::Hash,
+            Kind::Script => continue,
+            kind => kind,
+        };
         if kind == Kind::Rust {
             sources.push(text.clone());
         }
@@ -124,8 +134,12 @@ pub fn check(root: &Path) -> Result<Checked> {
         // In Markdown, a heading that cites a crate's folder (`### `crates/cuda``)
         // makes that crate the one its section's paths are relative to.
         let mut section: Option<(usize, PathBuf)> = None;
+        let mut fenced = false;
         for (i, prose) in prose_lines(*kind, text) {
-            if *kind == Kind::Markdown && prose.starts_with('#') {
+            if *kind == Kind::Markdown && prose.starts_with("```") {
+                fenced = !fenced;
+            }
+            if *kind == Kind::Markdown && !fenced && prose.starts_with('#') {
                 let level = prose.chars().take_while(|c| *c == '#').count();
                 let cited_crate = path_citations(prose)
                     .into_iter()
@@ -188,7 +202,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             if !hidden && !SKIP_DIRS.contains(&&*name) {
                 walk(root, &path, out)?;
             }
-        } else if file_type.is_file() || name == "run" {
+        } else if file_type.is_file() {
             out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
         }
     }
@@ -199,7 +213,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 enum Kind {
     Markdown,
     Rust,
+    /// `#` comments.
     Hash,
+    /// No extension: a script if it starts with `#!`.
+    Script,
 }
 
 /// The lines (index, text) of a file that are prose: all of a Markdown
@@ -211,7 +228,7 @@ fn prose_lines(kind: Kind, text: &str) -> Vec<(usize, &str)> {
             let prose = match kind {
                 Kind::Markdown => Some(line),
                 Kind::Rust => comment(line, "//"),
-                Kind::Hash => comment(line, "#").filter(|c| !c.starts_with('!')),
+                Kind::Hash | Kind::Script => comment(line, "#").filter(|c| !c.starts_with('!')),
             }?;
             Some((i, prose))
         })
@@ -708,6 +725,22 @@ mod tests {
         assert_eq!(stale.len(), 1, "{stale:?}");
         assert_eq!(stale[0].file, "crates/kit/src/lib.rs");
         assert_eq!(stale[0].cited, "src/gone.rs");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_script_s_comments_are_read_not_its_commands() {
+        let root = tree("ok\n");
+        std::fs::create_dir_all(root.join(".ci")).unwrap();
+        std::fs::write(
+            root.join(".ci/run"),
+            "#!/usr/bin/env bash\n# runs src/gone.sh\nbash src/also-gone.sh # and src/backends.rs\n",
+        )
+        .unwrap();
+        let stale = check(&root).unwrap().stale;
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert_eq!((&*stale[0].file, stale[0].line), (".ci/run", 2));
+        assert_eq!(stale[0].cited, "src/gone.sh");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
