@@ -14,7 +14,7 @@
 //! (`slurm`, `conformance`, `neural_style_core`), the test name is libtest's
 //! (`slurm_single_node`, `cuda_candle::agrees_on_the_tiny_cases`: the name
 //! libtest gives the test's thread), and the reason is on one line. xtask
-//! (`xtask/src/main.rs`) counts each such test as skipped instead of passed and
+//! (`xtask/src/tally.rs`) counts each such test as skipped instead of passed and
 //! lists it with its reason.
 
 use std::fmt::Display;
