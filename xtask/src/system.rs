@@ -72,6 +72,20 @@ fn apt_get(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Whether apt-get can install packages here: as root, with apt-get on `path`.
+fn can_install(path: Option<&std::ffi::OsStr>, root: bool) -> bool {
+    root && on_path(path, "apt-get").is_some()
+}
+
+fn cannot_install(need: &Need, programs: &[&str]) -> String {
+    format!(
+        "xtask: {} not found and not installable here (needs root and apt-get: {}): {} will skip",
+        programs.join(", "),
+        need.packages.join(" "),
+        need.test
+    )
+}
+
 /// Installs what the tests need and this machine lacks, when it can (as
 /// root with apt-get), and says what it installed. What it cannot install
 /// is reported, not an error: the tests that need it skip, with the reason.
@@ -85,16 +99,12 @@ pub fn ensure_test_programs() {
     if lacking.is_empty() {
         return;
     }
-    let can_install = is_root() && on_path(path.as_deref(), "apt-get").is_some();
+    let can_install = can_install(path.as_deref(), is_root());
     let mut updated = false;
     for (need, programs) in lacking {
         let packages = need.packages.join(" ");
         if !can_install {
-            eprintln!(
-                "xtask: {} not found and not installable here (needs root and apt-get: {packages}): {} will skip",
-                programs.join(", "),
-                need.test
-            );
+            eprintln!("{}", cannot_install(need, &programs));
             continue;
         }
         let installed = (if updated {
@@ -144,5 +154,23 @@ mod tests {
             ["sbatch", "slurmctld", "slurmd", "munged"]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn apt_get_installs_only_as_root_and_when_present() {
+        let dir = std::env::temp_dir().join(format!("xtask-apt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::env::join_paths([&dir]).unwrap();
+        assert!(!can_install(Some(&path), true), "no apt-get");
+        std::fs::write(dir.join("apt-get"), "").unwrap();
+        assert!(can_install(Some(&path), true));
+        assert!(!can_install(Some(&path), false), "not root");
+        assert!(!can_install(None, true), "no PATH");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            cannot_install(&NEEDS[0], &["sbatch", "munged"]),
+            "xtask: sbatch, munged not found and not installable here (needs root and apt-get: \
+             slurm-wlm munge): tests/slurm.rs (a one-node Slurm cluster) will skip"
+        );
     }
 }
