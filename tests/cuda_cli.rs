@@ -110,7 +110,9 @@ fn without_a_gpu_the_error_is_one_line() {
     let out = run(&loss_args(&["--backend", "cuda"]), dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
-        eprintln!("skipped: this machine has a usable GPU, so `--backend cuda` succeeded");
+        neural_style_core::skip::skip(
+            "this machine has a usable GPU, so `--backend cuda` succeeded",
+        );
         return;
     }
     assert_eq!(out.status.code(), Some(1), "{stderr}");

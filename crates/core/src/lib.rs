@@ -38,6 +38,8 @@ pub mod pixel;
 pub mod reference;
 pub mod rng;
 pub mod run;
+#[cfg(any(test, feature = "testing"))]
+pub mod skip;
 pub mod vgg;
 pub mod weights;
 
