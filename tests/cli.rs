@@ -650,7 +650,8 @@ fn garbage_weights_file() {
 fn weights_of_the_wrong_shape() {
     let dir = fixture();
     // A well-formed VGG19-shaped network, but 4 channels wide instead of 64…512.
-    neural_style::core::weights::Vgg19Weights::synthetic(1, [4; 5])
+    use neural_style_weights::WeightsFile;
+    neural_style_weights::Vgg19Weights::synthetic(1, [4; 5])
         .save_safetensors(&dir.path().join("narrow.safetensors"))
         .unwrap();
     let args = paint_job(
@@ -719,7 +720,7 @@ fn size_too_large_for_memory() {
         .arg(bin())
         .args(args)
         .current_dir(d)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
+        .env_remove(neural_style_weights::WEIGHTS_ENV)
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,4 +1,4 @@
-//! The backend parity suite (`neural_style_core::parity`), run for every
+//! The backend parity suite (`neural_style_core::testing::parity`), run for every
 //! pair of compiled backends; candle is the reference backend.
 //!
 //! Each pair gets the same three tests from one macro: the seeded tiny
@@ -10,8 +10,8 @@
 macro_rules! parity_tests {
     ($pair:ident, $backend:expr, $reference:expr) => {
         mod $pair {
-            use neural_style::core::weights::{self, Vgg19Weights};
-            use neural_style_core::parity;
+            use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
+            use neural_style_core::testing::parity;
 
             #[test]
             fn agrees_on_the_tiny_cases() {

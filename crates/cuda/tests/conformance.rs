@@ -4,7 +4,7 @@
 
 mod common;
 
-use neural_style_core::conformance;
+use neural_style_core::testing::conformance;
 use neural_style_cuda::CudaBackend;
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use neural_style_core::conformance::{self, rel};
+use neural_style_core::testing::conformance::{self, rel};
 use neural_style_cuda::host::tf32_round;
 use neural_style_cuda::CudaBackend;
 

@@ -1,0 +1,12 @@
+//! The test kit, compiled only with the `testing` feature (which only
+//! [dev-dependencies] enable): what every backend is held to.
+//!
+//! * [`reference`] — an independent f64 implementation of the forward pass,
+//!   the objective and its gradient.
+//! * [`conformance`] — a backend against that reference, primitive by
+//!   primitive and end to end.
+//! * [`parity`] — a backend against another backend.
+
+pub mod conformance;
+pub mod parity;
+pub mod reference;
