@@ -3,7 +3,7 @@
 //! numerical agreement with the other backends is the generic parity suite's
 //! job (the front-end's `tests/parity.rs`, `neural_style_core::testing::parity`).
 
-mod common;
+use crate::common;
 
 use neural_style_core::backend::{Backend, VecOps};
 use neural_style_core::testing::conformance::tiny_cases;

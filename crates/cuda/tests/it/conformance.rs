@@ -2,7 +2,7 @@
 //! executor (the very kernel sources the GPU runs, compiled for the CPU) or
 //! on the device named by `NEURAL_STYLE_CUDA_DEVICE`.
 
-mod common;
+use crate::common;
 
 use neural_style_core::testing::conformance;
 use neural_style_cuda::CudaBackend;

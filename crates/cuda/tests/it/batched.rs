@@ -3,7 +3,7 @@
 //! at most one synchronisation per update and one per evaluation, whatever
 //! the history size; and the same iterates as the per-operation path.
 
-mod common;
+use crate::common;
 
 use neural_style_core::backend::{Backend, DeviceCounters};
 use neural_style_core::testing::conformance::{rel, rel_l2, tiny_cases};

@@ -3,8 +3,6 @@
 //! not available the test says it skipped and why — unless
 //! `NEURAL_STYLE_REQUIRE_GPU=1`, as the GPU bundle sets, makes that a failure.
 
-#![allow(dead_code)]
-
 use neural_style_cuda::CudaBackend;
 
 pub fn device() -> String {
