@@ -34,7 +34,7 @@ use neural_style::core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, O
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::run::{self, IterationReport, Observer, OptimizerKind, RunOptions};
 use neural_style::core::vgg::Vgg;
-use neural_style::core::weights::{self, Vgg19Weights};
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use neural_style::core::Result;
 use std::time::Instant;
 

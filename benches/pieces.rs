@@ -17,7 +17,7 @@ use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
 use neural_style::core::optim::{Lbfgs, LbfgsConfig, Optimizer};
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::vgg::Vgg;
-use neural_style::core::weights::{self, Vgg19Weights};
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use neural_style::core::Result;
 use std::sync::OnceLock;
 

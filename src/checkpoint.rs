@@ -21,7 +21,7 @@ use crate::settings::Settings;
 use neural_style_core::image_io::Picture;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer, RunOutcome, StopReason};
-use neural_style_core::weights::sha256_hex;
+use neural_style_weights::sha256_hex;
 use neural_style_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;

@@ -17,7 +17,7 @@ use neural_style_core::image_io::Picture;
 use neural_style_core::objective::LossParts;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer, StopReason};
-use neural_style_core::weights::Vgg19Weights;
+use neural_style_weights::Vgg19Weights;
 use neural_style_core::{Error, Result};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,8 @@ use crate::settings::{InitName, Settings};
 use neural_style_core::error::cite;
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::LayerId;
-use neural_style_core::{weights, Error, Result};
+use neural_style_core::{Error, Result};
+use neural_style_weights as weights;
 use std::path::{Path, PathBuf};
 
 /// A file a run reads, with the option (or role) that names it.

@@ -361,7 +361,7 @@ fn every_compiled_backend_gives_the_same_loss() {
         .map(|b| b.0)
         .collect();
     if others.is_empty() {
-        neural_style_core::skip::skip(
+        neural_style_core::testing::skip::skip(
             "candle is the only backend in this build; nothing to compare",
         );
         return;
@@ -496,7 +496,7 @@ fn backends_lists_enabled_and_disabled_ones() {
         &["--backend", "nope"],
     );
     let Some((disabled, _)) = BACKENDS.iter().find(|b| !b.1) else {
-        neural_style_core::skip::skip(
+        neural_style_core::testing::skip::skip(
             "the disabled-backend error is not checked: every backend is compiled in",
         );
         return;
@@ -654,7 +654,8 @@ fn garbage_weights_file() {
 fn weights_of_the_wrong_shape() {
     let dir = fixture();
     // A well-formed VGG19-shaped network, but 4 channels wide instead of 64…512.
-    neural_style::core::weights::Vgg19Weights::synthetic(1, [4; 5])
+    use neural_style_weights::WeightsFile;
+    neural_style_weights::Vgg19Weights::synthetic(1, [4; 5])
         .save_safetensors(&dir.path().join("narrow.safetensors"))
         .unwrap();
     let args = paint_job(
@@ -723,7 +724,7 @@ fn size_too_large_for_memory() {
         .arg(bin())
         .args(args)
         .current_dir(d)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
+        .env_remove(neural_style_weights::WEIGHTS_ENV)
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -110,7 +110,7 @@ fn without_a_gpu_the_error_is_one_line() {
     let out = run(&loss_args(&["--backend", "cuda"]), dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
-        neural_style_core::skip::skip(
+        neural_style_core::testing::skip::skip(
             "this machine has a usable GPU, so `--backend cuda` succeeded",
         );
         return;

@@ -1,4 +1,4 @@
-//! The backend parity suite (`neural_style_core::parity`), run for every
+//! The backend parity suite (`neural_style_core::testing::parity`), run for every
 //! pair of compiled backends; candle is the reference backend.
 //!
 //! Each pair gets the same three tests from one macro: the seeded tiny
@@ -10,8 +10,8 @@
 macro_rules! parity_tests {
     ($pair:ident, $backend:expr, $reference:expr) => {
         mod $pair {
-            use neural_style::core::weights::{self, Vgg19Weights};
-            use neural_style_core::parity;
+            use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
+            use neural_style_core::testing::parity;
 
             #[test]
             fn agrees_on_the_tiny_cases() {
@@ -64,7 +64,7 @@ fn cuda() -> Option<neural_style_cuda::CudaBackend> {
     match neural_style_cuda::CudaBackend::from_device(Some(&dev)) {
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
-            neural_style_core::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
+            neural_style_core::testing::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
             None
         }
         Err(e) => panic!("cuda backend on `{dev}` required but unavailable: {e}"),

@@ -229,7 +229,7 @@ impl Cluster {
             .cmd("sbatch")
             .current_dir(dir)
             .env("PATH", path)
-            .env(neural_style::core::weights::WEIGHTS_ENV, weights())
+            .env(neural_style_weights::WEIGHTS_ENV, weights())
             .env(
                 "NEURAL_STYLE_CHECKPOINT_EVERY",
                 checkpoint_every.to_string(),
@@ -353,7 +353,7 @@ fn slurm_single_node() {
     let cluster = match Cluster::start() {
         Ok(c) => c,
         Err(why) => {
-            neural_style_core::skip::skip(format!("Slurm cannot be started here: {why}"));
+            neural_style_core::testing::skip::skip(format!("Slurm cannot be started here: {why}"));
             return;
         }
     };
@@ -389,7 +389,7 @@ fn slurm_single_node() {
     let t = Instant::now();
     let out = Command::new(bin())
         .args(["batch", single.to_str().unwrap(), "--shard", "none", "-q"])
-        .env(neural_style::core::weights::WEIGHTS_ENV, weights())
+        .env(neural_style_weights::WEIGHTS_ENV, weights())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -563,7 +563,7 @@ fn kubernetes_indexed_job_command() {
             Command::new(bin())
                 .args(command[1..].iter().map(|a| at(a)))
                 .env("JOB_COMPLETION_INDEX", i.to_string())
-                .env(neural_style::core::weights::WEIGHTS_ENV, at(&weights_at))
+                .env(neural_style_weights::WEIGHTS_ENV, at(&weights_at))
                 .env_remove("SLURM_ARRAY_TASK_ID")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -1091,7 +1091,7 @@ fn the_studio_in_a_real_browser() {
     let (chromium, driver_bin) = match browser() {
         Ok(b) => b,
         Err(why) => {
-            neural_style_core::skip::skip(why);
+            neural_style_core::testing::skip::skip(why);
             return;
         }
     };

@@ -10,7 +10,7 @@
 //! build (an older one, say, to see which of them it fails; `tests/common`).
 
 use image::{Rgb, RgbImage};
-use neural_style::core::weights::{self, sha256_hex};
+use neural_style_weights::{self as weights, sha256_hex};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

@@ -26,7 +26,7 @@ pub fn command(args: &[&str], dir: &Path) -> Command {
     let mut c = Command::new(bin());
     c.args(args)
         .current_dir(dir)
-        .env_remove(neural_style::core::weights::WEIGHTS_ENV)
+        .env_remove(neural_style_weights::WEIGHTS_ENV)
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null());
     c

@@ -23,7 +23,7 @@ pub fn venv_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("NEURAL_STYLE_LIBTORCH_VENV") {
         return Ok(PathBuf::from(dir));
     }
-    let cache = neural_style_core::weights::cache_weights_dir()
+    let cache = neural_style_weights::cache_weights_dir()
         .context("no user cache directory: set NEURAL_STYLE_LIBTORCH_VENV to a directory for the libtorch venv")?;
     Ok(cache.join(format!("torch-{VERSION}")))
 }

@@ -17,7 +17,7 @@
 //!   to a GPU machine (`gpu_bundle.rs`).
 
 use anyhow::{bail, Context, Result};
-use neural_style_core::weights;
+use neural_style_weights::{self as weights, WeightsFile as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tally::Totals;

@@ -4,7 +4,7 @@
 //! what the GPU executor would do), a roofline prediction of the time per
 //! iteration on an H100 and an H200 in both precision modes, beside PyTorch
 //! eager's from the same model, and the kernels' register use on sm_90 (from
-//! `crates/cuda/tests/nvrtc.rs`, which assembles them when a `ptxas` is found).
+//! `crates/cuda/tests/it/nvrtc.rs`, which assembles them when a `ptxas` is found).
 
 use anyhow::Result;
 use serde_json::Value;
@@ -271,7 +271,7 @@ fn registers(md: &mut String) -> Result<()> {
     writeln!(
         md,
         "Register use per kernel on sm_90 (NVRTC's PTX assembled by `ptxas -v`, \
-         `crates/cuda/tests/nvrtc.rs`):\n\n| kernel | registers | spill bytes |\n|---|---|---|"
+         `crates/cuda/tests/it/nvrtc.rs`):\n\n| kernel | registers | spill bytes |\n|---|---|---|"
     )?;
     for k in v.as_array().into_iter().flatten() {
         writeln!(

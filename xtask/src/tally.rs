@@ -2,7 +2,7 @@
 //! the tests that skipped.
 //!
 //! A test that cannot run here (no Slurm, no browser, no GPU…) calls
-//! `neural_style_core::skip::skip(reason)` (`crates/core/src/skip.rs`) and
+//! `neural_style_core::testing::skip::skip(reason)` (`crates/core/src/testing/skip.rs`) and
 //! returns; libtest counts it as passed. `skip` appends
 //! `<test binary>\t<test name>\t<reason>` to the file named by
 //! `NEURAL_STYLE_SKIP_LOG`, which `cargo xtask test` sets; each test found
@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use std::collections::HashSet;
 use std::path::Path;
 
-/// The variable `skip` reads (`neural_style_core::skip::LOG_VAR`).
+/// The variable `skip` reads (`neural_style_core::testing::skip::LOG_VAR`).
 pub const SKIP_LOG_VAR: &str = "NEURAL_STYLE_SKIP_LOG";
 
 /// One line of the skip log.

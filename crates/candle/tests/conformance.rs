@@ -1,7 +1,7 @@
 //! The candle backend against core's independent f64 reference.
 
 use neural_style_candle::CandleBackend;
-use neural_style_core::conformance;
+use neural_style_core::testing::conformance;
 use neural_style_core::weights::Vgg19Weights;
 
 #[test]

@@ -136,7 +136,7 @@ pub trait VecOps {
         c: AdamCoeffs,
     ) -> Result<()>;
 
-    /// `dst ← src` (default: zero it, then add).
+    /// `dst ← src` (default: `*dst = src.clone()`).
     fn copy_from(&self, dst: &mut Self::Vector, src: &Self::Vector) -> Result<()> {
         *dst = src.clone();
         Ok(())

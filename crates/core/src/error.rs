@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, with the culprit named (see the module docs).
+///
+/// Non-exhaustive: a match outside this crate keeps a wildcard arm, so a new
+/// kind of failure is not a breaking change.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -60,12 +64,14 @@ pub enum Error {
         msg: String,
     },
     /// The backend failed (device, kernel, engine error).
-    #[error("backend {backend}: {msg}")]
+    #[error("backend {backend}: {source}")]
     Backend {
         /// The backend's name.
         backend: String,
-        /// Its error.
-        msg: String,
+        /// Its error: the engine's own (its [`std::error::Error::source`]
+        /// chain kept), or a message of the backend's.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The objective or its gradient stopped being finite.
     #[error("the loss became non-finite ({what}) at iteration {iteration}: lower `learning-rate` or the loss weights")]
@@ -75,9 +81,6 @@ pub enum Error {
         /// The iteration it happened at.
         iteration: usize,
     },
-    /// The run was interrupted (Ctrl-C); the best image so far was kept.
-    #[error("interrupted")]
-    Interrupted,
 }
 
 impl Error {
@@ -117,11 +120,24 @@ impl Error {
             e => e.to_string(),
         }
     }
-    /// The backend `backend` failed.
+    /// The backend `backend` failed, as `msg` says (a message of its own;
+    /// for an engine's error value use [`Error::backend_source`], which keeps it).
     pub fn backend(backend: impl Into<String>, msg: impl std::fmt::Display) -> Self {
         Error::Backend {
             backend: backend.into(),
-            msg: msg.to_string(),
+            source: msg.to_string().into(),
+        }
+    }
+    /// The backend `backend` failed with the engine's error `source`, kept as
+    /// this error's [`std::error::Error::source`] (the message is the same as
+    /// [`Error::backend`]'s with `source` displayed).
+    pub fn backend_source(
+        backend: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            source: Box::new(source),
         }
     }
 }
@@ -133,5 +149,23 @@ pub fn cite(role: &str) -> String {
         role.to_string()
     } else {
         format!("`{role}`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_backend_error_keeps_its_source_and_its_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::Other, "device lost");
+        let e = Error::backend_source("cuda", io);
+        assert_eq!(e.to_string(), "backend cuda: device lost");
+        let source = e.source().expect("the engine's error is kept");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        let m = Error::backend("tch", "no such device");
+        assert_eq!(m.to_string(), "backend tch: no such device");
+        assert_eq!(m.source().unwrap().to_string(), "no such device");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! * [`layers`] — the VGG19 layer table and its names (`relu4_2`, `pool4`,
 //!   Keras aliases `block4_conv2`).
-//! * [`weights`] — the 8-bit VGG19 weights: fetch, convert, verify, load.
+//! * [`weights`] — the VGG19 weights in memory (`neural-style-weights` reads
+//!   and writes them as files).
 //! * [`pixel`], [`image_io`] — the Caffe pixel space and image files.
 //! * [`backend`] — the traits a compute backend implements.
 //! * [`vgg`], [`objective`] — the network and the canonical objective with
@@ -15,31 +16,25 @@
 //!   style masks.
 //!
 //! With the `testing` feature (for the backends' and the front-end's tests
-//! only): `reference` (an independent f64 implementation of the objective
-//! and its gradient), `conformance` (every backend against it) and `parity`
-//! (backend against backend).
+//! only), the test kit under `testing`: `reference` (an independent f64
+//! implementation of the objective and its gradient), `conformance` (every
+//! backend against it) and `parity` (backend against backend).
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod color;
-#[cfg(any(test, feature = "testing"))]
-pub mod conformance;
 pub mod error;
 pub mod image_io;
 pub mod layers;
 pub mod mask;
 pub mod objective;
 pub mod optim;
-#[cfg(any(test, feature = "testing"))]
-pub mod parity;
 pub mod pixel;
-#[cfg(any(test, feature = "testing"))]
-pub mod reference;
 pub mod rng;
 pub mod run;
 #[cfg(any(test, feature = "testing"))]
-pub mod skip;
+pub mod testing;
 pub mod vgg;
 pub mod weights;
 

@@ -28,8 +28,38 @@ pub(crate) struct GpuExecutor {
 unsafe impl Send for GpuExecutor {}
 unsafe impl Sync for GpuExecutor {}
 
-fn gpu_err(what: &str, e: impl std::fmt::Debug) -> neural_style_core::Error {
-    crate::err(format!("{what}: {e:?}"))
+/// A driver, NVRTC or cuBLAS error with what was being done: displayed as
+/// `what: {error:?}` (the message users see), the error itself kept as the
+/// [`std::error::Error::source`].
+#[derive(Debug)]
+struct GpuError<E> {
+    what: String,
+    error: E,
+}
+
+impl<E: std::fmt::Debug> std::fmt::Display for GpuError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}", self.what, self.error)
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for GpuError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+fn gpu_err<E: std::error::Error + Send + Sync + 'static>(
+    what: &str,
+    e: E,
+) -> neural_style_core::Error {
+    neural_style_core::Error::backend_source(
+        "cuda",
+        GpuError {
+            what: what.to_string(),
+            error: e,
+        },
+    )
 }
 
 /// Why this machine cannot run the GPU executor, if it cannot (probes the
@@ -92,7 +122,7 @@ pub struct Compiled {
 
 /// Compile every kernel (`common.cuh` + `kernels/*.cu`) with NVRTC for
 /// `arch`, exactly as the GPU executor does when it starts (needs only
-/// NVRTC, no driver or GPU: CI's `tests/nvrtc.rs` calls this too).
+/// NVRTC, no driver or GPU: CI's `tests/it/nvrtc.rs` calls this too).
 pub fn compile(arch: &str) -> Result<Compiled> {
     use cudarc::nvrtc::result as nvrtc;
     let text = |v: Vec<std::ffi::c_char>| {

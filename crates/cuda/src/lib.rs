@@ -152,7 +152,7 @@ pub struct CudaConv {
 /// single precision) and `tf32` (GEMM inputs rounded to TF32's 10-bit
 /// mantissa, accumulation in f32: what `torch.backends.cudnn.allow_tf32`
 /// gives PyTorch's convolutions on Ampere and later). Selected with a
-/// `+tf32` suffix on `--device`. Tolerances: `tests/precision.rs`.
+/// `+tf32` suffix on `--device`. Tolerances: `tests/it/precision.rs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// Every GEMM in full single precision (the default).
@@ -427,17 +427,14 @@ impl CudaBackend {
         let hw = h * w;
         let k = c_in * 9;
         let col = self.buffer(k * hw * 4)?;
-        self.launch(
-            "ns_im2col",
+        self.ns_im2col(
             k * hw,
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(mask.map_or(0, CudaTensor::ptr)),
-                Arg::Ptr(col.ptr),
-                i64a(c),
-                i64a(h),
-                i64a(w),
-            ],
+            x.ptr(),
+            mask.map_or(0, CudaTensor::ptr),
+            col.ptr,
+            c,
+            h,
+            w,
         )?;
         let y = self.tensor([c_out, h, w])?;
         // Row-major Y (c_out × hw) = W (c_out × k) · COL (k × hw), i.e.
@@ -458,17 +455,7 @@ impl CudaBackend {
             ldc: hw.max(1),
         })?;
         if let Some((b, relu)) = bias {
-            self.launch(
-                "ns_bias_act",
-                c_out * hw,
-                &[
-                    Arg::Ptr(y.ptr()),
-                    Arg::Ptr(b.ptr),
-                    i64a(c_out),
-                    i64a(hw),
-                    i64a(relu as usize),
-                ],
-            )?;
+            self.ns_bias_act(c_out * hw, y.ptr(), b.ptr, c_out, hw, relu as usize)?;
         }
         Ok(y)
     }
@@ -490,19 +477,16 @@ impl CudaBackend {
             )));
         }
         let dx = self.tensor(x.dims)?;
-        self.launch(
-            "ns_pool_backward",
+        self.ns_pool_backward(
             x.len(),
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(dy.ptr()),
-                Arg::Ptr(dx.ptr()),
-                i64a(c),
-                i64a(h),
-                i64a(w),
-                i64a((kind == Pooling::Avg) as usize),
-                i64a(relu as usize),
-            ],
+            x.ptr(),
+            dy.ptr(),
+            dx.ptr(),
+            c,
+            h,
+            w,
+            (kind == Pooling::Avg) as usize,
+            relu as usize,
         )?;
         Ok(dx)
     }
@@ -549,16 +533,7 @@ impl CudaBackend {
     fn make_unique(&self, t: &mut CudaTensor) -> Result<()> {
         if Arc::strong_count(&t.buf) > 1 {
             let fresh = self.tensor(t.dims)?;
-            self.launch(
-                "ns_scale",
-                t.len(),
-                &[
-                    Arg::Ptr(t.ptr()),
-                    Arg::Ptr(fresh.ptr()),
-                    Arg::F32(1.0),
-                    i64a(t.len()),
-                ],
-            )?;
+            self.ns_scale(t.len(), t.ptr(), fresh.ptr(), 1.0, t.len())?;
             *t = fresh;
         }
         Ok(())
@@ -609,13 +584,98 @@ fn i64a(v: usize) -> Arg {
     Arg::I64(v as i64)
 }
 
-fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
-    // SAFETY: plain-old-data (f32/f64) viewed as bytes.
+/// A kernel parameter's Rust type: `ptr` a device address, `i64` a count or a
+/// flag (`long long`), `f32`, `f64`.
+macro_rules! kernel_param {
+    (ptr) => {
+        DevicePtr
+    };
+    (i64) => {
+        usize
+    };
+    (f32) => {
+        f32
+    };
+    (f64) => {
+        f64
+    };
+}
+
+/// A kernel argument, packed as the executors take it.
+macro_rules! kernel_arg {
+    (ptr, $v:expr) => {
+        Arg::Ptr($v)
+    };
+    (i64, $v:expr) => {
+        i64a($v)
+    };
+    (f32, $v:expr) => {
+        Arg::F32($v)
+    };
+    (f64, $v:expr) => {
+        Arg::F64($v)
+    };
+}
+
+/// One typed launcher per element-wise kernel, written once: `name(items,
+/// params…)` launches `name` for `items` work items through
+/// [`CudaBackend::launch`] (its counters and cost table), the parameters in
+/// the order and of the types of the kernel's `KERNEL` signature in
+/// `kernels/*.cu` (checked again, at launch, against build.rs's table).
+macro_rules! kernels {
+    ($($kernel:ident($($arg:ident: $ty:tt),* $(,)?);)*) => {
+        impl CudaBackend {$(
+            #[allow(clippy::too_many_arguments)]
+            fn $kernel(&self, items: usize, $($arg: kernel_param!($ty)),*) -> Result<()> {
+                self.launch(stringify!($kernel), items, &[$(kernel_arg!($ty, $arg)),*])
+            }
+        )*}
+    };
+}
+
+kernels! {
+    ns_im2col(x: ptr, mask: ptr, col: ptr, c: i64, h: i64, w: i64);
+    ns_bias_act(y: ptr, bias: ptr, c: i64, hw: i64, relu: i64);
+    ns_relu(x: ptr, y: ptr, n: i64);
+    ns_relu_backward(y: ptr, dy: ptr, dx: ptr, n: i64);
+    ns_pool(x: ptr, y: ptr, c: i64, h: i64, w: i64, avg: i64);
+    ns_pool_backward(x: ptr, dy: ptr, dx: ptr, c: i64, h: i64, w: i64, avg: i64, relu: i64);
+    ns_add_transpose(a: ptr, s: ptr, c: i64);
+    ns_transpose_flip(w: ptr, out: ptr, o: i64, i: i64);
+    ns_mul_mask(x: ptr, m: ptr, out: ptr, c: i64, hw: i64);
+    ns_fill(x: ptr, v: f32, n: i64);
+    ns_axpy(y: ptr, x: ptr, out: ptr, alpha: f32, n: i64);
+    ns_scale(x: ptr, out: ptr, alpha: f32, n: i64);
+    ns_adam(
+        x: ptr, g: ptr, m: ptr, v: ptr,
+        lr: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64,
+        n: i64,
+    );
+    ns_fold(p: ptr, groups: i64, per: i64, out: ptr);
+}
+
+/// Plain old data: no padding, no pointers, every bit pattern a valid value — what
+/// may be viewed as bytes and written from bytes. Sealed: implemented here, for the
+/// primitive numbers only.
+trait Pod: Copy + pod::Sealed {}
+
+mod pod {
+    pub trait Sealed {}
+}
+
+macro_rules! pod {
+    ($($t:ty),*) => {$(impl pod::Sealed for $t {} impl Pod for $t {})*};
+}
+pod!(u8, u32, i32, u64, i64, f32, f64);
+
+fn as_bytes<T: Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding, so every byte of the slice is initialised.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
-fn as_bytes_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
-    // SAFETY: plain-old-data (f32/f64), every bit pattern valid.
+fn as_bytes_mut<T: Pod>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: `T: Pod` has no padding and every bit pattern is a valid `T`, so any
+    // bytes written through the view leave valid values.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
@@ -644,33 +704,14 @@ impl VecOps for CudaBackend {
     fn axpy(&self, alpha: f64, x: &CudaTensor, y: &mut CudaTensor) -> Result<()> {
         let n = same_len(x, y)?;
         let out = self.output_for(y)?;
-        self.launch(
-            "ns_axpy",
-            n,
-            &[
-                Arg::Ptr(y.ptr()),
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(out.ptr()),
-                Arg::F32(alpha as f32),
-                i64a(n),
-            ],
-        )?;
+        self.ns_axpy(n, y.ptr(), x.ptr(), out.ptr(), alpha as f32, n)?;
         *y = out;
         Ok(())
     }
     fn scale(&self, alpha: f64, x: &mut CudaTensor) -> Result<()> {
         let n = x.len();
         let out = self.output_for(x)?;
-        self.launch(
-            "ns_scale",
-            n,
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(out.ptr()),
-                Arg::F32(alpha as f32),
-                i64a(n),
-            ],
-        )?;
+        self.ns_scale(n, x.ptr(), out.ptr(), alpha as f32, n)?;
         *x = out;
         Ok(())
     }
@@ -713,16 +754,7 @@ impl VecOps for CudaBackend {
             (2 * nr * nc + 1) as f64 * n as f64,
             (4 * n * (nc * (1 + nr) + 1) + 8 * groups * MULTI_DOT_PER) as f64,
         )?;
-        self.launch(
-            "ns_fold",
-            groups,
-            &[
-                Arg::Ptr(partial.ptr),
-                i64a(groups),
-                i64a(MULTI_DOT_PER),
-                Arg::Ptr(folded.ptr),
-            ],
-        )?;
+        self.ns_fold(groups, partial.ptr, groups, MULTI_DOT_PER, folded.ptr)?;
         let mut out = vec![0.0f64; groups];
         self.exec().download(folded.ptr, as_bytes_mut(&mut out))?;
         let norm = out.pop().expect("groups ≥ 1");
@@ -766,11 +798,7 @@ impl VecOps for CudaBackend {
     }
     fn zeros_like(&self, like: &CudaTensor) -> Result<CudaTensor> {
         let t = self.tensor(like.dims)?;
-        self.launch(
-            "ns_fill",
-            t.len(),
-            &[Arg::Ptr(t.ptr()), Arg::F32(0.0), i64a(t.len())],
-        )?;
+        self.ns_fill(t.len(), t.ptr(), 0.0, t.len())?;
         Ok(t)
     }
     fn adam_update(
@@ -787,22 +815,19 @@ impl VecOps for CudaBackend {
         self.make_unique(x)?;
         self.make_unique(m)?;
         self.make_unique(v)?;
-        self.launch(
-            "ns_adam",
+        self.ns_adam(
             n,
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(g.ptr()),
-                Arg::Ptr(m.ptr()),
-                Arg::Ptr(v.ptr()),
-                Arg::F64(c.lr),
-                Arg::F64(c.beta1),
-                Arg::F64(c.beta2),
-                Arg::F64(c.eps),
-                Arg::F64(c.bias1),
-                Arg::F64(c.bias2),
-                i64a(n),
-            ],
+            x.ptr(),
+            g.ptr(),
+            m.ptr(),
+            v.ptr(),
+            c.lr,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            c.bias1,
+            c.bias2,
+            n,
         )
     }
 }
@@ -843,16 +868,7 @@ impl Backend for CudaBackend {
         let weight = self.upload_f32(&w.weight)?;
         // The input gradient's kernel, transposed and flipped on the device.
         let weight_t = self.buffer(w.weight.len() * 4)?;
-        self.launch(
-            "ns_transpose_flip",
-            w.weight.len(),
-            &[
-                Arg::Ptr(weight.ptr),
-                Arg::Ptr(weight_t.ptr),
-                i64a(o),
-                i64a(i),
-            ],
-        )?;
+        self.ns_transpose_flip(w.weight.len(), weight.ptr, weight_t.ptr, o, i)?;
         Ok(CudaConv {
             c_in: i,
             c_out: o,
@@ -878,42 +894,26 @@ impl Backend for CudaBackend {
     }
     fn relu(&self, x: &CudaTensor) -> Result<CudaTensor> {
         let y = self.tensor(x.dims)?;
-        self.launch(
-            "ns_relu",
-            x.len(),
-            &[Arg::Ptr(x.ptr()), Arg::Ptr(y.ptr()), i64a(x.len())],
-        )?;
+        self.ns_relu(x.len(), x.ptr(), y.ptr(), x.len())?;
         Ok(y)
     }
     fn relu_backward(&self, y: &CudaTensor, dy: &CudaTensor) -> Result<CudaTensor> {
         let n = same_len(y, dy)?;
         let dx = self.tensor(y.dims)?;
-        self.launch(
-            "ns_relu_backward",
-            n,
-            &[
-                Arg::Ptr(y.ptr()),
-                Arg::Ptr(dy.ptr()),
-                Arg::Ptr(dx.ptr()),
-                i64a(n),
-            ],
-        )?;
+        self.ns_relu_backward(n, y.ptr(), dy.ptr(), dx.ptr(), n)?;
         Ok(dx)
     }
     fn pool(&self, x: &CudaTensor, kind: Pooling) -> Result<CudaTensor> {
         let [c, h, w] = x.dims;
         let y = self.tensor([c, h / 2, w / 2])?;
-        self.launch(
-            "ns_pool",
+        self.ns_pool(
             y.len(),
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(y.ptr()),
-                i64a(c),
-                i64a(h),
-                i64a(w),
-                i64a((kind == Pooling::Avg) as usize),
-            ],
+            x.ptr(),
+            y.ptr(),
+            c,
+            h,
+            w,
+            (kind == Pooling::Avg) as usize,
         )?;
         Ok(y)
     }
@@ -969,11 +969,7 @@ impl Backend for CudaBackend {
         }
         let hw = h * w;
         let sym = self.tensor([1, c, c])?;
-        self.launch(
-            "ns_add_transpose",
-            c * c,
-            &[Arg::Ptr(dg.ptr()), Arg::Ptr(sym.ptr()), i64a(c)],
-        )?;
+        self.ns_add_transpose(c * c, dg.ptr(), sym.ptr(), c)?;
         let df = self.tensor(f.dims)?;
         // Row-major dF (c × hw) = S (c × c) · F (c × hw) / n.
         self.exec().sgemm(&Sgemm {
@@ -1060,17 +1056,7 @@ impl Backend for CudaBackend {
         check_mask(self.name(), x.dims, mask.len())?;
         let [c, h, w] = x.dims;
         let out = self.tensor(x.dims)?;
-        self.launch(
-            "ns_mul_mask",
-            x.len(),
-            &[
-                Arg::Ptr(x.ptr()),
-                Arg::Ptr(mask.ptr()),
-                Arg::Ptr(out.ptr()),
-                i64a(c),
-                i64a(h * w),
-            ],
-        )?;
+        self.ns_mul_mask(x.len(), x.ptr(), mask.ptr(), out.ptr(), c, h * w)?;
         Ok(out)
     }
     fn synchronize(&self) -> Result<()> {

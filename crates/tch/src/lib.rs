@@ -11,7 +11,9 @@
 //! gradient.
 //!
 //! Tensors are immutable once made: every operation returns a new tensor,
-//! so a cheap shallow clone (shared storage) is a safe `Clone`.
+//! so a cheap shallow clone (shared storage) is a safe `Clone`, and the
+//! inner `tch::Tensor` is reachable only through an `unsafe fn` that states
+//! that contract (`TchTensor::tensor`).
 //!
 //! Building needs libtorch: `cargo xtask libtorch` installs it and prints the
 //! environment the build needs (README, "Backends").
@@ -36,13 +38,46 @@ impl Clone for TchTensor {
 }
 
 // SAFETY: libtorch tensors may be read from several threads at once; this
-// backend never mutates a tensor after creating it (every operation returns
-// a fresh one), so sharing references across threads is sound.
+// crate never mutates a tensor's storage once another reference to it can
+// exist (every operation returns a fresh tensor; `conv3x3_relu`'s in-place
+// ReLU runs on a fresh output no one else holds), and no safe public function
+// hands out the inner `tch::Tensor` (whose `shallow_clone` would allow a
+// mutation of the shared storage): [`TchTensor::tensor`] is `unsafe`, with
+// that contract. So sharing references across threads is sound.
 unsafe impl Sync for TchTensor {}
 
 impl TchTensor {
     /// The libtorch tensor.
-    pub fn tensor(&self) -> &Tensor {
+    ///
+    /// # Safety
+    ///
+    /// The caller must not mutate the tensor's storage through the returned
+    /// reference or through any `shallow_clone` of it (no in-place operator,
+    /// no `copy_`, no `set_data`) for as long as this [`TchTensor`] or any
+    /// clone of it exists: clones share that storage and may be read from
+    /// other threads at the same time (`TchTensor` is `Sync`). Reading, and
+    /// operators that return a new tensor, are fine.
+    ///
+    /// Without `unsafe` the call does not compile:
+    ///
+    /// ```compile_fail,E0133
+    /// use neural_style_core::backend::Backend;
+    /// let b = neural_style_tch::TchBackend::cpu();
+    /// let t = b.upload(&[1.0], [1, 1, 1]).unwrap();
+    /// let alias = t.tensor().shallow_clone();
+    /// ```
+    ///
+    /// and with it, reading is what the contract allows:
+    ///
+    /// ```
+    /// use neural_style_core::backend::Backend;
+    /// let b = neural_style_tch::TchBackend::cpu();
+    /// let t = b.upload(&[1.0, 2.0], [1, 1, 2]).unwrap();
+    /// // SAFETY: only read.
+    /// let sum = unsafe { t.tensor() }.sum(tch::Kind::Double).double_value(&[]);
+    /// assert_eq!(sum, 3.0);
+    /// ```
+    pub unsafe fn tensor(&self) -> &Tensor {
         &self.0
     }
 }
@@ -64,8 +99,9 @@ pub struct TchBackend {
     device: Device,
 }
 
-fn err(e: impl std::fmt::Display) -> Error {
-    Error::backend("tch", e)
+/// libtorch's error, kept as the source of ours.
+fn err(e: tch::TchError) -> Error {
+    Error::backend_source("tch", e)
 }
 
 impl TchBackend {
@@ -217,10 +253,10 @@ impl Backend for TchBackend {
 
     fn upload(&self, data: &[f32], shape: [usize; 3]) -> Result<TchTensor> {
         if data.len() != shape.iter().product::<usize>() {
-            return Err(err(format!(
-                "upload: {} values for shape {shape:?}",
-                data.len()
-            )));
+            return Err(Error::backend(
+                "tch",
+                format!("upload: {} values for shape {shape:?}", data.len()),
+            ));
         }
         let dims = shape.map(|d| d as i64);
         let t = Tensor::f_from_slice(data)

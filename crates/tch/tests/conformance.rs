@@ -1,6 +1,6 @@
 //! The libtorch backend against core's independent f64 reference.
 
-use neural_style_core::conformance;
+use neural_style_core::testing::conformance;
 use neural_style_tch::TchBackend;
 
 #[test]

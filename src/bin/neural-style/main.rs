@@ -17,7 +17,7 @@ use neural_style::{batch, checkpoint, pictures};
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::{table, LayerKind, VGG19_WIDTHS};
 use neural_style_core::run::StopReason;
-use neural_style_core::weights;
+use neural_style_weights as weights;
 use neural_style_core::{Error, Result};
 use observer::{say, CliObserver, SHEET_CELL};
 use std::path::{Path, PathBuf};

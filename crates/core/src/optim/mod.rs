@@ -36,7 +36,7 @@ pub trait Optimizer<O: VecOps> {
 /// its gradient, on f32 vectors: a problem on which L-BFGS needs hundreds of
 /// iterations, so that a history of 100 pairs fills up. Used to count what
 /// an optimiser update costs on a device (`benches/iteration.rs --stats`,
-/// `crates/cuda/tests/batched.rs`).
+/// `crates/cuda/tests/it/batched.rs`).
 pub fn ill_conditioned_quadratic(x: &[f32]) -> (f64, Vec<f32>) {
     let n = x.len();
     let d = |i: usize| 1.0 + 999.0 * i as f64 / (n.max(2) - 1) as f64;

@@ -2,9 +2,9 @@
 //! executor (the very kernel sources the GPU runs, compiled for the CPU) or
 //! on the device named by `NEURAL_STYLE_CUDA_DEVICE`.
 
-mod common;
+use crate::common;
 
-use neural_style_core::conformance;
+use neural_style_core::testing::conformance;
 use neural_style_cuda::CudaBackend;
 
 #[test]
@@ -29,7 +29,7 @@ fn a_perturbed_weight_is_caught() {
 fn gpu_matches_the_reference_when_present() {
     match CudaBackend::gpu(0, false) {
         Ok(b) => conformance::assert_matches_reference(b),
-        Err(e) => neural_style_core::skip::skip(format!("no GPU check on this machine: {e}")),
+        Err(e) => neural_style_core::testing::skip::skip(format!("no GPU check on this machine: {e}")),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The cuda backend's memory management (host executor by default; see
 //! `common`): copy-on-write of shared tensors and the buffer pool. Its
 //! numerical agreement with the other backends is the generic parity suite's
-//! job (the front-end's `tests/parity.rs`, `neural_style_core::parity`).
+//! job (the front-end's `tests/parity.rs`, `neural_style_core::testing::parity`).
 
-mod common;
+use crate::common;
 
 use neural_style_core::backend::{Backend, VecOps};
-use neural_style_core::conformance::tiny_cases;
+use neural_style_core::testing::conformance::tiny_cases;
 use neural_style_core::objective::{Loss, Objective};
 use neural_style_core::vgg::Vgg;
 

@@ -1,7 +1,7 @@
 //! The backend parity suite, written once: two backends, the same case, every
 //! intermediate compared.
 //!
-//! [`crate::conformance`] holds each backend to an independent f64 reference;
+//! [`crate::testing::conformance`] holds each backend to an independent f64 reference;
 //! this module holds backends to *each other* (candle is the reference
 //! backend), on everything a user could tell apart: the activations at every
 //! layer up to the deepest one the objective needs, the Gram matrix at every
@@ -16,7 +16,7 @@
 //! a few ulps per operation, compounded over 16 layers.
 
 use crate::backend::{Backend, Pooling};
-use crate::conformance::{rel, rel_l2, Case};
+use crate::testing::conformance::{rel, rel_l2, Case};
 use crate::error::Result;
 use crate::layers::LayerId;
 use crate::objective::{Loss, LossParts, Normalization, Objective};
@@ -471,7 +471,7 @@ pub fn compare_with_weights<A: Backend + Clone, R: Backend>(
 /// The parity cases: core's tiny seeded cases (max and average pooling,
 /// pre/post-ReLU and pooling layers, blended styles, spatial masks, odd sizes).
 pub fn cases() -> Vec<Case> {
-    crate::conformance::tiny_cases()
+    crate::testing::conformance::tiny_cases()
 }
 
 /// A case per normalisation on `weights` — the real VGG19 in the front-end's

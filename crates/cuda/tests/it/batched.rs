@@ -3,10 +3,10 @@
 //! at most one synchronisation per update and one per evaluation, whatever
 //! the history size; and the same iterates as the per-operation path.
 
-mod common;
+use crate::common;
 
 use neural_style_core::backend::{Backend, DeviceCounters};
-use neural_style_core::conformance::{rel, rel_l2, tiny_cases};
+use neural_style_core::testing::conformance::{rel, rel_l2, tiny_cases};
 use neural_style_core::objective::{Loss, Objective};
 use neural_style_core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer, Step};
 use neural_style_core::run::{run, OptimizerKind, RunOptions, Silent};

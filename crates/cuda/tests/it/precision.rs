@@ -1,14 +1,14 @@
 //! The precision modes (`neural_style_cuda::Precision`) against core's f64
 //! reference. `fp32` is held to core's conformance tolerances
-//! (`tests/conformance.rs`); `tf32` rounds every GEMM input to TF32's
+//! (`conformance.rs`); `tf32` rounds every GEMM input to TF32's
 //! 10-bit mantissa (on the host executor an emulation: `host::tf32_round`),
 //! and is held to its own tolerances below, set from what that emulation
 //! shows on the conformance cases (worst measured: see the constants).
 //! The device is `NEURAL_STYLE_CUDA_DEVICE` with `+tf32` appended.
 
-mod common;
+use crate::common;
 
-use neural_style_core::conformance::{self, rel};
+use neural_style_core::testing::conformance::{self, rel};
 use neural_style_cuda::host::tf32_round;
 use neural_style_cuda::CudaBackend;
 

@@ -138,7 +138,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_sm90_sm100() {
     let found = match find_nvrtc() {
         Ok(f) => f,
         Err(why) => {
-            neural_style_core::skip::skip(why);
+            neural_style_core::testing::skip::skip(why);
             return;
         }
     };
@@ -226,7 +226,7 @@ fn assemble_sm90(target: &Path) {
         .unwrap();
         return;
     }
-    neural_style_core::skip::skip("the cubin is not built: no ptxas here understands NVRTC's PTX");
+    neural_style_core::testing::skip::skip("the cubin is not built: no ptxas here understands NVRTC's PTX");
 }
 
 /// (kernel, registers, spill stores in bytes) from `ptxas -v`.

@@ -3,8 +3,6 @@
 //! not available the test says it skipped and why — unless
 //! `NEURAL_STYLE_REQUIRE_GPU=1`, as the GPU bundle sets, makes that a failure.
 
-#![allow(dead_code)]
-
 use neural_style_cuda::CudaBackend;
 
 pub fn device() -> String {
@@ -21,7 +19,7 @@ pub fn backend_on(dev: &str) -> Option<CudaBackend> {
     match CudaBackend::from_device(Some(dev)) {
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
-            neural_style_core::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
+            neural_style_core::testing::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
             None
         }
         Err(e) => panic!("cuda backend on `{dev}` required but unavailable: {e}"),
