@@ -60,8 +60,7 @@ fn main() {
                 .and_then(|m| m.where_cond(&y, &y.zeros_like()?))
                 .unwrap();
         }
-        *totals.entry("(candle relu bwd)").or_default() +=
-            t.elapsed().as_secs_f64() / reps as f64;
+        *totals.entry("(candle relu bwd)").or_default() += t.elapsed().as_secs_f64() / reps as f64;
         let t = Instant::now();
         for _ in 0..reps {
             b.axpy(0.5, &y, &mut y.clone()).unwrap();

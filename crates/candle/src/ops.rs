@@ -50,9 +50,7 @@
 
 use crate::conv::{self, Epilogue};
 use crate::{loops, winograd};
-use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor,
-};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 pub use neural_style_core::backend::Pooling;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -188,7 +186,9 @@ impl CandleConv {
             bail!("conv3x3: expected a 3×3 kernel, got {kh}×{kw}")
         }
         let weight = weight.flatten_all()?.to_vec1::<f32>()?;
-        let bias = bias.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        let bias = bias
+            .map(|b| b.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
         Self::from_parts(c_out, c_in, weight, bias)
     }
 
@@ -605,4 +605,3 @@ pub fn tv_grad(x: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
     let g = x.apply_op1_no_bwd(&op)?;
     Ok((op.value.get(), g))
 }
-

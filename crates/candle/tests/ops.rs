@@ -34,15 +34,27 @@ fn values(t: &Tensor) -> Vec<f32> {
 #[test]
 fn max_pool_backward_of_candle_is_wrong() {
     let x = Var::from_vec(vec![1f32, 2.0, 3.0, 4.0], (1, 1, 2, 2), &Device::Cpu).unwrap();
-    let grads = x.max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = x
+        .max_pool2d(2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let candle = values(grads.get(&x).unwrap());
     let right = vec![0.0, 0.0, 0.0, 1.0];
-    assert_eq!(candle, vec![0.0, 0.0, 0.0, 0.25], "candle's max-pool backward changed");
+    assert_eq!(
+        candle,
+        vec![0.0, 0.0, 0.0, 0.25],
+        "candle's max-pool backward changed"
+    );
     assert_ne!(candle, right);
 
     let x = x.as_tensor().squeeze(0).unwrap();
     let dy = Tensor::ones((1, 1, 1), DType::F32, &Device::Cpu).unwrap();
-    let ours = x.apply_op2_no_bwd(&dy, &PoolBackward(Pooling::Max)).unwrap();
+    let ours = x
+        .apply_op2_no_bwd(&dy, &PoolBackward(Pooling::Max))
+        .unwrap();
     assert_eq!(values(&ours), right);
 }
 
@@ -65,8 +77,16 @@ fn pooling_gives_candles_bytes_and_its_average_gradient() {
             .unwrap()
             .sum_all()
             .unwrap();
-        let theirs = loss.backward().unwrap().get(&v).unwrap().squeeze(0).unwrap();
-        let ours = x.apply_op2_no_bwd(&dy, &PoolBackward(Pooling::Avg)).unwrap();
+        let theirs = loss
+            .backward()
+            .unwrap()
+            .get(&v)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let ours = x
+            .apply_op2_no_bwd(&dy, &PoolBackward(Pooling::Avg))
+            .unwrap();
         assert!(max_diff(&ours, &theirs) < 1e-6);
     }
 }
@@ -161,7 +181,12 @@ fn elementwise_ops_and_reductions_match_candle() {
     let dh = dy.narrow(2, 1, 5).unwrap() - dy.narrow(2, 0, 5).unwrap();
     let sq = |t: candle_core::Result<Tensor>| {
         let t = f64s(&t.unwrap());
-        t.sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     };
     let want = (sq(dv) + sq(dh)) / 120.0;
     assert!((tv - want).abs() < 1e-9 * want);
@@ -176,7 +201,10 @@ fn bad_inputs_are_errors_that_name_the_op() {
     let x = randn(&[3, 4, 4], 1);
     let conv = CandleConv::new(&randn(&[8, 5, 3, 3], 2), None).unwrap();
     let e = conv.forward(&x).unwrap_err().to_string();
-    assert!(e.contains("conv3x3") && e.contains("5 channels, got 3"), "{e}");
+    assert!(
+        e.contains("conv3x3") && e.contains("5 channels, got 3"),
+        "{e}"
+    );
     let e = CandleConv::new(&randn(&[8, 3, 5, 5], 2), None)
         .err()
         .unwrap()
