@@ -1,8 +1,8 @@
 //! neural-style-candle: the default backend, pure Rust on the CPU.
 //!
 //! Tensors are candle-core CPU tensors (f32, `C×H×W`). The backend uses
-//! candle's own operations where they give the same bytes at no loss of
-//! speed (ReLU, scaling, zeros, the mask product, copies), and this crate's
+//! candle's own operations where they give the same bytes and are off the
+//! hot path (ReLU, scaling, zeros, the mask product, copies), and this crate's
 //! kernels, written as candle custom operations ([`ops`]), for the rest:
 //! the convolutions (Winograd F(2×2, 3×3) where both sides have at least 16
 //! channels, else im2col + GEMM; about 2× candle's `conv2d`) and their input
