@@ -1,7 +1,7 @@
 //! Time each primitive of one evaluation at 256×192 on real-size layers
 //! (random weights; shapes are what matter).
 use neural_style_candle::CandleBackend;
-use neural_style_core::backend::{Backend, Pooling};
+use neural_style_core::backend::{Backend, Pooling, VecOps};
 use neural_style_core::weights::Vgg19Weights;
 use std::time::Instant;
 
@@ -53,6 +53,24 @@ fn main() {
             b.relu_backward(&y, &y).unwrap();
         }
         *totals.entry("relu bwd").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+        // candle's own (a mask, zeros, a select: three single-threaded passes).
+        let t = Instant::now();
+        for _ in 0..reps {
+            y.gt(0f32)
+                .and_then(|m| m.where_cond(&y, &y.zeros_like()?))
+                .unwrap();
+        }
+        *totals.entry("(candle relu bwd)").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+        let t = Instant::now();
+        for _ in 0..reps {
+            b.axpy(0.5, &y, &mut y.clone()).unwrap();
+        }
+        *totals.entry("(axpy)").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+        let t = Instant::now();
+        for _ in 0..reps {
+            (&y + (&y * 0.5).unwrap()).unwrap();
+        }
+        *totals.entry("(candle axpy)").or_default() += t.elapsed().as_secs_f64() / reps as f64;
         ch = c.out_channels;
         x = y;
         if [1, 3, 7, 11].contains(&i) {
@@ -64,6 +82,17 @@ fn main() {
                     .unwrap();
             }
             *totals.entry("pool f+b").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                b.pool(&x, Pooling::Max).unwrap();
+            }
+            *totals.entry("(pool fwd)").or_default() += t.elapsed().as_secs_f64() / reps as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                x.unsqueeze(0).unwrap().max_pool2d(2).unwrap();
+            }
+            *totals.entry("(candle max_pool2d)").or_default() +=
+                t.elapsed().as_secs_f64() / reps as f64;
             x = p.unwrap();
             hh /= 2;
             ww /= 2;

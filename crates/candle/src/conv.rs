@@ -7,6 +7,7 @@
 //! (`C_out × C_in·9`), writing a disjoint column range of the output. When a
 //! layer has fewer tiles than threads, the GEMM itself is parallel instead.
 
+use crate::matmul::{gemm, Parallelism, Strided};
 use rayon::prelude::*;
 
 /// Upper bound on pixels per tile (keeps the im2col block to a few MB).
@@ -51,9 +52,9 @@ pub fn conv3x3(
         .min(h.div_ceil(threads).max(1));
     let tiles = h.div_ceil(rows);
     let inner = if tiles < threads {
-        gemm::Parallelism::Rayon(threads)
+        Parallelism::Rayon(threads)
     } else {
-        gemm::Parallelism::None
+        Parallelism::None
     };
     let k = c_in * 9;
     let out = SendPtr(y.as_mut_ptr());
@@ -73,25 +74,12 @@ pub fn conv3x3(
                     std::slice::from_raw_parts_mut(dst.add(o * hw), np).fill(*bv);
                 }
             }
-            gemm::gemm(
-                c_out,
-                np,
-                k,
-                dst,
-                1,
-                hw as isize,
+            gemm(
+                (c_out, np, k),
+                Strided::rows(dst, hw),
                 bias.is_some(),
-                kernel.as_ptr(),
-                1,
-                k as isize,
-                col.as_ptr(),
-                1,
-                np as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                Strided::rows(kernel.as_ptr(), k),
+                Strided::rows(col.as_ptr(), np),
                 inner,
             );
             if epilogue == Epilogue::Relu {
@@ -132,26 +120,18 @@ pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
                     let (c0, c1) = (edge(bj), edge(bj + 1));
                     // SAFETY: all pointers and strides stay inside `f` and `g`.
                     unsafe {
-                        gemm::gemm(
-                            r1 - r0,
-                            c1 - c0,
-                            k1 - k0,
-                            g.as_mut_ptr().add(r0 * c + c0),
-                            1,
-                            c as isize,
+                        gemm(
+                            (r1 - r0, c1 - c0, k1 - k0),
+                            Strided::rows(g.as_mut_ptr().add(r0 * c + c0), c),
                             false,
-                            f.as_ptr().add(r0 * m + k0),
-                            1,
-                            m as isize,
-                            f.as_ptr().add(c0 * m + k0),
-                            m as isize,
-                            1,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            Strided::rows(f.as_ptr().add(r0 * m + k0), m),
+                            // Fᵀ: column j of the right-hand side is row c0 + j of F.
+                            Strided {
+                                ptr: f.as_ptr().add(c0 * m + k0),
+                                row_stride: 1,
+                                col_stride: m,
+                            },
+                            Parallelism::None,
                         );
                     }
                 }
@@ -202,26 +182,13 @@ pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f
         // SAFETY: this task alone writes columns k0..k1 of every row of the
         // `c × m` output; all reads stay inside `s` and `f`.
         unsafe {
-            gemm::gemm(
-                c,
-                k1 - k0,
-                c,
-                dst.0.add(k0),
-                1,
-                m as isize,
+            gemm(
+                (c, k1 - k0, c),
+                Strided::rows(dst.0.add(k0), m),
                 false,
-                s.as_ptr(),
-                1,
-                c as isize,
-                f.as_ptr().add(k0),
-                1,
-                m as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                Strided::rows(s.as_ptr(), c),
+                Strided::rows(f.as_ptr().add(k0), m),
+                Parallelism::None,
             );
         }
     });

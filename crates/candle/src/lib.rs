@@ -1,71 +1,38 @@
 //! neural-style-candle: the default backend, pure Rust on the CPU.
 //!
-//! Tensors are candle-core CPU tensors (f32). Convolutions are our own:
-//! Winograd F(2×2, 3×3) (`winograd.rs`) where both sides have at least 16
-//! channels, else im2col + GEMM (`conv.rs`, about 2× candle's `conv2d`). The
-//! input gradient of a 3×3 "same" convolution is itself a 3×3 "same"
-//! convolution with the kernel transposed (in ↔ out) and flipped spatially,
-//! so the backward pass reuses the same fast path instead of candle's
-//! `conv_transpose2d` (a direct loop on CPU) and never computes a weight
-//! gradient. candle's autograd is not used at all: its max-pool backward is
-//! wrong (docs/DESIGN.md), and core's hand-written backward needs only these
-//! primitives. Pooling and its backward, ReLU masks, the losses and the
-//! optimisers' vector operations are plain loops over the tensors' memory
-//! (`ops.rs`).
+//! Tensors are candle-core CPU tensors (f32, `C×H×W`). The backend uses
+//! candle's own operations where they give the same bytes and are off the
+//! hot path (ReLU, scaling, zeros, the mask product, copies), and this crate's
+//! kernels, written as candle custom operations ([`ops`]), for the rest:
+//! the convolutions (Winograd F(2×2, 3×3) where both sides have at least 16
+//! channels, else im2col + GEMM; about 2× candle's `conv2d`) and their input
+//! gradient (the same convolution with the kernel transposed and flipped, not
+//! candle's direct-loop `conv_transpose2d`), pooling and its backward
+//! (candle's max-pool backward is wrong), Gram matrices and their backward,
+//! the ReLU gradient, `axpy`, and the reductions (f64, fixed order). candle's
+//! autograd is not used: core's hand-written backward needs only these
+//! primitives. [`ops`] is public: a candle user can call the same kernels on
+//! their own tensors.
 
 #![warn(missing_docs)]
 
 mod conv;
-mod ops;
+mod loops;
+mod matmul;
+pub mod ops;
 mod winograd;
 
 use candle_core::{Device, Storage, Tensor};
-use conv::Epilogue;
 use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
-use std::sync::{Mutex, OnceLock};
+pub use ops::CandleConv;
 
 /// The candle backend (CPU).
 #[derive(Clone, Debug)]
 pub struct CandleBackend {
     device: Device,
     threads: usize,
-}
-
-/// A convolution prepared for this backend: its bias and its kernel in the
-/// form its path needs, made on first use (so that layers past the deepest
-/// one an objective needs cost no memory beyond their weights).
-pub struct CandleConv {
-    c_in: usize,
-    c_out: usize,
-    bias: Vec<f32>,
-    kernel: ConvKernel,
-}
-
-enum ConvKernel {
-    /// im2col + GEMM: the OIHW kernel, and the transposed-and-flipped one of
-    /// the backward pass.
-    Im2col {
-        weight: Vec<f32>,
-        weight_t: OnceLock<Vec<f32>>,
-    },
-    /// Winograd: the OIHW kernel until its transform is made, then only the
-    /// transform (which serves both directions; the OIHW kernel is dropped).
-    Winograd {
-        pending: Mutex<Option<Vec<f32>>>,
-        u: OnceLock<Vec<f32>>,
-    },
-}
-
-/// Fewest channels on either side for which Winograd's 16 GEMMs (inner
-/// dimension `C_in`) beat one im2col GEMM (inner dimension `9·C_in`).
-const WINOGRAD_MIN_CHANNELS: usize = 16;
-
-/// `NEURAL_STYLE_CONV=im2col` turns Winograd off (for comparisons).
-fn winograd_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("NEURAL_STYLE_CONV").map_or(true, |v| v != "im2col"))
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> Error {
@@ -100,7 +67,7 @@ pub fn set_threads(n: usize) -> Result<()> {
 }
 
 /// Run `f` on the contiguous f32 data of a CPU tensor.
-pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
         return Err(err("expected a CPU tensor"));
@@ -112,94 +79,17 @@ pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R
     Ok(f(&s[a..b]))
 }
 
-fn tensor(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Result<Tensor> {
-    Tensor::from_vec(data, (shape[0], shape[1], shape[2]), device).map_err(err)
-}
-
-impl CandleBackend {
-    fn new_like(&self, data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
-        Tensor::from_vec(data, like.shape(), &self.device).map_err(err)
-    }
-
-    /// `f(a[k], b[k])` elementwise, into a new tensor shaped like `a`.
-    fn map2(&self, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
-        let out = with_slice(a, |a| with_slice(b, |b| ops::zip_map(a, b, f)))??;
-        self.new_like(out, a)
-    }
-}
-
-fn check_channels(got: usize, want: usize) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(err(format!(
-            "convolution expects {want} channels, got {got}"
-        )))
-    }
-}
-
-impl CandleBackend {
-    /// The layer's convolution (`backward`: its input gradient, the
-    /// convolution with the kernel transposed and flipped), plus `bias`, then
-    /// `epilogue`: by Winograd F(2×2, 3×3) when both sides are wide enough,
-    /// else im2col + GEMM.
-    fn conv(
-        &self,
-        x: &Tensor,
-        k: &CandleConv,
-        backward: bool,
-        bias: Option<&[f32]>,
-        epilogue: Epilogue,
-    ) -> Result<Tensor> {
-        let (c_in, c_out) = if backward {
-            (k.c_out, k.c_in)
-        } else {
-            (k.c_in, k.c_out)
-        };
-        let [c, h, w] = self.dims(x);
-        check_channels(c, c_in)?;
-        let out = with_slice(x, |x| match &k.kernel {
-            ConvKernel::Winograd { pending, u } => {
-                let u = u.get_or_init(|| {
-                    let weight = pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take()
-                        .expect("the kernel is taken once, by this initialiser");
-                    winograd::transform_kernel(&weight, k.c_out, k.c_in)
-                });
-                let form = if backward {
-                    winograd::Kernel::TransposedFlipped
-                } else {
-                    winograd::Kernel::Direct
-                };
-                winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue)
-            }
-            ConvKernel::Im2col { weight, weight_t } => {
-                let kernel = if backward {
-                    weight_t.get_or_init(|| conv::transpose_flip(weight, k.c_out, k.c_in))
-                } else {
-                    weight
-                };
-                conv::conv3x3(x, c, h, w, kernel, bias, c_out, epilogue)
-            }
-        })?;
-        tensor(out, [c_out, h, w], &self.device)
-    }
-}
-
 impl VecOps for CandleBackend {
     type Vector = Tensor;
 
     fn dot(&self, a: &Tensor, b: &Tensor) -> Result<f64> {
-        with_slice(a, |a| with_slice(b, |b| ops::dot(a, b)))?
+        ops::dot(a, b).map_err(err)
     }
     fn norm1(&self, a: &Tensor) -> Result<f64> {
-        with_slice(a, ops::norm1)
+        ops::norm1(a).map_err(err)
     }
     fn axpy(&self, alpha: f64, x: &Tensor, y: &mut Tensor) -> Result<()> {
-        let a = alpha as f32;
-        *y = self.map2(y, x, |y, x| y + a * x)?;
+        *y = ops::axpy(alpha as f32, x, y).map_err(err)?;
         Ok(())
     }
     fn scale(&self, alpha: f64, x: &mut Tensor) -> Result<()> {
@@ -217,14 +107,23 @@ impl VecOps for CandleBackend {
         v: &mut Tensor,
         c: AdamCoeffs,
     ) -> Result<()> {
+        // Three outputs, each element's update computed in f64: a loop over
+        // the tensors' memory (candle's ops would round every step to f32,
+        // changing the bytes of every Adam run).
         let mut xs = self.download(x)?;
         let mut ms = self.download(m)?;
         let mut vs = self.download(v)?;
-        with_slice(g, |g| ops::adam(&mut xs, g, &mut ms, &mut vs, c))?;
+        with_slice(g, |g| loops::adam(&mut xs, g, &mut ms, &mut vs, c))?;
         *x = self.new_like(xs, x)?;
         *m = self.new_like(ms, m)?;
         *v = self.new_like(vs, v)?;
         Ok(())
+    }
+}
+
+impl CandleBackend {
+    fn new_like(&self, data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+        Tensor::from_vec(data, like.shape(), &self.device).map_err(err)
     }
 }
 
@@ -239,7 +138,7 @@ impl Backend for CandleBackend {
         format!("cpu ({} threads)", self.threads)
     }
     fn upload(&self, data: &[f32], shape: [usize; 3]) -> Result<Tensor> {
-        tensor(data.to_vec(), shape, &self.device)
+        Tensor::from_slice(data, (shape[0], shape[1], shape[2]), &self.device).map_err(err)
     }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         t.flatten_all()
@@ -252,81 +151,58 @@ impl Backend for CandleBackend {
     }
 
     fn prepare_conv(&self, w: &ConvWeights) -> Result<CandleConv> {
-        let (o, i) = (w.out_channels, w.in_channels);
-        let weight = w.weight.clone();
-        let kernel = if winograd_enabled() && i.min(o) >= WINOGRAD_MIN_CHANNELS {
-            ConvKernel::Winograd {
-                pending: Mutex::new(Some(weight)),
-                u: OnceLock::new(),
-            }
-        } else {
-            ConvKernel::Im2col {
-                weight,
-                weight_t: OnceLock::new(),
-            }
-        };
-        Ok(CandleConv {
-            c_in: i,
-            c_out: o,
-            bias: w.bias.clone(),
-            kernel,
-        })
+        CandleConv::from_parts(
+            w.out_channels,
+            w.in_channels,
+            w.weight.clone(),
+            Some(w.bias.clone()),
+        )
+        .map_err(err)
     }
 
     fn conv3x3(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv(x, k, false, Some(k.bias.as_slice()), Epilogue::None)
+        k.forward(x).map_err(err)
     }
     fn conv3x3_backward(&self, dy: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv(dy, k, true, None, Epilogue::None)
+        k.input_grad(dy).map_err(err)
+    }
+    fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
+        k.forward_relu(x).map_err(err)
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         x.relu().map_err(err)
     }
     fn relu_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-        self.map2(y, dy, |y, d| if y > 0.0 { d } else { 0.0 })
+        y.apply_op2_no_bwd(dy, &ops::ReluBackward).map_err(err)
     }
     fn pool(&self, x: &Tensor, kind: Pooling) -> Result<Tensor> {
-        let [c, h, w] = self.dims(x);
-        let out = with_slice(x, |x| ops::pool(x, c, h, w, kind))?;
-        tensor(out, [c, h / 2, w / 2], &self.device)
+        x.apply_op1_no_bwd(&ops::Pool(kind)).map_err(err)
     }
     fn pool_backward(&self, x: &Tensor, dy: &Tensor, kind: Pooling) -> Result<Tensor> {
-        let [c, h, w] = self.dims(x);
-        let out = with_slice(x, |x| {
-            with_slice(dy, |dy| ops::pool_backward(x, dy, c, h, w, kind))
-        })??;
-        tensor(out, [c, h, w], &self.device)
+        x.apply_op2_no_bwd(dy, &ops::PoolBackward(kind))
+            .map_err(err)
     }
 
     fn gram(&self, f: &Tensor) -> Result<Tensor> {
-        let [c, h, w] = self.dims(f);
-        let g = with_slice(f, |f| conv::gram(f, c, h * w, (c * h * w) as f64))?;
-        tensor(g, [1, c, c], &self.device)
+        f.apply_op1_no_bwd(&ops::Gram).map_err(err)
     }
     fn gram_backward(&self, f: &Tensor, dg: &Tensor) -> Result<Tensor> {
-        let [c, h, w] = self.dims(f);
-        let n = (c * h * w) as f64;
-        let out = with_slice(f, |f| {
-            with_slice(dg, |dg| conv::gram_backward(f, c, h * w, dg, n))
-        })??;
-        tensor(out, [c, h, w], &self.device)
+        f.apply_op2_no_bwd(dg, &ops::GramBackward).map_err(err)
     }
     fn mse_grad(&self, a: &Tensor, target: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
-        let (value, grad) = with_slice(a, |a| with_slice(target, |t| ops::mse_grad(a, t, scale)))??;
-        Ok((value, self.new_like(grad, a)?))
+        ops::mse_grad(a, target, scale).map_err(err)
     }
     fn tv_grad(&self, x: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
-        let [c, h, w] = self.dims(x);
-        let (value, grad) = with_slice(x, |x| ops::tv_grad(x, c, h, w, scale))?;
-        Ok((value, self.new_like(grad, x)?))
+        ops::tv_grad(x, scale).map_err(err)
     }
 
-    fn conv3x3_relu(&self, x: &Tensor, k: &CandleConv) -> Result<Tensor> {
-        self.conv(x, k, false, Some(k.bias.as_slice()), Epilogue::Relu)
-    }
     fn mul_mask(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let [_, h, w] = self.dims(x);
         check_mask(self.name(), self.dims(x), mask.elem_count())?;
-        let out = with_slice(x, |x| with_slice(mask, |m| ops::mul_mask(x, m)))??;
-        self.new_like(out, x)
+        // One multiplication per element: candle's broadcast product gives
+        // the same bytes.
+        mask.reshape((1, h, w))
+            .and_then(|m| x.broadcast_mul(&m))
+            .map_err(err)
     }
 }

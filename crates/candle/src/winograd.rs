@@ -13,6 +13,7 @@
 //! ReLU fused in. Nothing image-sized is allocated besides the output.
 
 use crate::conv::Epilogue;
+use crate::matmul::{gemm, Parallelism, Strided};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -110,9 +111,9 @@ pub fn conv3x3(
     let rows = (band_tiles / tw).clamp(1, th.div_ceil(threads).max(1));
     let bands = th.div_ceil(rows);
     let inner = if bands < threads {
-        gemm::Parallelism::Rayon(threads)
+        Parallelism::Rayon(threads)
     } else {
-        gemm::Parallelism::None
+        Parallelism::None
     };
     let out = SendPtr(y.as_mut_ptr());
     let out = &out;
@@ -132,25 +133,16 @@ pub fn conv3x3(
                 };
                 // SAFETY: the three matrices lie inside `m`, `u` and `v`.
                 unsafe {
-                    gemm::gemm(
-                        c_out,
-                        nt,
-                        c_in,
-                        m.as_mut_ptr().add(xi * c_out * nt),
-                        1,
-                        nt as isize,
+                    gemm(
+                        (c_out, nt, c_in),
+                        Strided::rows(m.as_mut_ptr().add(xi * c_out * nt), nt),
                         false,
-                        u.as_ptr().add(lhs * c_out * c_in),
-                        cs as isize,
-                        rs as isize,
-                        v.as_ptr().add(xi * c_in * nt),
-                        1,
-                        nt as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
+                        Strided {
+                            ptr: u.as_ptr().add(lhs * c_out * c_in),
+                            row_stride: rs,
+                            col_stride: cs,
+                        },
+                        Strided::rows(v.as_ptr().add(xi * c_in * nt), nt),
                         inner,
                     );
                 }
