@@ -24,6 +24,12 @@ fi
 [ -f "$weights" ] || { echo "no weights file found: set NEURAL_STYLE_WEIGHTS_FILE" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Both run under the name `neural-style` (clap's usage lines print argv[0]).
+mkdir -p "$work/bin-old" "$work/bin-new"
+cp "$old" "$work/bin-old/neural-style"
+cp "$new" "$work/bin-new/neural-style"
+old="$work/bin-old/neural-style"
+new="$work/bin-new/neural-style"
 
 # A 64×48 mask (left half white), written with Python's zlib: no image tool needed.
 python3 - "$work/mask.png" <<'EOF'
