@@ -81,13 +81,19 @@ pub struct Selection {
     pub device: Option<String>,
 }
 
-/// Set the CPU thread count (process-wide; call once before any work).
+/// Set the CPU thread count (process-wide; call once before any work): the
+/// size of rayon's global pool, which the candle backend's kernels run on,
+/// and libtorch's intra-op threads. Nothing here touches the process
+/// environment, so it is sound to call while other threads run (a server's
+/// painting thread does).
 pub fn set_threads(threads: usize) -> Result<()> {
     if threads == 0 {
         return Err(Error::config("threads", "must be at least 1"));
     }
-    #[cfg(feature = "candle")]
-    neural_style_candle::set_threads(threads)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::config("threads", e.to_string()))?;
     #[cfg(feature = "tch")]
     neural_style_tch::set_threads(threads)?;
     Ok(())

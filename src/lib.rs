@@ -32,35 +32,32 @@
 //! The weights are found (or fetched once through pip) as the command line
 //! finds them; a server loads them once with [`load_weights`] and hands them
 //! to each [`Painter::weights`]. The same options and input files give the
-//! command line's image, byte for byte: both go through [`prepare`].
+//! command line's image, byte for byte: both go through [`run::prepare()`].
 //!
-//! The rest of the crate is the command line's machinery: which backends
-//! this build has ([`backends`]), the options model ([`options`]) and its
-//! resolution into [`settings::Settings`], the preflight checks
-//! ([`preflight`]), the jobs ([`job`]), batches, checkpoints and claims.
+//! The modules, in the direction an option flows:
+//!
+//! - [`options`]: every option declared once ([`Options`]), the layers the
+//!   command line and files give ([`options::StyleArgs`]: preset < file <
+//!   flags) and the resolved job ([`options::Settings`]);
+//! - [`run`]: one run's pipeline — [`run::prepare()`], the
+//!   [`run::preflight`], the inputs, and the [`run::Session`] on a backend;
+//! - [`backends`]: which backends this build has, and running code on one.
+//!
+//! The `neural-style` binary (the `crates/cli` package) is a client of this
+//! API; the `clap` feature (which it turns on) derives its parsers for
+//! [`options::StyleArgs`] and the option enums.
 
 #![warn(missing_docs)]
 
 pub mod backends;
-pub mod batch;
-pub mod checkpoint;
-pub mod claim;
-pub mod events;
-pub mod job;
 pub mod options;
-pub mod painter;
-pub mod pictures;
-pub mod preflight;
-pub mod prepare;
-pub mod serve;
-pub mod settings;
-pub mod shard;
-pub mod signals;
+mod painter;
+pub mod run;
 
 pub use neural_style_core as core;
 pub use neural_style_core::objective::LossParts;
-pub use neural_style_weights::Vgg19Weights;
 pub use neural_style_core::{Error, Result};
+pub use neural_style_weights::Vgg19Weights;
 pub use options::{Options, Preset};
 pub use painter::{load_weights, ImageSource, Painter, Painting, Progress};
 
@@ -69,11 +66,14 @@ pub use painter::{load_weights, ImageSource, Painter, Painting, Progress};
 /// activation-sized allocation, paying page faults and zeroing on every
 /// layer of every iteration: ~5–9 % of an iteration at 256×192, measured with
 /// `cargo bench --bench iteration`). Peak memory is unchanged: the heap only
-/// keeps what the previous iteration already used. Call once at start-up.
+/// keeps what the previous iteration already used. Best called once at
+/// start-up (it then applies to every allocation); calling it at any time,
+/// from any thread, is sound.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator thresholds; called before any
-    // threads are started.
+    // SAFETY: glibc's mallopt takes the allocator's own lock (it is MT-Safe
+    // in glibc's manual) and only sets two thresholds: it has no
+    // precondition on the caller, threads or no threads.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);

@@ -2,23 +2,21 @@
 //! or more style images and [`Options`], on a backend chosen by name,
 //! reporting each iteration to a callback that can stop the run.
 //!
-//! It goes through the same set-up ([`crate::prepare`]) and the same run
-//! ([`crate::job::Session`]) as the command line's main job, so the same
+//! It goes through the same set-up ([`crate::run::prepare()`]) and the same run
+//! ([`crate::run::Session`]) as the command line's main job, so the same
 //! options and input files give the same image, byte for byte.
 
 use crate::backends::{self, WithBackend};
-use crate::job::{self, Session};
-use crate::options::Options;
-use crate::prepare::{self, Images};
-use crate::settings::{Files, Settings};
+use crate::options::{Files, Options, Settings};
+use crate::run::{self as job, Images, Prepared, Session};
 use neural_style_core::backend::Backend;
 use neural_style_core::color;
 use neural_style_core::image_io::Picture;
 use neural_style_core::objective::LossParts;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer, StopReason};
-use neural_style_weights::Vgg19Weights;
 use neural_style_core::{Error, Result};
+use neural_style_weights::Vgg19Weights;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,10 +235,8 @@ impl<'a> Painter<'a> {
             o.device = Some(d);
         }
         o.validate()?;
-        backends::check_selection(&backends::Selection {
-            name: o.backend.clone(),
-            device: o.device.clone(),
-        })?;
+        // The backend is checked once, by `prepare` (before any image is
+        // sized or any weights are loaded).
         let content = self
             .content
             .ok_or_else(|| Error::config("content", "a content image is required"))?;
@@ -248,11 +244,10 @@ impl<'a> Painter<'a> {
             Files {
                 content: content.name,
                 styles: self.styles.iter().map(|d| d.name.clone()).collect(),
-                // Settings name a style without a mask `none` (as the CLI).
                 masks: if self.masks.iter().any(Option::is_some) {
                     self.masks
                         .iter()
-                        .map(|m| m.as_ref().map_or("none".into(), |d| d.name.clone()))
+                        .map(|m| m.as_ref().map(|d| d.name.clone()))
                         .collect()
                 } else {
                     Vec::new()
@@ -262,7 +257,7 @@ impl<'a> Painter<'a> {
             },
             &o,
         )?;
-        let prepared = prepare::prepare(
+        let prepared = job::prepare(
             settings,
             Images::Decoded {
                 content: content.picture,
@@ -287,7 +282,7 @@ impl<'a> Painter<'a> {
             stopped: false,
         };
         let outcome = backends::dispatch(
-            &job::selection(s),
+            &s.selection(),
             PaintJob {
                 prepared: &prepared,
                 observer: &mut observer,
@@ -310,7 +305,7 @@ impl<'a> Painter<'a> {
 
 /// The run of a prepared job on the selected backend.
 struct PaintJob<'p> {
-    prepared: &'p prepare::Prepared,
+    prepared: &'p Prepared,
     observer: &'p mut dyn Observer,
     interrupt: &'p AtomicBool,
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # neural-style batch as a Slurm job array:   sbatch array.sh jobs.toml
-# (tests/slurm.rs submits this very file; options given to sbatch override these.)
+# (crates/cli/tests/it/slurm.rs submits this very file; options given to sbatch override these.)
 #SBATCH --job-name=neural-style
 #SBATCH --array=0-3
 #SBATCH --cpus-per-task=1

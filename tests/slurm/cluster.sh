@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster in a temporary directory, for tests/slurm.rs.
+# A one-node Slurm cluster in a temporary directory, for crates/cli/tests/it/slurm.rs.
 #
 #   cluster.sh start DIR PORT   # munged, slurmctld (PORT) and slurmd (PORT+1), all
 #                               # with their state, sockets, pid files and logs in DIR

@@ -10,7 +10,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    neural_style_candle::set_threads(threads).unwrap();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .unwrap();
     let b = CandleBackend::cpu();
     let w = Vgg19Weights::synthetic(1, [64, 128, 256, 512, 512]);
     let (h, wd) = (192usize, 256usize);

@@ -40,8 +40,10 @@ pub(crate) fn err(e: impl std::fmt::Display) -> Error {
 }
 
 impl CandleBackend {
-    /// A CPU backend. Thread count is process-wide (rayon's global pool);
-    /// see [`set_threads`].
+    /// A CPU backend. Thread count is process-wide: rayon's global pool, which
+    /// the front-end sizes (`backends::set_threads` in the root crate). The
+    /// candle ops this backend calls (ReLU, scaling, the mask product) run on
+    /// the calling thread, so no environment variable is read or set.
     pub fn cpu() -> Self {
         CandleBackend {
             device: Device::Cpu,
@@ -53,17 +55,6 @@ impl CandleBackend {
     pub fn devices() -> Vec<String> {
         vec![format!("cpu ({} threads)", rayon::current_num_threads())]
     }
-}
-
-/// Set the number of CPU threads (call once, before any computation).
-pub fn set_threads(n: usize) -> Result<()> {
-    // candle reads RAYON_NUM_THREADS for its own pools; rayon's global pool
-    // is configured explicitly.
-    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| Error::config("threads", e.to_string()))
 }
 
 /// Run `f` on the contiguous f32 data of a CPU tensor.

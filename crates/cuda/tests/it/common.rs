@@ -19,7 +19,9 @@ pub fn backend_on(dev: &str) -> Option<CudaBackend> {
     match CudaBackend::from_device(Some(dev)) {
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("NEURAL_STYLE_REQUIRE_GPU").is_none() => {
-            neural_style_core::testing::skip::skip(format!("cuda backend on `{dev}` unavailable: {e}"));
+            neural_style_core::testing::skip::skip(format!(
+                "cuda backend on `{dev}` unavailable: {e}"
+            ));
             None
         }
         Err(e) => panic!("cuda backend on `{dev}` required but unavailable: {e}"),

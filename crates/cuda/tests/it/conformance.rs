@@ -29,7 +29,9 @@ fn a_perturbed_weight_is_caught() {
 fn gpu_matches_the_reference_when_present() {
     match CudaBackend::gpu(0, false) {
         Ok(b) => conformance::assert_matches_reference(b),
-        Err(e) => neural_style_core::testing::skip::skip(format!("no GPU check on this machine: {e}")),
+        Err(e) => {
+            neural_style_core::testing::skip::skip(format!("no GPU check on this machine: {e}"))
+        }
     }
 }
 

@@ -226,7 +226,9 @@ fn assemble_sm90(target: &Path) {
         .unwrap();
         return;
     }
-    neural_style_core::testing::skip::skip("the cubin is not built: no ptxas here understands NVRTC's PTX");
+    neural_style_core::testing::skip::skip(
+        "the cubin is not built: no ptxas here understands NVRTC's PTX",
+    );
 }
 
 /// (kernel, registers, spill stores in bytes) from `ptxas -v`.

@@ -1,0 +1,272 @@
+//! The main job: paint one image (`neural-style --content … --style … --output …`).
+
+use crate::batch::checkpoint::{self, Hooks, Painted};
+use crate::flags;
+use crate::observer::{self, say, CliObserver, SHEET_CELL};
+use crate::{pictures, signals};
+use clap::Args;
+use neural_style::backends::{self, WithBackend};
+use neural_style::options::{Settings, StyleArgs};
+use neural_style::run::preflight::{Kind, Output};
+use neural_style::run::{self as job, prepare, Images, Session, Sources};
+use neural_style_core::backend::Backend;
+use neural_style_core::image_io::{self, Picture};
+use neural_style_core::pixel::CaffeImage;
+use neural_style_core::run::{Observer, StopReason};
+use neural_style_core::{Error, Result};
+use neural_style_weights::Vgg19Weights;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+/// Options of the painting run itself (not part of --config files).
+#[derive(Args, Debug, Default)]
+pub(crate) struct RunArgs {
+    /// Output image; the format follows the extension (.png, .jpg, .webp, .tif).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the losses every N iterations (0: never).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    print_every: usize,
+    /// Save the image every N iterations into --frames-dir.
+    #[arg(long, value_name = "N")]
+    save_every: Option<usize>,
+    /// Directory of the --save-every frames [default: <output stem>_frames next to the output].
+    #[arg(long, value_name = "DIR")]
+    frames_dir: Option<PathBuf>,
+    /// Write one JSON line per iteration (iteration, loss parts, total, elapsed seconds).
+    #[arg(long, value_name = "FILE")]
+    json_log: Option<PathBuf>,
+    /// Plot each loss part over the iterations (log scale) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Every N iterations (and when stopped) save the best image so far as OUTPUT.ckpt.png
+    /// (+ .json); run again with this flag to resume from it.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// A contact sheet of the --save-every frames, labelled with their iteration.
+    #[arg(long, value_name = "FILE")]
+    sheet: Option<PathBuf>,
+    /// No progress bar or messages (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
+    let s = args.resolve()?;
+    let output = run
+        .output
+        .clone()
+        .ok_or_else(|| Error::config("output", "an output file is required"))?;
+    if run.save_every == Some(0) {
+        return Err(Error::config("save-every", "must be at least 1"));
+    }
+    if run.checkpoint_every == Some(0) {
+        return Err(Error::config("checkpoint-every", "must be at least 1"));
+    }
+    if run.sheet.is_some() && run.save_every.is_none() {
+        return Err(Error::config(
+            "sheet",
+            "the contact sheet shows the `save-every` frames: add `save-every` N",
+        ));
+    }
+    let frames_dir = run.save_every.map(|_| {
+        run.frames_dir.clone().unwrap_or_else(|| {
+            let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+            output.with_file_name(format!("{stem}_frames"))
+        })
+    });
+    let mut outputs = vec![Output::new("output", &output, Kind::Image)];
+    if let Some(p) = &run.json_log {
+        outputs.push(Output::new("json-log", p, Kind::Text));
+    }
+    if let Some(p) = &run.plot {
+        outputs.push(Output::new("plot", p, Kind::Svg));
+    }
+    if let Some(p) = &run.sheet {
+        outputs.push(Output::new("sheet", p, Kind::Image));
+    }
+    if let Some(d) = &frames_dir {
+        outputs.push(Output::new("frames-dir", d, Kind::Dir));
+    }
+    let quiet = run.quiet;
+    let mut log = flags::logger(quiet);
+    let p = prepare(s, Images::files(), &outputs, None, &mut log)?;
+    let (s, inputs) = (&p.settings, &p.inputs);
+    // Inputs are good: only now create the frames directory and the log.
+    let frames = match (run.save_every, frames_dir) {
+        (Some(n), Some(dir)) => {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            Some((n, dir))
+        }
+        _ => None,
+    };
+    let json_log = match &run.json_log {
+        Some(p) => Some((
+            p.clone(),
+            std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
+        )),
+        None => None,
+    };
+
+    signals::install(quiet, "the best image so far will be saved");
+    let bar = observer::progress_bar(s.total_iterations(), quiet);
+    let mut observer = CliObserver {
+        bar: bar.clone(),
+        print_every: if quiet { 0 } else { run.print_every },
+        frames,
+        stem: output
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        json_log,
+        log_error: None,
+        colors: s.original_colors.then(|| inputs.content.clone()),
+        plot: run.plot.as_ref().map(|_| Vec::new()),
+        thumbs: run.sheet.as_ref().map(|_| Vec::new()),
+    };
+    let (w, h) = (inputs.content.width, inputs.content.height);
+    let scales = if s.scales.len() > 1 {
+        format!(
+            " over scales {}",
+            s.scales
+                .iter()
+                .map(|(px, n)| format!("{px} px × {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        String::new()
+    };
+    let mut on_ready = |name: &str, device: &str| {
+        if !quiet {
+            say(
+                &bar,
+                format!(
+                    "{w}×{h}, {} iterations{scales}, backend {name} on {device}",
+                    s.total_iterations()
+                ),
+            );
+        }
+    };
+    let mut say_bar = |m: &str| {
+        if !quiet {
+            say(&bar, flags::map(m));
+        }
+    };
+    let painted = backends::dispatch(
+        &s.selection(),
+        StyleJob {
+            settings: s,
+            weights: &p.weights,
+            sources: &p.sources,
+            init: p.init.clone(),
+            observer: &mut observer,
+            interrupt: signals::flag(),
+            on_ready: &mut on_ready,
+            output: &output,
+            checkpoint_every: run.checkpoint_every,
+            log: &mut say_bar,
+        },
+    );
+    bar.finish_and_clear();
+    let log_failed = observer
+        .log_error
+        .take()
+        .or_else(|| observer.flush_log().err());
+    let outcome = painted?.outcome;
+    Picture::from_caffe(&job::finish(s, &outcome.best, &inputs.content)).save(&output)?;
+    if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
+        checkpoint::remove(&output)?;
+    }
+    if let Some(e) = log_failed {
+        return Err(Error::config(
+            "json-log",
+            format!(
+                "{e}; the run stopped at iteration {} and the best image so far is in {}",
+                outcome.iterations,
+                output.display()
+            ),
+        ));
+    }
+    if let (Some(path), Some(points)) = (&run.plot, &observer.plot) {
+        let w = [s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight];
+        image_io::write_file_atomic(path, pictures::plot_losses(points, w)?.as_bytes(), 0o666)?;
+        log(&format!("wrote {}", path.display()));
+    }
+    if let (Some(path), Some(thumbs)) = (&run.sheet, &observer.thumbs) {
+        let columns = if thumbs.len() <= 6 { thumbs.len() } else { 5 };
+        pictures::sheet(thumbs, columns, SHEET_CELL).save(path)?;
+        log(&format!("wrote {}", path.display()));
+    }
+    let secs = outcome.elapsed.as_secs_f64();
+    log(&format!(
+        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s, {:.2} it/s)",
+        output.display(),
+        outcome.best_loss,
+        outcome.best_iteration,
+        outcome.iterations,
+        secs,
+        outcome.iterations as f64 / secs.max(1e-9)
+    ));
+    Ok(match outcome.stop {
+        StopReason::Completed => ExitCode::SUCCESS,
+        StopReason::Converged(why) => {
+            log(&format!("stopped early: {why}"));
+            ExitCode::SUCCESS
+        }
+        StopReason::Interrupted => {
+            log("interrupted: the best image so far was saved");
+            signals::exit_code()
+        }
+    })
+}
+
+/// The main job: optimise an image.
+pub(crate) struct StyleJob<'a> {
+    /// The job's settings.
+    pub(crate) settings: &'a Settings,
+    /// The network's weights.
+    pub(crate) weights: &'a Vgg19Weights,
+    /// The decoded inputs.
+    pub(crate) sources: &'a Sources,
+    /// The starting image.
+    pub(crate) init: CaffeImage,
+    /// Told every iteration.
+    pub(crate) observer: &'a mut dyn Observer,
+    /// Set to stop after the current iteration.
+    pub(crate) interrupt: &'a AtomicBool,
+    /// Called once the backend is ready, with its name and device.
+    pub(crate) on_ready: &'a mut dyn FnMut(&str, &str),
+    /// The output, beside which checkpoints go.
+    pub(crate) output: &'a Path,
+    /// `--checkpoint-every N`: resume from, and write, checkpoints.
+    pub(crate) checkpoint_every: Option<usize>,
+    /// Messages (resume, checkpoints).
+    pub(crate) log: &'a mut dyn FnMut(&str),
+}
+
+impl WithBackend for StyleJob<'_> {
+    type Output = Painted;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<Painted> {
+        (self.on_ready)(backend.name(), &backend.device());
+        let mut session = Session::new(backend, self.weights);
+        let (s, sources, interrupt) = (self.settings, self.sources, self.interrupt);
+        checkpoint::paint_resumable(
+            s,
+            self.output,
+            self.checkpoint_every,
+            &self.init,
+            self.observer,
+            &mut Hooks {
+                log: self.log,
+                started: &mut |_| {},
+                checkpoint: &mut |_| {},
+            },
+            &mut |scales, init, scale, observer| {
+                session.paint_scales(s, sources, scales, init, scale, observer, interrupt)
+            },
+        )
+    }
+}

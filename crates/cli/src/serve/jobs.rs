@@ -1,0 +1,713 @@
+//! The job queue, the painting thread and the gallery.
+//!
+//! One job paints at a time (the CPU is the limit), on a thread of its own,
+//! through the library's [`Painter`] — the command line's engine and `prepare`
+//! path, so a job painted here gives the command line's image. Its iteration
+//! callback publishes progress (every iteration) and a preview PNG (every
+//! `--preview-every` iterations) and stops the run when the job's stop flag
+//! is set. Every finished or stopped result goes to the gallery, which lives
+//! as long as the server (and, with `--gallery DIR`, is also saved there).
+
+use super::events::{Event, Hub};
+use super::uploads::{self, Upload};
+use super::ServeArgs;
+use neural_style::{Options, Painter, Painting, Vgg19Weights};
+use neural_style_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The options a page may not set: the server's own (its flags).
+const SERVER_KEYS: [(&str, &str); 4] = [
+    ("backend", "--backend"),
+    ("device", "--device"),
+    ("threads", "--threads"),
+    ("weights", "--weights"),
+];
+
+/// What paints: the backend, the weights (loaded once) and the server's limits.
+pub(crate) struct Engine {
+    backend: Option<String>,
+    device: Option<String>,
+    /// The server's settings, merged into every job's options.
+    fixed: Map<String, Value>,
+    weights: Arc<Vgg19Weights>,
+    max_size: u32,
+    preview_every: usize,
+}
+
+impl Engine {
+    /// Checks the backend and loads the weights (fetching them if needed).
+    pub(crate) fn new(args: &ServeArgs, say: &dyn Fn(&str)) -> Result<Engine> {
+        let mut fixed = Map::new();
+        if let Some(b) = &args.backend {
+            Painter::new(b)?;
+            fixed.insert("backend".into(), b.clone().into());
+        }
+        if let Some(d) = &args.device {
+            fixed.insert("device".into(), d.clone().into());
+        }
+        if let Some(t) = args.threads {
+            fixed.insert("threads".into(), t.into());
+        }
+        if let Some(w) = &args.weights {
+            fixed.insert("weights".into(), w.to_string_lossy().into_owned().into());
+        }
+        let options = from_json(fixed.clone()).map_err(|m| Error::config("serve", m))?;
+        say("loading the VGG19 weights");
+        let weights = Arc::new(neural_style::load_weights(&options)?);
+        Ok(Engine {
+            backend: args.backend.clone(),
+            device: args.device.clone(),
+            fixed,
+            weights,
+            max_size: args.max_size,
+            preview_every: args.preview_every,
+        })
+    }
+
+    /// A page's options made into a job's: the server's settings added, then
+    /// the options model's validation and the server's size limit. The error
+    /// is a message for the page.
+    pub(crate) fn options(&self, page: &Map<String, Value>) -> Result<Options, String> {
+        let mut map = page.clone();
+        for (key, flag) in SERVER_KEYS {
+            if map.contains_key(key) {
+                return Err(format!(
+                    "`{key}` is chosen by the server (start it with `neural-style serve {flag} …`)"
+                ));
+            }
+        }
+        map.extend(self.fixed.clone());
+        let o = from_json(map)?;
+        o.validate().map_err(|e| e.to_string())?;
+        let v = serde_json::to_value(&o).map_err(|e| e.to_string())?;
+        let sizes = v.get("size").into_iter().chain(
+            v.get("scales")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+        for s in sizes.filter_map(Value::as_u64) {
+            if s > u64::from(self.max_size) {
+                return Err(format!(
+                    "size {s} is more than this server allows ({} px: `neural-style serve --max-size`)",
+                    self.max_size
+                ));
+            }
+        }
+        Ok(o)
+    }
+
+    /// Paints one job on this thread.
+    fn paint(&self, job: &Job, hub: &Hub) -> Result<Painting> {
+        let mut painter = match &self.backend {
+            Some(b) => Painter::new(b)?,
+            None => Painter::with_default_backend(),
+        };
+        if let Some(d) = &self.device {
+            painter = painter.device(d);
+        }
+        painter = painter.content(job.content.path.as_path())?;
+        for s in &job.styles {
+            painter = painter.style(s.path.as_path())?;
+        }
+        if let Some((_, path)) = &job.init {
+            painter = painter.init_image(path.as_path())?;
+        }
+        let every = self.preview_every;
+        painter
+            .options(job.options.clone())
+            .weights(self.weights.clone())
+            .on_iteration(|p| {
+                let loss = [p.loss.content, p.loss.style, p.loss.tv, p.loss.total];
+                let elapsed = p.elapsed.as_secs_f64();
+                {
+                    let mut live = job.live.lock().expect("job lock");
+                    live.iteration = p.iteration;
+                    live.of = p.of;
+                    live.elapsed = elapsed;
+                    live.history.push((p.iteration, loss));
+                }
+                hub.send(Event::new(
+                    "progress",
+                    &serde_json::json!({
+                        "job": job.id, "iteration": p.iteration, "of": p.of,
+                        "elapsed": elapsed, "loss": loss,
+                    }),
+                ));
+                if p.iteration == 1 || p.iteration % every == 0 || p.iteration == p.of {
+                    if let Ok(img) = p.preview() {
+                        let png = uploads::encode(&img, image::ImageFormat::Png);
+                        job.live.lock().expect("job lock").preview =
+                            Some((p.iteration, Arc::new(png)));
+                        hub.send(Event::new(
+                            "preview",
+                            &serde_json::json!({"job": job.id, "iteration": p.iteration}),
+                        ));
+                    }
+                }
+                if job.stop.load(Ordering::SeqCst) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .paint()
+    }
+}
+
+fn from_json(map: Map<String, Value>) -> Result<Options, String> {
+    serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            format!("options: {inner}")
+        } else {
+            format!("options: {path}: {inner}")
+        }
+    })
+}
+
+/// A page's request: uploads by id, the options, and for a comparison the
+/// style strengths (style weight / content weight) to paint side by side.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobRequest {
+    pub(crate) content: u64,
+    pub(crate) styles: Vec<u64>,
+    #[serde(default)]
+    pub(crate) init: Option<InitRef>,
+    #[serde(default)]
+    pub(crate) options: Map<String, Value>,
+    #[serde(default)]
+    pub(crate) strengths: Vec<f64>,
+}
+
+/// The starting image: an upload or a gallery result.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum InitRef {
+    Upload(u64),
+    Gallery(u64),
+}
+
+/// Most strengths one comparison may paint.
+pub(crate) const MAX_STRENGTHS: usize = 8;
+
+/// One job, queued or painting.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) label: String,
+    /// The comparison it belongs to (the id of its first job) and its strength.
+    pub(crate) group: Option<u64>,
+    pub(crate) strength: Option<f64>,
+    content: Arc<Upload>,
+    styles: Vec<Arc<Upload>>,
+    init: Option<(String, PathBuf)>,
+    options: Options,
+    cli: String,
+    stop: AtomicBool,
+    live: Mutex<Live>,
+}
+
+#[derive(Default)]
+struct Live {
+    iteration: usize,
+    of: usize,
+    elapsed: f64,
+    history: Vec<(usize, [f64; 4])>,
+    preview: Option<(usize, Arc<Vec<u8>>)>,
+}
+
+impl Job {
+    fn summary(&self) -> Value {
+        serde_json::json!({
+            "id": self.id, "label": self.label, "group": self.group, "strength": self.strength,
+            "content": self.content.name,
+            "styles": self.styles.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "cli": self.cli,
+        })
+    }
+}
+
+/// A finished or stopped result.
+#[derive(Serialize)]
+pub(crate) struct Item {
+    pub(crate) id: u64,
+    pub(crate) job: u64,
+    pub(crate) label: String,
+    pub(crate) group: Option<u64>,
+    pub(crate) strength: Option<f64>,
+    pub(crate) content: String,
+    pub(crate) styles: Vec<String>,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) iterations: usize,
+    pub(crate) stopped: bool,
+    pub(crate) best_loss: f64,
+    pub(crate) elapsed: f64,
+    /// The equivalent command line.
+    pub(crate) cli: String,
+    /// The job's options (the options model's keys).
+    pub(crate) options: Value,
+    #[serde(skip)]
+    pub(crate) path: PathBuf,
+    #[serde(skip)]
+    pub(crate) png: Vec<u8>,
+    #[serde(skip)]
+    pub(crate) thumb: Vec<u8>,
+    #[serde(skip)]
+    pub(crate) image: image::RgbImage,
+}
+
+#[derive(Serialize)]
+struct Failed {
+    job: u64,
+    label: String,
+    error: String,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Arc<Job>>,
+    running: Option<Arc<Job>>,
+    gallery: Vec<Arc<Item>>,
+    failed: VecDeque<Failed>,
+    shutting_down: bool,
+}
+
+/// The queue, shared by the request handlers and the painting thread. Every
+/// `state` event is taken and sent while the queue is locked, so that pages
+/// get them in the order the queue changed (a snapshot taken before a change
+/// but sent after it would leave every tab showing a stale queue).
+pub(crate) struct Jobs {
+    engine: Engine,
+    hub: Hub,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    next: AtomicU64,
+    gallery_dir: Option<PathBuf>,
+    private_dir: PathBuf,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Jobs {
+    /// Starts the painting thread.
+    pub(crate) fn start(
+        engine: Engine,
+        hub: Hub,
+        gallery_dir: Option<PathBuf>,
+        private_dir: PathBuf,
+    ) -> Arc<Jobs> {
+        let jobs = Arc::new(Jobs {
+            engine,
+            hub,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            next: AtomicU64::new(1),
+            gallery_dir,
+            private_dir,
+            thread: Mutex::new(None),
+        });
+        let worker = jobs.clone();
+        let handle = std::thread::Builder::new()
+            .name("painter".into())
+            .spawn(move || worker.work())
+            .expect("spawn the painting thread");
+        *jobs.thread.lock().expect("thread lock") = Some(handle);
+        jobs
+    }
+
+    /// Queues a page's request (one job, or one per strength); returns the
+    /// job ids. Every check happens before anything is queued.
+    pub(crate) fn submit(
+        &self,
+        req: &JobRequest,
+        uploads: &uploads::Uploads,
+    ) -> Result<Vec<u64>, String> {
+        let upload = |id: u64, what: &str| {
+            uploads
+                .get(id)
+                .ok_or_else(|| format!("{what}: no upload {id} (upload the image again)"))
+        };
+        let content = upload(req.content, "content")?;
+        if req.styles.is_empty() {
+            return Err("choose at least one style image".into());
+        }
+        let styles = req
+            .styles
+            .iter()
+            .map(|&id| upload(id, "style"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut page = req.options.clone();
+        let init = match &req.init {
+            None => {
+                if page.get("init").and_then(Value::as_str) == Some("image") {
+                    return Err("init is `image`: choose a starting image (a gallery result's \"use as init\")".into());
+                }
+                None
+            }
+            Some(r) => {
+                let (name, path) = match *r {
+                    InitRef::Upload(id) => {
+                        let u = upload(id, "init")?;
+                        (u.name.clone(), u.path.clone())
+                    }
+                    InitRef::Gallery(id) => {
+                        let item = self
+                            .item(id)
+                            .ok_or_else(|| format!("init: no gallery result {id}"))?;
+                        (format!("result-{id}.png"), item.path.clone())
+                    }
+                };
+                page.insert("init".into(), "image".into());
+                Some((name, path))
+            }
+        };
+        if req.strengths.len() > MAX_STRENGTHS {
+            return Err(format!("compare at most {MAX_STRENGTHS} strengths"));
+        }
+        if let Some(bad) = req.strengths.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!("strengths must be positive numbers, not {bad}"));
+        }
+        let base = self.engine.options(&page)?;
+        let mut variants = Vec::new();
+        if req.strengths.is_empty() {
+            variants.push((None, base));
+        } else {
+            let content_weight = serde_json::to_value(&base)
+                .ok()
+                .and_then(|v| v.get("content-weight").and_then(Value::as_f64))
+                .ok_or("options: no content-weight")?;
+            for &s in &req.strengths {
+                let mut p = page.clone();
+                p.insert("style-weight".into(), (content_weight * s).into());
+                variants.push((Some(s), self.engine.options(&p)?));
+            }
+        }
+        let mut q = self.queue.lock().expect("queue lock");
+        if q.shutting_down {
+            return Err("the server is stopping".into());
+        }
+        let group = (variants.len() > 1).then(|| self.next.load(Ordering::SeqCst));
+        let mut ids = Vec::new();
+        for (strength, options) in variants {
+            let id = self.next.fetch_add(1, Ordering::SeqCst);
+            let style_names: Vec<&str> = styles.iter().map(|s| s.name.as_str()).collect();
+            let label = match strength {
+                Some(s) => format!(
+                    "{} × {} · strength {}",
+                    content.name,
+                    style_names.join(" + "),
+                    short(s)
+                ),
+                None => format!("{} × {}", content.name, style_names.join(" + ")),
+            };
+            let cli = cli_command(
+                &content.name,
+                &style_names,
+                init.as_ref().map(|i| i.0.as_str()),
+                &options,
+            );
+            q.waiting.push_back(Arc::new(Job {
+                id,
+                label,
+                group,
+                strength,
+                content: content.clone(),
+                styles: styles.clone(),
+                init: init.clone(),
+                options,
+                cli,
+                stop: AtomicBool::new(false),
+                live: Mutex::new(Live::default()),
+            }));
+            ids.push(id);
+        }
+        self.hub.send(snapshot(&q));
+        drop(q);
+        self.wake.notify_all();
+        Ok(ids)
+    }
+
+    /// Stop: a queued job leaves the queue; a painting one stops after its
+    /// iteration and its best image goes to the gallery. False if unknown.
+    pub(crate) fn stop(&self, id: u64) -> bool {
+        let mut q = self.queue.lock().expect("queue lock");
+        if let Some(job) = q.running.as_ref().filter(|j| j.id == id) {
+            job.stop.store(true, Ordering::SeqCst);
+            return true;
+        }
+        let before = q.waiting.len();
+        q.waiting.retain(|j| j.id != id);
+        if q.waiting.len() == before {
+            return false;
+        }
+        self.hub.send(snapshot(&q));
+        true
+    }
+
+    /// The `state` event: queue, running job, gallery, recent failures.
+    pub(crate) fn snapshot(&self) -> Event {
+        snapshot(&self.queue.lock().expect("queue lock"))
+    }
+
+    /// The latest preview of a job (its iteration and PNG).
+    pub(crate) fn preview(&self, id: u64) -> Option<(usize, Arc<Vec<u8>>)> {
+        let q = self.queue.lock().expect("queue lock");
+        let job = q.running.as_ref().filter(|j| j.id == id)?;
+        let live = job.live.lock().expect("job lock");
+        live.preview.clone()
+    }
+
+    pub(crate) fn item(&self, id: u64) -> Option<Arc<Item>> {
+        let q = self.queue.lock().expect("queue lock");
+        q.gallery.iter().find(|i| i.id == id).cloned()
+    }
+
+    /// Stops the server's painting: the queue is emptied, the job in flight
+    /// stops and is saved (gallery, `--gallery DIR`), the thread ends.
+    pub(crate) fn shutdown(&self) {
+        {
+            let mut q = self.queue.lock().expect("queue lock");
+            q.shutting_down = true;
+            q.waiting.clear();
+            if let Some(j) = &q.running {
+                j.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        self.wake.notify_all();
+        if let Some(t) = self.thread.lock().expect("thread lock").take() {
+            let _ = t.join();
+        }
+    }
+
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut q = self.queue.lock().expect("queue lock");
+                loop {
+                    if q.shutting_down {
+                        return;
+                    }
+                    if let Some(j) = q.waiting.pop_front() {
+                        q.running = Some(j.clone());
+                        self.hub.send(snapshot(&q));
+                        break j;
+                    }
+                    q = self.wake.wait(q).expect("queue lock");
+                }
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.engine.paint(&job, &self.hub)
+            }));
+            let result = match result {
+                Ok(r) => r.map_err(|e| self.clean_error(&job, &e.to_string())),
+                Err(_) => Err("the painting failed unexpectedly (see the server's log)".into()),
+            };
+            let result = result.and_then(|p| self.keep(&job, p));
+            let mut q = self.queue.lock().expect("queue lock");
+            q.running = None;
+            match result {
+                Ok(item) => {
+                    let item = Arc::new(item);
+                    self.hub.send(Event::new("result", &*item));
+                    q.gallery.push(item);
+                }
+                Err(error) => {
+                    let f = Failed {
+                        job: job.id,
+                        label: job.label.clone(),
+                        error,
+                    };
+                    self.hub.send(Event::new("failed", &f));
+                    q.failed.push_back(f);
+                    if q.failed.len() > 20 {
+                        q.failed.pop_front();
+                    }
+                }
+            }
+            self.hub.send(snapshot(&q));
+        }
+    }
+
+    /// An error for the page: the private file names replaced by the names
+    /// the user gave.
+    fn clean_error(&self, job: &Job, msg: &str) -> String {
+        let mut msg = msg.to_string();
+        for u in std::iter::once(&job.content).chain(&job.styles) {
+            msg = msg.replace(&*u.path.to_string_lossy(), &u.name);
+        }
+        if let Some((name, path)) = &job.init {
+            msg = msg.replace(&*path.to_string_lossy(), name);
+        }
+        msg.replace(&*self.private_dir.to_string_lossy(), "(upload)")
+    }
+
+    /// A painting made into a gallery item: saved as PNG (the command line's
+    /// writer) beside the uploads, and into `--gallery DIR` if given.
+    fn keep(&self, job: &Job, p: Painting) -> Result<Item, String> {
+        let path = self.private_dir.join(format!("result-{}.png", job.id));
+        p.save(&path).map_err(|e| e.to_string())?;
+        let png = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let picture = neural_style_core::image_io::Picture {
+            width: p.image.width(),
+            height: p.image.height(),
+            rgb: p.image.as_raw().iter().map(|&v| f32::from(v)).collect(),
+        };
+        let thumb = uploads::thumbnail(&picture);
+        let item = Item {
+            id: job.id,
+            job: job.id,
+            label: job.label.clone(),
+            group: job.group,
+            strength: job.strength,
+            content: job.content.name.clone(),
+            styles: job.styles.iter().map(|s| s.name.clone()).collect(),
+            width: p.image.width(),
+            height: p.image.height(),
+            iterations: p.iterations,
+            stopped: p.stopped,
+            best_loss: p.best_loss,
+            elapsed: p.elapsed.as_secs_f64(),
+            cli: job.cli.clone(),
+            options: serde_json::to_value(&job.options).unwrap_or(Value::Null),
+            path,
+            png,
+            thumb,
+            image: p.image,
+        };
+        if let Some(dir) = &self.gallery_dir {
+            if let Err(e) = save_to_gallery(dir, &item) {
+                eprintln!("error: saving to the gallery directory: {e}");
+            }
+        }
+        Ok(item)
+    }
+}
+
+/// `DIR/studio-<time>-<id>.png` and its settings beside it (`.json`).
+fn save_to_gallery(dir: &Path, item: &Item) -> Result<()> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stem = format!("studio-{secs}-{}", item.id);
+    let png = dir.join(format!("{stem}.png"));
+    neural_style_core::image_io::write_file_atomic(&png, &item.png, 0o666)?;
+    let json = serde_json::to_string_pretty(item).expect("item serialises");
+    neural_style_core::image_io::write_file_atomic(
+        &dir.join(format!("{stem}.json")),
+        json.as_bytes(),
+        0o666,
+    )
+}
+
+fn snapshot(q: &Queue) -> Event {
+    let running = q.running.as_ref().map(|j| {
+        let live = j.live.lock().expect("job lock");
+        let mut v = j.summary();
+        v["iteration"] = live.iteration.into();
+        v["of"] = live.of.into();
+        v["elapsed"] = live.elapsed.into();
+        v["history"] = serde_json::to_value(&live.history).unwrap_or_default();
+        v["preview"] = live.preview.as_ref().map(|p| p.0).into();
+        v["stopping"] = j.stop.load(Ordering::SeqCst).into();
+        v
+    });
+    let waiting: Vec<Value> = q
+        .waiting
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let mut v = j.summary();
+            v["position"] = (i + 1).into();
+            v
+        })
+        .collect();
+    Event::new(
+        "state",
+        &serde_json::json!({
+            "running": running,
+            "queue": waiting,
+            "gallery": q.gallery.iter().map(|i| &**i).collect::<Vec<&Item>>(),
+            "failed": q.failed,
+        }),
+    )
+}
+
+/// A number as the page shows it: `20`, `0.5`, `1e-4`.
+fn short(x: f64) -> String {
+    let s = format!("{x}");
+    if s.len() > 8 {
+        format!("{x:e}")
+    } else {
+        s
+    }
+}
+
+/// The command line that paints the same image from files of these names.
+pub(crate) fn cli_command(
+    content: &str,
+    styles: &[&str],
+    init: Option<&str>,
+    o: &Options,
+) -> String {
+    let stem = |n: &str| {
+        Path::new(n)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let out = format!(
+        "{}_{}.png",
+        stem(content),
+        styles.first().map(|s| stem(s)).unwrap_or_default()
+    );
+    let mut words = vec![
+        "neural-style".to_string(),
+        "-c".into(),
+        quote(content),
+        "-s".into(),
+    ];
+    words.extend(styles.iter().map(|s| quote(s)));
+    if let Some(i) = init {
+        words.push("--init-image".into());
+        words.push(quote(i));
+    }
+    words.push("-o".into());
+    words.push(quote(&out));
+    words.extend(o.to_cli_args().iter().map(|a| quote(a)));
+    words.join(" ")
+}
+
+/// A word for a POSIX shell: as is when safe, else in single quotes.
+pub(crate) fn quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,/=:+@%".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_a_shell() {
+        assert_eq!(quote("a.png"), "a.png");
+        assert_eq!(quote("my photo.jpg"), "'my photo.jpg'");
+        assert_eq!(quote("it's.png"), r"'it'\''s.png'");
+        assert_eq!(quote("$(rm -rf ~).png"), "'$(rm -rf ~).png'");
+        assert_eq!(quote(""), "''");
+    }
+}

@@ -1,0 +1,382 @@
+//! The resolved job: a job's [`Options`] validated and combined with its
+//! input [`Files`] into one [`Settings`], and the `--config` file reader.
+
+use super::{InitName, Options, StyleArgs};
+use crate::backends::Selection;
+use neural_style_core::image_io;
+use neural_style_core::objective::ObjectiveSpec;
+use neural_style_core::run::OptimizerKind;
+use neural_style_core::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Fully resolved options of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The content image.
+    pub content: PathBuf,
+    /// The style images.
+    pub styles: Vec<PathBuf>,
+    /// The style blend weights (normalised when the sources are loaded).
+    pub blend: Option<Vec<f64>>,
+    /// The output's longest side (the last scale's).
+    pub size: u32,
+    /// The style images' area factor.
+    pub style_scale: f64,
+    /// The style images' longest side, when given.
+    pub style_size: Option<u32>,
+    /// Iterations per scale, unless `scales` says otherwise.
+    pub iterations: usize,
+    /// The optimiser and its configuration.
+    pub optimizer: OptimizerKind,
+    /// The objective.
+    pub spec: ObjectiveSpec,
+    /// The starting image.
+    pub init: InitName,
+    /// The init image file.
+    pub init_image: Option<PathBuf>,
+    /// The noise seed.
+    pub seed: u64,
+    /// The backend's name.
+    pub backend: String,
+    /// The backend's device.
+    pub device: Option<String>,
+    /// CPU threads.
+    pub threads: Option<usize>,
+    /// The weights file (else found or fetched).
+    pub weights: Option<PathBuf>,
+    /// The `--config` file these settings were read from, if any.
+    pub config: Option<PathBuf>,
+    /// One optional mask file per style image.
+    pub masks: Vec<Option<PathBuf>>,
+    /// Keep the content's colours.
+    pub original_colors: bool,
+    /// Colour-match the styles to the content.
+    pub color_match: bool,
+    /// `(longest side, iterations)` of each scale; one entry without
+    /// multi-resolution. The last size is `size`.
+    pub scales: Vec<(u32, usize)>,
+}
+
+impl Settings {
+    /// Iterations over all scales.
+    pub fn total_iterations(&self) -> usize {
+        self.scales.iter().map(|s| s.1).sum()
+    }
+
+    /// The backend these settings select.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            name: self.backend.clone(),
+            device: self.device.clone(),
+        }
+    }
+
+    /// The size a `style`-sized style image is used at next to a content of
+    /// size `(cw, ch)`: `--style-size` on its longest side, else the content's
+    /// pixel count times `--style-scale`.
+    pub fn style_size(&self, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32, u32) {
+        match self.style_size {
+            Some(side) => image_io::size_longest(style, side),
+            None => image_io::size_for_pixels(style, cw as f64 * ch as f64 * self.style_scale),
+        }
+    }
+}
+
+/// The input files of a job (besides its options).
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    /// The content image.
+    pub content: PathBuf,
+    /// The style images.
+    pub styles: Vec<PathBuf>,
+    /// One optional mask per style, or none at all.
+    pub masks: Vec<Option<PathBuf>>,
+    /// The initial image.
+    pub init_image: Option<PathBuf>,
+    /// The `--config` file the options were read from.
+    pub config: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Validate `o` and combine it with the job's files.
+    pub fn new(f: Files, o: &Options) -> Result<Settings> {
+        o.validate()?;
+        let optimizer = o.optimizer()?;
+        let spec = o.objective()?;
+        if f.styles.is_empty() && !spec.style_layers.is_empty() {
+            return Err(Error::config(
+                "style",
+                "at least one style image is required",
+            ));
+        }
+        let init = o.init.unwrap_or(if f.init_image.is_some() {
+            InitName::Image
+        } else {
+            InitName::Content
+        });
+        if init == InitName::Image && f.init_image.is_none() {
+            return Err(Error::config(
+                "init-image",
+                "`init` image needs `init-image` FILE",
+            ));
+        }
+        let masks = match f.masks.len() {
+            0 => vec![None; f.styles.len()],
+            n if n == f.styles.len() => f.masks,
+            n => {
+                return Err(Error::config(
+                    "style-mask",
+                    format!(
+                        "{n} masks for {} style images: give one per style, `none` for no mask",
+                        f.styles.len()
+                    ),
+                ))
+            }
+        };
+        let scales = o.scales()?;
+        let size = scales.last().map(|s| s.0).unwrap_or(o.size);
+        Ok(Settings {
+            content: f.content,
+            styles: f.styles,
+            blend: o.style_blend_weights.clone(),
+            size,
+            style_scale: o.style_scale,
+            style_size: o.style_size,
+            iterations: o.iterations,
+            optimizer,
+            spec,
+            init,
+            init_image: f.init_image,
+            seed: o.seed,
+            backend: o.backend.clone(),
+            device: o.device.clone(),
+            threads: o.threads,
+            weights: o.weights.clone(),
+            config: f.config,
+            masks,
+            original_colors: o.original_colors,
+            color_match: o.color_match,
+            scales,
+        })
+    }
+}
+
+/// Read a TOML settings file (keys as the long flags, e.g. `style-weight = 50`).
+pub fn load_config(path: &Path) -> Result<StyleArgs> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let args: StyleArgs = parse_toml("config", path, &text)?;
+    if args.output.is_some() {
+        return Err(Error::config(
+            "config",
+            format!(
+                "{}: an output (`output = \"FILE\"`) belongs to batch jobs; give `output` on the command line",
+                path.display()
+            ),
+        ));
+    }
+    Ok(args)
+}
+
+/// Parse TOML; an error names `flag`, the file and the line.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    path: &Path,
+    text: &str,
+) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        let line = e
+            .span()
+            .map(|s| text[..s.start].matches('\n').count() + 1)
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
+        Error::config(flag, format!("{}: {line}{msg}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Preset;
+    use neural_style_core::backend::Pooling;
+    use neural_style_core::layers::LayerId;
+    use neural_style_core::objective::Normalization;
+    use neural_style_core::optim::{FirstStep, LbfgsConfig};
+
+    fn args(content: &str) -> StyleArgs {
+        StyleArgs {
+            content: Some(content.into()),
+            style: vec!["s.jpg".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_jcjohnsons() {
+        let s = args("c.jpg").resolve().unwrap();
+        assert_eq!(s.spec, ObjectiveSpec::default());
+        assert_eq!(s.size, 512);
+        assert_eq!(s.iterations, 1000);
+        assert_eq!(s.optimizer, OptimizerKind::Lbfgs(LbfgsConfig::default()));
+        assert_eq!(s.init, InitName::Content);
+    }
+
+    #[test]
+    fn keras_preset_and_flag_override() {
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Keras);
+        a.iterations = Some(7);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.iterations, 7);
+        assert!(matches!(s.optimizer, OptimizerKind::Adam(c) if c.lr == 10.0));
+        assert_eq!(
+            s.spec.content_layers[0].0,
+            LayerId::parse("relu5_2").unwrap()
+        );
+        assert_eq!(s.spec.style_layers.len(), 5);
+    }
+
+    #[test]
+    fn presets_follow_their_sources() {
+        let preset = |p| {
+            let mut a = args("c.jpg");
+            a.preset = Some(p);
+            a.resolve().unwrap()
+        };
+        let lbfgs = |s: &Settings| match s.optimizer {
+            OptimizerKind::Lbfgs(c) => c.first_step,
+            _ => panic!("not L-BFGS"),
+        };
+        // Ours: content start, the pixel first step, jcjohnson's objective.
+        let ours = args("c.jpg").resolve().unwrap();
+        assert_eq!(
+            (ours.init, lbfgs(&ours), ours.spec.normalization),
+            (
+                InitName::Content,
+                FirstStep::Pixel,
+                Normalization::Jcjohnson
+            )
+        );
+        // jcjohnson: the same objective, its randn·0.001 start, Torch's step.
+        let j = preset(Preset::Jcjohnson);
+        assert_eq!(j.spec, ObjectiveSpec::default());
+        assert_eq!((j.init, lbfgs(&j)), (InitName::Randn, FirstStep::Torch));
+        // gatys: the paper's normalisation, w_l = 1/5, α/β = 1e-3, avg pooling, noise.
+        let g = preset(Preset::Gatys);
+        assert_eq!(g.spec.normalization, Normalization::Gatys);
+        assert!(g.spec.style_layers.iter().all(|l| l.1 == 0.2));
+        assert_eq!(g.spec.content_weight / g.spec.style_weight, 1e-3);
+        assert_eq!((g.spec.pooling, g.spec.tv_weight), (Pooling::Avg, 0.0));
+        assert_eq!(g.init, InitName::Noise);
+        // keras: the write-up's normalisation and layers, α = β, no TV, content start.
+        let k = preset(Preset::Keras);
+        assert_eq!(k.spec.normalization, Normalization::Gatys);
+        assert_eq!(
+            (k.spec.content_weight, k.spec.style_weight, k.spec.tv_weight),
+            (1.0, 1.0, 0.0)
+        );
+        assert!(k.spec.style_layers.iter().all(|l| l.1 == 0.2));
+        assert_eq!((k.init, k.iterations), (InitName::Content, 100));
+        // Explicit layer weights win over the 1/(number of layers) default.
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Gatys);
+        a.style_layer_weights = Some(vec![1.0; 5]);
+        assert!(a
+            .resolve()
+            .unwrap()
+            .spec
+            .style_layers
+            .iter()
+            .all(|l| l.1 == 1.0));
+    }
+
+    #[test]
+    fn config_file_sits_between_preset_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "preset = \"gatys\"\nstyle-weight = 50\ntv-weight = 0.5\n",
+        )
+        .unwrap();
+        let mut a = args("c.jpg");
+        a.config = Some(cfg.clone());
+        a.tv_weight = Some(0.25);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.spec.style_weight, 50.0);
+        assert_eq!(s.spec.tv_weight, 0.25);
+        assert_eq!(s.spec.pooling, Pooling::Avg);
+
+        std::fs::write(&cfg, "size = 256\nstyle-wieght = 3\n").unwrap();
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("style-wieght"), "{e}");
+    }
+
+    #[test]
+    fn scales_masks_and_colours() {
+        let mut a = args("c.jpg");
+        a.multires = Some(true);
+        a.size = Some(512);
+        a.iterations = Some(10);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.scales, vec![(256, 10), (362, 10), (512, 10)]);
+        assert_eq!(s.total_iterations(), 30);
+        let mut a = args("c.jpg");
+        a.scales = Some(vec![100, 200]);
+        a.scale_iterations = Some(vec![5, 3]);
+        let s = a.resolve().unwrap();
+        assert_eq!((s.size, s.scales.clone()), (200, vec![(100, 5), (200, 3)]));
+        a.scale_iterations = Some(vec![5]);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("scale-iterations"), "{e}");
+        a.scale_iterations = None;
+        a.multires = Some(true);
+        assert!(a.resolve().unwrap_err().to_string().starts_with("multires"));
+
+        let mut a = args("c.jpg");
+        a.style = vec!["a.jpg".into(), "b.jpg".into()];
+        a.style_mask = vec!["m.png".into(), "none".into()];
+        a.original_colors = Some(true);
+        let s = a.resolve().unwrap();
+        assert_eq!(s.masks, vec![Some(PathBuf::from("m.png")), None]);
+        assert!(s.original_colors && !s.color_match);
+        a.style_mask = vec!["m.png".into()];
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("style-mask"));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let mut a = args("c.jpg");
+        a.style_layers = Some("relu1_1,relu9_9".into());
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("style-layers"));
+        let mut a = args("c.jpg");
+        a.style_layer_weights = Some(vec![1.0, 2.0]);
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("style-layer-weights"));
+        let mut a = args("c.jpg");
+        a.tv_weight = Some(f64::NAN);
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("tv-weight"));
+        let mut a = args("c.jpg");
+        a.init = Some(InitName::Image);
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .starts_with("init-image"));
+    }
+}

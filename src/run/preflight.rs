@@ -1,0 +1,439 @@
+//! The checks every run makes before it decodes an image, loads the weights
+//! or opens anything for writing, shared by the main job, `loss`, `compare`
+//! and `batch`: the backend is in this build; every input is an existing
+//! regular file; every written path has a supported extension, is not a
+//! directory or special file, lies in an existing directory where a file can
+//! be created (probed by creating and removing one), and is distinct from
+//! every input and from every other written path (same canonical path, or
+//! same device and inode); and every image is large enough for the layers it
+//! must reach (see [`min_side`]).
+//!
+//! [`check_paths`] is a plain function over `(role, path)` lists, so that any
+//! front-end can run it as one step between validating its options and
+//! loading its inputs. Each failure is one line that names the option or role (and,
+//! for a collision, both), cited as `neural_style_core::error::cite` does.
+
+use crate::options::{InitName, Settings};
+use neural_style_core::error::cite;
+use neural_style_core::image_io::{self, Picture};
+use neural_style_core::layers::LayerId;
+use neural_style_core::{Error, Result};
+use neural_style_weights as weights;
+use std::path::{Path, PathBuf};
+
+/// A file a run reads, with the option (or role) that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The option or role that names it (`content`, or `job 2` and a cited key).
+    pub role: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl Input {
+    /// An input `path` named by `role`.
+    pub fn new(role: impl Into<String>, path: impl Into<PathBuf>) -> Input {
+        Input {
+            role: role.into(),
+            path: path.into(),
+        }
+    }
+}
+
+/// What a written path will hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An image in the format of its extension (`.png`, `.jpg`, `.webp`, `.tif`).
+    Image,
+    /// An SVG file (`.svg`).
+    Svg,
+    /// Any other file (a log).
+    Text,
+    /// A directory the run creates if needed and writes files into.
+    Dir,
+}
+
+/// A path a run writes, with the option (or role) that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The option or role that names it (`output`).
+    pub role: String,
+    /// The path.
+    pub path: PathBuf,
+    /// What it will hold.
+    pub kind: Kind,
+}
+
+impl Output {
+    /// An output `path` named by `role`.
+    pub fn new(role: impl Into<String>, path: impl Into<PathBuf>, kind: Kind) -> Output {
+        Output {
+            role: role.into(),
+            path: path.into(),
+            kind,
+        }
+    }
+}
+
+/// Every check of the files of a run with settings `s` (its backend is
+/// checked first, by [`super::prepare()`]), in order: the paths (the inputs of
+/// `s` plus `extra`, against `outputs`), then the image sizes. Nothing is
+/// decoded (image headers only) and nothing is written.
+pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<()> {
+    let mut inputs = inputs_of(s)?;
+    inputs.extend(extra);
+    check_paths(&inputs, outputs)?;
+    check_sizes(s)
+}
+
+/// The files a run with settings `s` reads: content, styles, masks, the
+/// initial image, the `--config` file and the weights (when they are found
+/// already; otherwise they are fetched later into the weights directory).
+pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
+    let mut v = vec![Input::new("content", &s.content)];
+    v.extend(s.styles.iter().map(|p| Input::new("style", p)));
+    v.extend(
+        s.masks
+            .iter()
+            .flatten()
+            .map(|p| Input::new("style-mask", p)),
+    );
+    if s.init == InitName::Image {
+        if let Some(p) = &s.init_image {
+            v.push(Input::new("init-image", p));
+        }
+    }
+    if let Some(p) = &s.config {
+        v.push(Input::new("config", p));
+    }
+    if let Some(p) = weights::locate(s.weights.as_deref())? {
+        v.push(Input::new("weights", p));
+    }
+    Ok(v)
+}
+
+/// Where a path points: its canonical form and, for an existing file, its
+/// device and inode (which also catch hard links).
+struct Identity {
+    path: PathBuf,
+    file: Option<(u64, u64)>,
+}
+
+impl Identity {
+    fn same(&self, other: &Identity) -> bool {
+        self.path == other.path || (self.file.is_some() && self.file == other.file)
+    }
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// The identity of `path`, existing or not (then its directory's canonical
+/// path joined with its name).
+fn identity(path: &Path) -> Identity {
+    if let (Ok(meta), Ok(canonical)) = (std::fs::metadata(path), path.canonicalize()) {
+        return Identity {
+            path: canonical,
+            file: file_id(&meta),
+        };
+    }
+    let dir = parent(path);
+    let canonical = match (dir.canonicalize(), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    };
+    Identity {
+        path: canonical,
+        file: None,
+    }
+}
+
+/// The canonical form of `path`, existing or not (then its directory's
+/// canonical path joined with its name): two written paths with the same
+/// canonical form are one file.
+pub fn canonical(path: &Path) -> PathBuf {
+    identity(path).path
+}
+
+/// The directory a file is written into (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Checks the paths of a run, before anything is read or written: every
+/// input exists and is a regular file; every output passes [`check_output`];
+/// no output is an input or another output.
+pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
+    let mut read = Vec::with_capacity(inputs.len());
+    for i in inputs {
+        let meta = std::fs::metadata(&i.path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::config(&i.role, format!("{}: no such file", i.path.display()))
+            } else {
+                Error::io(&i.path, e)
+            }
+        })?;
+        if !meta.is_file() {
+            return Err(Error::config(
+                &i.role,
+                format!("{}: {}", i.path.display(), image_io::not_regular(&meta)),
+            ));
+        }
+        read.push((i, identity(&i.path)));
+    }
+    let mut written: Vec<(&Output, Identity)> = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        let id = identity(&o.path);
+        if let Some((i, _)) = read.iter().find(|(_, r)| r.same(&id)) {
+            return Err(Error::config(
+                &o.role,
+                format!(
+                    "{} is also {} ({}): a run never writes over its input; choose another {}",
+                    o.path.display(),
+                    cite(&i.role),
+                    i.path.display(),
+                    cite(&o.role)
+                ),
+            ));
+        }
+        if let Some((p, _)) = written.iter().find(|(_, w)| w.same(&id)) {
+            return Err(Error::config(
+                &o.role,
+                format!(
+                    "{} is also {} ({}): each written file needs its own name",
+                    o.path.display(),
+                    cite(&p.role),
+                    p.path.display()
+                ),
+            ));
+        }
+        check_output(o)?;
+        written.push((o, id));
+    }
+    Ok(())
+}
+
+/// One written path: a supported extension for its kind; not a directory or
+/// special file (nor a file, for a directory); its directory exists and a
+/// file can be created there.
+pub fn check_output(o: &Output) -> Result<()> {
+    let bad = |msg: String| Error::config(&o.role, format!("{}: {msg}", o.path.display()));
+    match o.kind {
+        Kind::Image => {
+            image_io::check_output_path(&o.path).map_err(|e| match e {
+                Error::Config { msg, .. } => Error::config(&o.role, msg),
+                e => e,
+            })?;
+        }
+        Kind::Svg => {
+            if o.path
+                .extension()
+                .is_none_or(|e| !e.eq_ignore_ascii_case("svg"))
+            {
+                return Err(bad("this is an SVG file: name it something.svg".into()));
+            }
+        }
+        Kind::Text | Kind::Dir => {}
+    }
+    let existing = std::fs::metadata(&o.path).ok();
+    let dir = match (o.kind, &existing) {
+        (Kind::Dir, Some(m)) if m.is_dir() => o.path.clone(),
+        (Kind::Dir, Some(_)) => return Err(bad("exists and is not a directory".into())),
+        (Kind::Dir, None) => {
+            // Created with its missing parents: probe the nearest existing one.
+            let mut d = parent(&o.path).to_path_buf();
+            while !d.exists() {
+                let up = parent(&d).to_path_buf();
+                if up == d {
+                    break;
+                }
+                d = up;
+            }
+            d
+        }
+        (_, Some(m)) if !m.is_file() => return Err(bad(image_io::not_regular(m))),
+        _ => {
+            let d = parent(&o.path);
+            if !d.is_dir() {
+                return Err(bad(format!(
+                    "the directory `{}` does not exist",
+                    d.display()
+                )));
+            }
+            d.to_path_buf()
+        }
+    };
+    probe_writable(&dir)
+        .map_err(|e| bad(format!("cannot create a file in `{}` ({e})", dir.display())))
+}
+
+/// Creates and removes a file in `dir`.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let f = tempfile::Builder::new()
+        .prefix(&format!("{}probe.", image_io::TEMP_PREFIX))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    f.close()
+}
+
+/// The smallest side, in pixels, of an image that reaches `layer`: each 2×2
+/// pooling before it halves the sides (rounding down), and a side that
+/// reaches 0 leaves nothing to compare.
+pub fn min_side(layer: LayerId) -> u32 {
+    1 << layer.pools_up_to()
+}
+
+/// Refuses, from the image headers alone, a content (at every scale) or
+/// style (at its `--style-size` or `--style-scale`) smaller than the deepest
+/// layer it goes through needs ([`min_side`]), with the smallest size that
+/// works; and any mask or initial image whose header does not decode.
+pub fn check_sizes(s: &Settings) -> Result<()> {
+    let content = Picture::probe(&s.content)?;
+    let styles = s
+        .styles
+        .iter()
+        .map(|p| Picture::probe(p))
+        .collect::<Result<Vec<_>>>()?;
+    for m in s.masks.iter().flatten() {
+        Picture::probe(m)?;
+    }
+    if let (InitName::Image, Some(p)) = (s.init, &s.init_image) {
+        Picture::probe(p)?;
+    }
+    check_dimensions(s, content, &styles)
+}
+
+/// The size checks of [`check_sizes`] on known dimensions: the content's
+/// `(width, height)` and each style's (in the order of `s.styles`, whose
+/// paths name them in messages).
+pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
+    let styles = s.styles.iter().zip(styles.iter().copied());
+    let short = |(w, h): (u32, u32)| w.min(h);
+    let dims = |(w, h): (u32, u32)| format!("{w}×{h}");
+    // The smallest longest side (≥ `from`) that gives a short side ≥ `need`.
+    let smallest = |size: (u32, u32), need: u32, from: u32| {
+        (from..=image_io::MAX_SIDE).find(|&l| short(image_io::size_longest(size, l)) >= need)
+    };
+    let flag = if s.scales.len() > 1 { "scales" } else { "size" };
+    if let Some(deepest) = s.spec.deepest() {
+        let need = min_side(deepest);
+        for &(px, _) in &s.scales {
+            let at = image_io::size_longest(content, px);
+            if short(at) < need {
+                let hint = match smallest(content, need, px) {
+                    Some(m) if flag == "size" => format!("use `size` {m} or more"),
+                    Some(m) => format!(
+                        "every scale (`scales`, or `size` with `multires`) must be {m} px or more"
+                    ),
+                    None => "crop it or use shallower layers".into(),
+                };
+                return Err(Error::config(
+                    flag,
+                    format!(
+                        "{} is {} and becomes {} at {px} px, but {deepest} needs at least \
+                         {need} px a side: {hint}",
+                        s.content.display(),
+                        dims(content),
+                        dims(at)
+                    ),
+                ));
+            }
+        }
+    }
+    let Some(deepest) = s.spec.style_layers.iter().map(|l| l.0).max() else {
+        return Ok(());
+    };
+    let need = min_side(deepest);
+    for (path, size) in styles {
+        for &(px, _) in &s.scales {
+            let at = s.style_size(size, image_io::size_longest(content, px));
+            if short(at) >= need {
+                continue;
+            }
+            let (flag, hint) = match (s.style_size, smallest(size, need, 1)) {
+                (_, None) => ("style", "crop it or use shallower style layers".into()),
+                (Some(_), Some(m)) => ("style-size", format!("use `style-size` {m} or more")),
+                (None, Some(m)) => (
+                    "style-scale",
+                    format!("raise `style-scale`, or use `style-size` {m} or more"),
+                ),
+            };
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{} is {} and becomes {}, but {deepest} needs at least {need} px a side: \
+                     {hint}",
+                    path.display(),
+                    dims(size),
+                    dims(at)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_side_doubles_with_each_pooling() {
+        let m = |n: &str| min_side(LayerId::parse(n).unwrap());
+        assert_eq!(
+            [
+                m("relu1_1"),
+                m("relu2_1"),
+                m("relu4_2"),
+                m("relu5_1"),
+                m("pool5")
+            ],
+            [1, 2, 8, 16, 32]
+        );
+    }
+
+    #[test]
+    fn collisions_name_both_flags_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("in.png"), b"x").unwrap();
+        let inputs = [Input::new("content", d.join("in.png"))];
+        let out = |flag: &str, name: &str, kind| Output::new(flag, d.join(name), kind);
+        let e = check_paths(&inputs, &[out("json-log", "in.png", Kind::Text)]).unwrap_err();
+        assert!(e.to_string().starts_with("json-log: "), "{e}");
+        assert!(e.to_string().contains("is also `content`"), "{e}");
+        let e = check_paths(
+            &inputs,
+            &[
+                out("output", "o.png", Kind::Image),
+                out("sheet", "./o.png", Kind::Image),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is also `output`"), "{e}");
+        assert!(check_paths(&inputs, &[out("plot", "p.png", Kind::Svg)]).is_err());
+        check_paths(
+            &inputs,
+            &[
+                out("output", "o.png", Kind::Image),
+                out("json-log", "log.jsonl", Kind::Text),
+                out("frames-dir", "f/g", Kind::Dir),
+            ],
+        )
+        .unwrap();
+        // Only the input is there: the probes left nothing behind.
+        let names: Vec<_> = std::fs::read_dir(d).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+}

@@ -1,0 +1,415 @@
+//! One job on a backend, independent of the terminal: the decoded inputs
+//! sized for each scale ([`Sources`] → [`Inputs`]), the starting image, the
+//! weights, and a [`Session`] that keeps the network and the style targets
+//! across the jobs a process runs on one backend.
+
+use crate::backends::{dispatch, WithBackend};
+use crate::options::{InitName, Settings};
+use neural_style_core::backend::{Backend, Pooling};
+use neural_style_core::color;
+use neural_style_core::image_io::Picture;
+use neural_style_core::mask::Mask;
+use neural_style_core::objective::{
+    normalise_blend, style_grams, Loss, LossParts, Objective, StyleTerm,
+};
+use neural_style_core::pixel::CaffeImage;
+use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome};
+use neural_style_core::vgg::Vgg;
+use neural_style_core::{layers, Error, Result};
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+/// Images in the network's space, at the sizes they will be used.
+pub struct Inputs {
+    /// The content image.
+    pub content: CaffeImage,
+    /// Each style image with its blend weight (summing to 1).
+    pub styles: Vec<(CaffeImage, f64)>,
+    /// One optional mask per style, at the content's size.
+    pub masks: Vec<Option<Mask>>,
+    /// What each style's Gram targets depend on besides the layers and
+    /// pooling (file, size, colour matching): styles with the same key share
+    /// targets in a batch.
+    pub style_keys: Vec<String>,
+}
+
+/// The decoded input files of a job, before sizing: decoded once, sized
+/// for each scale of a multi-resolution run.
+pub struct Sources {
+    content: Picture,
+    styles: Vec<Picture>,
+    masks: Vec<Option<Picture>>,
+    blend: Vec<f64>,
+}
+
+/// Decode the content, styles and masks, refusing (before any resampling) a
+/// run that would not fit in memory and a mask that is all black.
+pub fn load_sources(s: &Settings) -> Result<Sources> {
+    let content = Picture::load(&s.content)?;
+    normalise_blend(s.styles.len(), s.blend.as_deref())?;
+    let styles = s
+        .styles
+        .iter()
+        .map(|p| Picture::load(p))
+        .collect::<Result<Vec<_>>>()?;
+    let masks = s
+        .masks
+        .iter()
+        .map(|m| m.as_deref().map(Picture::load).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    Sources::new(s, content, styles, masks)
+}
+
+impl Sources {
+    /// Decoded images (content, one per style of `s`, one optional mask per
+    /// style), refusing (before any resampling) a mask that is all black and
+    /// a run that would not fit in memory.
+    pub fn new(
+        s: &Settings,
+        content: Picture,
+        styles: Vec<Picture>,
+        masks: Vec<Option<Picture>>,
+    ) -> Result<Sources> {
+        for (m, name) in masks.iter().zip(&s.masks) {
+            if let (Some(m), Some(name)) = (m, name) {
+                if Mask::from_picture(m).is_black() {
+                    return Err(Error::image(
+                        name,
+                        "the mask is all black, so its style applies nowhere: paint where it applies in white",
+                    ));
+                }
+            }
+        }
+        let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+        let sources = Sources {
+            content,
+            styles,
+            masks,
+            blend,
+        };
+        let (cw, ch) = sources.content.size_longest(s.size);
+        let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
+            .map(|i| sources.style_size(s, i, (cw, ch)))
+            .collect();
+        check_memory(s, (cw, ch), &style_sizes)?;
+        Ok(sources)
+    }
+
+    fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
+        let p = &self.styles[i];
+        s.style_size((p.width, p.height), content)
+    }
+
+    /// The inputs with the content's longest side `size`: styles resized
+    /// (and colour-matched to the content with `--color-match`), masks
+    /// resized to the content's size.
+    pub fn at(&self, s: &Settings, size: u32) -> Result<Inputs> {
+        let (cw, ch) = self.content.size_longest(size);
+        let content = self.content.resize_to(cw, ch);
+        let mut styles = Vec::with_capacity(self.styles.len());
+        let mut style_keys = Vec::with_capacity(self.styles.len());
+        for (i, (p, path)) in self.styles.iter().zip(&s.styles).enumerate() {
+            let (w, h) = self.style_size(s, i, (cw, ch));
+            let mut img = p.resize_to(w, h);
+            if s.color_match {
+                img = color::match_colors(&img, &content);
+            }
+            styles.push((img.to_caffe(), self.blend[i]));
+            style_keys.push(format!(
+                "{}|{w}x{h}|{}",
+                path.display(),
+                if s.color_match {
+                    format!("matched to {} at {cw}x{ch}", s.content.display())
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let masks = self
+            .masks
+            .iter()
+            .map(|m| m.as_ref().map(|p| Mask::from_picture(&p.resize_to(cw, ch))))
+            .collect();
+        Ok(Inputs {
+            content: content.to_caffe(),
+            styles,
+            masks,
+            style_keys,
+        })
+    }
+}
+
+/// The starting image for a run (the init image loaded from its file).
+pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
+    initial_image_with(s, content, || {
+        Picture::load(
+            s.init_image
+                .as_deref()
+                .expect("resolve() checks `init-image`"),
+        )
+    })
+}
+
+/// The starting image for a run, the init image (with `--init image`) from `init_image`.
+pub fn initial_image_with(
+    s: &Settings,
+    content: &CaffeImage,
+    init_image: impl FnOnce() -> Result<Picture>,
+) -> Result<CaffeImage> {
+    Ok(match s.init {
+        InitName::Content => content.clone(),
+        InitName::Noise => CaffeImage::noise(content.width, content.height, s.seed),
+        InitName::Randn => CaffeImage::randn(content.width, content.height, s.seed),
+        InitName::Image => init_image()?
+            .resize_to(content.width as u32, content.height as u32)
+            .to_caffe(),
+    })
+}
+
+/// Load an image and resize it to exactly `w×h` (no-op when it already is).
+pub fn load_at_size(path: &Path, w: usize, h: usize) -> Result<CaffeImage> {
+    Ok(Picture::load(path)?
+        .resize_to(w as u32, h as u32)
+        .to_caffe())
+}
+
+/// Refuse, before starting, a run that would not fit in memory.
+fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
+    let Some(deepest) = s.spec.deepest() else {
+        return Ok(());
+    };
+    let estimate = |(w, h): (u32, u32)| {
+        estimate_memory(
+            h as usize,
+            w as usize,
+            deepest,
+            layers::VGG19_WIDTHS,
+            &s.optimizer,
+        )
+    };
+    // Style targets need a forward pass only, but count them like the content.
+    let need = styles
+        .iter()
+        .map(|&d| estimate(d))
+        .fold(estimate(content), u64::max);
+    if let Some(avail) = run::available_memory() {
+        if need > avail {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(Error::config(
+                "size",
+                format!(
+                    "a {}×{} run needs about {:.1} GiB but only {:.1} GiB is available; \
+                     lower `size` (or `style-size` / `lbfgs-history`)",
+                    content.0,
+                    content.1,
+                    gib(need),
+                    gib(avail)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Find (or fetch, once) and load the weights.
+pub fn load_weights(file: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<Vgg19Weights> {
+    let path = weights::ensure(file, log)?;
+    let (w, integrity) = Vgg19Weights::load_checked(&path)?;
+    if integrity == weights::Integrity::Unchecked {
+        log(&format!(
+            "warning: {} carries no checksum (metadata `{}`): damage to it cannot be detected",
+            path.display(),
+            weights::CHECKSUM_KEY
+        ));
+    }
+    // The loader accepts any consistent widths (tests use small networks);
+    // the style-transfer settings are those of the real VGG19.
+    for (i, c) in w.convs.iter().enumerate() {
+        let want = layers::VGG19_WIDTHS[layers::conv_block(i) - 1];
+        if c.out_channels != want {
+            return Err(Error::weights(
+                &path,
+                format!(
+                    "{} has {} output channels, VGG19 has {want}; this is not a VGG19 weights file",
+                    layers::conv_name(i),
+                    c.out_channels
+                ),
+            ));
+        }
+    }
+    Ok(w)
+}
+
+/// What a process keeps across the jobs it runs on one backend (a batch, a
+/// comparison): the network for each pooling, and the style targets.
+pub struct Session<'w, B: Backend> {
+    backend: B,
+    weights: &'w Vgg19Weights,
+    nets: Vec<Vgg<B>>,
+    /// Gram targets by style key and objective layers/pooling.
+    grams: HashMap<String, Vec<B::Tensor>>,
+}
+
+impl<'w, B: Backend + Clone> Session<'w, B> {
+    /// A session on `backend` with `weights`.
+    pub fn new(backend: B, weights: &'w Vgg19Weights) -> Self {
+        Session {
+            backend,
+            weights,
+            nets: Vec::new(),
+            grams: HashMap::new(),
+        }
+    }
+
+    /// The network with this pooling (built on first use).
+    fn net_index(&mut self, pooling: Pooling) -> Result<usize> {
+        if let Some(i) = self.nets.iter().position(|n| n.pooling() == pooling) {
+            return Ok(i);
+        }
+        self.nets
+            .push(Vgg::new(self.backend.clone(), self.weights, pooling)?);
+        Ok(self.nets.len() - 1)
+    }
+
+    /// Paint one image: every scale of `s`, from `init`.
+    pub fn paint(
+        &mut self,
+        s: &Settings,
+        sources: &Sources,
+        init: &CaffeImage,
+        observer: &mut dyn Observer,
+        interrupt: &AtomicBool,
+    ) -> Result<RunOutcome> {
+        let all: Vec<(usize, usize)> = s.scales.iter().map(|x| x.1).enumerate().collect();
+        self.paint_scales(s, sources, &all, init, &Cell::new(0), observer, interrupt)
+    }
+
+    /// Paint `scales` (`(index into s.scales, iterations)`, in order) from
+    /// `init`, setting `scale` to each as its objective is built (a resumed
+    /// checkpoint starts mid-way: the cli crate's `batch/checkpoint.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn paint_scales(
+        &mut self,
+        s: &Settings,
+        sources: &Sources,
+        scales: &[(usize, usize)],
+        init: &CaffeImage,
+        scale: &Cell<usize>,
+        observer: &mut dyn Observer,
+        interrupt: &AtomicBool,
+    ) -> Result<RunOutcome> {
+        let i = self.net_index(s.spec.pooling)?;
+        let net = &self.nets[i];
+        let grams = &mut self.grams;
+        let iterations: Vec<usize> = scales.iter().map(|x| x.1).collect();
+        let mut objective_at = |k: usize| {
+            scale.set(scales[k].0);
+            let inputs = sources.at(s, s.scales[scales[k].0].0)?;
+            build_objective(net, s, &inputs, grams)
+        };
+        run::run_scales(
+            &iterations,
+            &mut objective_at,
+            init,
+            s.optimizer,
+            observer,
+            interrupt,
+        )
+    }
+}
+
+/// The objective on `net`, style targets taken from (or added to) `grams`.
+fn build_objective<'n, B: Backend>(
+    net: &'n Vgg<B>,
+    s: &Settings,
+    inputs: &Inputs,
+    grams: &mut HashMap<String, Vec<B::Tensor>>,
+) -> Result<Objective<'n, B>> {
+    let mut terms = Vec::with_capacity(inputs.styles.len());
+    for (((img, w), mask), key) in inputs
+        .styles
+        .iter()
+        .zip(&inputs.masks)
+        .zip(&inputs.style_keys)
+    {
+        let key = format!("{key}|{:?}|{:?}", s.spec.style_layers, s.spec.pooling);
+        let g = match grams.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let g = style_grams(net, &s.spec, img)?;
+                grams.insert(key, g.clone());
+                g
+            }
+        };
+        terms.push(StyleTerm {
+            grams: g,
+            weight: *w,
+            mask: mask.clone(),
+        });
+    }
+    Objective::with_styles(net, s.spec.clone(), &inputs.content, terms)
+}
+/// The `loss` subcommand's result.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LossReport {
+    #[serde(flatten)]
+    /// The loss parts.
+    pub parts: LossParts,
+    /// L2 norm of d total / d x in caffe space.
+    pub grad_norm: f64,
+}
+
+/// Evaluate the objective at one image.
+struct LossJob<'a> {
+    /// The settings.
+    pub settings: &'a Settings,
+    /// The network's weights.
+    pub weights: &'a Vgg19Weights,
+    /// The inputs at the output's size.
+    pub inputs: &'a Inputs,
+    /// The image to evaluate, at the content's size.
+    pub image: &'a CaffeImage,
+}
+
+impl WithBackend for LossJob<'_> {
+    type Output = LossReport;
+    fn run<B: Backend + Clone + 'static>(self, backend: B) -> Result<LossReport> {
+        let net = Vgg::new(backend, self.weights, self.settings.spec.pooling)?;
+        let objective = build_objective(&net, self.settings, self.inputs, &mut HashMap::new())?;
+        let b = net.backend();
+        let x = b.upload(&self.image.data, self.image.shape())?;
+        let (parts, grad) = objective.evaluate(&x)?;
+        let grad_norm = b.dot(&grad, &grad)?.sqrt();
+        Ok(LossReport { parts, grad_norm })
+    }
+}
+
+/// Run the loss job on the selected backend.
+pub fn evaluate_loss(
+    s: &Settings,
+    weights: &Vgg19Weights,
+    inputs: &Inputs,
+    image: &CaffeImage,
+) -> Result<LossReport> {
+    dispatch(
+        &s.selection(),
+        LossJob {
+            settings: s,
+            weights,
+            inputs,
+            image,
+        },
+    )
+}
+/// `--original-colors`: the output's luminance with the content's colours
+/// (the content is resized to the image's size when they differ).
+pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImage {
+    if s.original_colors {
+        color::original_colors(img, content)
+    } else {
+        img.clone()
+    }
+}
