@@ -8,7 +8,7 @@
 # Steps: the backend list; the tests (the cuda crate's: the f64 reference,
 # its memory pool, L-BFGS's batched path and its synchronisation counts, the
 # fp32 and tf32 precision modes, NVRTC for sm_80/90/100; and the generic
-# parity suite tests/parity.rs built with candle and cuda: cuda against
+# parity suite tests/it/parity.rs built with candle and cuda: cuda against
 # candle primitive by primitive and end to end); `loss --json` for a few cases,
 # cuda vs candle (relative 1e-4); the device counters of an evaluation and
 # of a full-history L-BFGS update at BENCH_SIZE (bin/iteration --stats);

@@ -1,7 +1,7 @@
 //! `cargo xtask gpu-bundle [--out DIR]`: a folder (at most 60 MiB) that runs
 //! the cuda backend's GPU check on a machine with an NVIDIA GPU and no
 //! registry access: release binaries (the CLI, the cuda crate's tests, the
-//! generic parity suite `tests/parity.rs` built with candle and cuda, and
+//! generic parity suite `tests/it/parity.rs` built with candle and cuda, and
 //! the iteration bench for device counters), the 8-bit weights, sample
 //! images, `run.sh` and a PyTorch timing script (with `canonical.py`, the
 //! objective it shares with `tests/reference/objective.py`).
@@ -67,10 +67,12 @@ pub fn gpu_bundle(args: &[String]) -> Result<()> {
             "test",
             "--release",
             "--no-run",
+            "-p",
+            "neural-style",
             "--features",
             "candle,cuda",
             "--test",
-            "parity",
+            "it",
         ],
         "test",
     )?);

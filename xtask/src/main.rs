@@ -113,7 +113,14 @@ fn lint() -> Result<()> {
             &features,
         ],
         // The front-end's code for backends that are compiled out.
-        vec!["clippy", "--package", "neural-style", "--all-targets"],
+        vec![
+            "clippy",
+            "--package",
+            "neural-style",
+            "--package",
+            "neural-style-cli",
+            "--all-targets",
+        ],
     ] {
         eprintln!("$ cargo {}", args.join(" "));
         let status = cargo(&env)

@@ -256,7 +256,7 @@ pub fn section(counted: &Counted) -> Result<String> {
     Ok(md)
 }
 
-/// Registers per kernel on sm_90, when `crates/cuda/tests/nvrtc.rs` could assemble them.
+/// Registers per kernel on sm_90, when `crates/cuda/tests/it/nvrtc.rs` could assemble them.
 fn registers(md: &mut String) -> Result<()> {
     let path = super::root().join("target/nvrtc/registers-sm_90.json");
     let Ok(text) = std::fs::read_to_string(&path) else {

@@ -549,7 +549,7 @@ fn add_file_modules(symbols: &mut Symbols, root: &Path, files: &[PathBuf]) {
                 }
             }
         }
-        // `src/serve/mod.rs` declares `serve`, `crates/core/src/optim/lbfgs/batched.rs`
+        // `crates/cli/src/serve/mod.rs` declares `serve`, `crates/core/src/optim/lbfgs/batched.rs`
         // `optim`, `lbfgs` and `batched`.
         if rel.extension().is_some_and(|e| e == "rs") {
             let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();

@@ -2,7 +2,7 @@
 //! masks, pictures (plot, contact sheet, compare) and batches: the binary,
 //! real VGG19 weights, tiny images made here, two threads.
 //!
-//! Failures follow the error contract of `tests/cli.rs`: exit status 1, one
+//! Failures follow the error contract of `tests/it/cli.rs`: exit status 1, one
 //! `error:` line naming the culprit, nothing left behind.
 
 use image::{Luma, Rgb, RgbImage};

@@ -362,7 +362,7 @@ fn png(img: &RgbImage) -> Vec<u8> {
     out.into_inner()
 }
 
-/// The content (80×60, so 64 px makes it 64×48) and a style, as in tests/cli.rs.
+/// The content (80×60, so 64 px makes it 64×48) and a style, as in tests/it/cli.rs.
 fn content_image() -> RgbImage {
     RgbImage::from_fn(80, 60, |x, y| {
         let check = if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 };

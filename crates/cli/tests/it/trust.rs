@@ -7,7 +7,7 @@
 //! by sha256 before and after).
 //!
 //! `NEURAL_STYLE_TEST_BIN=/path/to/neural-style` runs them against another
-//! build (an older one, say, to see which of them it fails; `tests/common`).
+//! build (an older one, say, to see which of them it fails; `tests/it/support.rs`).
 
 use image::{Rgb, RgbImage};
 use neural_style_weights::{self as weights, sha256_hex};

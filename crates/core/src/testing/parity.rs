@@ -8,7 +8,7 @@
 //! style layer, each primitive on its own (the mask product included: the
 //! masked cases also run it inside the objective), each loss part, the
 //! gradient, and the image after ten L-BFGS and ten Adam iterations from the
-//! same start. The front-end's `tests/parity.rs` runs it for every pair of
+//! same start. The front-end's `tests/it/parity.rs` runs it for every pair of
 //! compiled backends (the GPU bundle runs it for cuda on the GPU).
 //!
 //! Tolerances only absorb float32 arithmetic in a different summation order

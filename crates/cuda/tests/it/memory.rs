@@ -1,7 +1,7 @@
 //! The cuda backend's memory management (host executor by default; see
 //! `common`): copy-on-write of shared tensors and the buffer pool. Its
 //! numerical agreement with the other backends is the generic parity suite's
-//! job (the front-end's `tests/parity.rs`, `neural_style_core::testing::parity`).
+//! job (the front-end's `tests/it/parity.rs`, `neural_style_core::testing::parity`).
 
 use crate::common;
 
