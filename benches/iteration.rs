@@ -34,8 +34,8 @@ use neural_style::core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, O
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::run::{self, IterationReport, Observer, OptimizerKind, RunOptions};
 use neural_style::core::vgg::Vgg;
-use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use neural_style::core::Result;
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use std::time::Instant;
 
 /// A smooth caffe-space image (planar BGR); `benches/torch_objective.py`

@@ -17,8 +17,8 @@ use neural_style::core::objective::{Loss, Objective, ObjectiveSpec};
 use neural_style::core::optim::{Lbfgs, LbfgsConfig, Optimizer};
 use neural_style::core::pixel::CaffeImage;
 use neural_style::core::vgg::Vgg;
-use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use neural_style::core::Result;
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use std::sync::OnceLock;
 
 const SIZES: &[(usize, usize)] = &[(128, 96), (256, 192)];

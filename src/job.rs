@@ -18,8 +18,8 @@ use neural_style_core::objective::{
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome, Silent, StopReason};
 use neural_style_core::vgg::Vgg;
-use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use neural_style_core::{layers, Error, Result};
+use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;

@@ -59,8 +59,8 @@ pub mod signals;
 
 pub use neural_style_core as core;
 pub use neural_style_core::objective::LossParts;
-pub use neural_style_weights::Vgg19Weights;
 pub use neural_style_core::{Error, Result};
+pub use neural_style_weights::Vgg19Weights;
 pub use options::{Options, Preset};
 pub use painter::{load_weights, ImageSource, Painter, Painting, Progress};
 

@@ -11,8 +11,8 @@ use crate::preflight::{self, Input, Output};
 use crate::settings::{InitName, Settings};
 use neural_style_core::image_io::Picture;
 use neural_style_core::pixel::CaffeImage;
-use neural_style_weights::Vgg19Weights;
 use neural_style_core::Result;
+use neural_style_weights::Vgg19Weights;
 use std::sync::{Arc, Mutex};
 
 /// Where a job's images come from.

@@ -11,10 +11,10 @@ use neural_style::backends::dispatch;
 use neural_style::core::image_io::Picture;
 use neural_style::core::rng::Rng;
 use neural_style::core::run::Silent;
-use neural_style_weights::{Vgg19Weights, WeightsFile};
 use neural_style::job::{self, StyleJob};
 use neural_style::settings::{self, StyleArgs};
 use neural_style::{batch, preflight};
+use neural_style_weights::{Vgg19Weights, WeightsFile};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 

@@ -10,8 +10,8 @@
 macro_rules! parity_tests {
     ($pair:ident, $backend:expr, $reference:expr) => {
         mod $pair {
-            use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
             use neural_style_core::testing::parity;
+            use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
 
             #[test]
             fn agrees_on_the_tiny_cases() {

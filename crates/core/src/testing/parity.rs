@@ -16,12 +16,12 @@
 //! a few ulps per operation, compounded over 16 layers.
 
 use crate::backend::{Backend, Pooling};
-use crate::testing::conformance::{rel, rel_l2, Case};
 use crate::error::Result;
 use crate::layers::LayerId;
 use crate::objective::{Loss, LossParts, Normalization, Objective};
 use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer, Step};
 use crate::pixel::CaffeImage;
+use crate::testing::conformance::{rel, rel_l2, Case};
 use crate::vgg::{FeatureExtractor, Vgg};
 use crate::weights::Vgg19Weights;
 use std::fmt::Write as _;

@@ -6,10 +6,10 @@
 use crate::common;
 
 use neural_style_core::backend::{Backend, DeviceCounters};
-use neural_style_core::testing::conformance::{rel, rel_l2, tiny_cases};
 use neural_style_core::objective::{Loss, Objective};
 use neural_style_core::optim::{ill_conditioned_quadratic, Lbfgs, LbfgsConfig, Optimizer, Step};
 use neural_style_core::run::{run, OptimizerKind, RunOptions, Silent};
+use neural_style_core::testing::conformance::{rel, rel_l2, tiny_cases};
 use neural_style_core::vgg::Vgg;
 use neural_style_cuda::CudaBackend;
 use std::sync::atomic::AtomicBool;

@@ -6,8 +6,8 @@
 use crate::common;
 
 use neural_style_core::backend::{Backend, VecOps};
-use neural_style_core::testing::conformance::tiny_cases;
 use neural_style_core::objective::{Loss, Objective};
+use neural_style_core::testing::conformance::tiny_cases;
 use neural_style_core::vgg::Vgg;
 
 #[test]
