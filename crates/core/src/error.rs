@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_backend_error_keeps_its_source_and_its_message() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "device lost");
+        let io = std::io::Error::other("device lost");
         let e = Error::backend_source("cuda", io);
         assert_eq!(e.to_string(), "backend cuda: device lost");
         let source = e.source().expect("the engine's error is kept");
