@@ -118,6 +118,9 @@ mod tests {
 
     #[test]
     fn the_test_is_named_by_its_thread() {
-        assert_eq!(test_name(), "skip::tests::the_test_is_named_by_its_thread");
+        assert_eq!(
+            test_name(),
+            "testing::skip::tests::the_test_is_named_by_its_thread"
+        );
     }
 }
