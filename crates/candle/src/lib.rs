@@ -35,8 +35,10 @@ pub struct CandleBackend {
     threads: usize,
 }
 
-pub(crate) fn err(e: impl std::fmt::Display) -> Error {
-    Error::backend("candle", e)
+/// A candle error as this backend's error, kept as its `source()` (the
+/// message is candle's, unchanged).
+fn err(e: candle_core::Error) -> Error {
+    Error::backend_source("candle", e)
 }
 
 impl CandleBackend {
@@ -61,11 +63,11 @@ impl CandleBackend {
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
-        return Err(err("expected a CPU tensor"));
+        return Err(Error::backend("candle", "expected a CPU tensor"));
     };
     let (a, b) = layout
         .contiguous_offsets()
-        .ok_or_else(|| err("expected a contiguous tensor"))?;
+        .ok_or_else(|| Error::backend("candle", "expected a contiguous tensor"))?;
     let s = cpu.as_slice::<f32>().map_err(err)?;
     Ok(f(&s[a..b]))
 }

@@ -253,3 +253,24 @@ fn average_pool_backward_leaves_the_dropped_row_and_column_at_zero() {
         }
     }
 }
+
+/// A failing candle operation reaches the caller as the backend's error with
+/// candle's own error kept as its `source()`, not flattened to a string.
+#[test]
+fn a_candle_error_is_kept_as_the_backend_errors_source() {
+    use neural_style_candle::CandleBackend;
+    use neural_style_core::backend::{Backend, VecOps};
+    use std::error::Error as _;
+    let b = CandleBackend::cpu();
+    let x = b.upload(&[1.0; 12], [3, 2, 2]).unwrap();
+    let y = b.upload(&[1.0; 8], [2, 2, 2]).unwrap();
+    let e = b
+        .dot(&x, &y)
+        .expect_err("12 and 8 elements have no dot product");
+    assert!(e.to_string().starts_with("backend candle: "), "{e}");
+    let source = e.source().expect("the engine's error is kept");
+    assert!(
+        source.downcast_ref::<candle_core::Error>().is_some(),
+        "source is not candle's error: {source:?}"
+    );
+}
