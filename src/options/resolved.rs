@@ -55,6 +55,10 @@ pub struct Settings {
     /// `(longest side, iterations)` of each scale; one entry without
     /// multi-resolution. The last size is `size`.
     pub scales: Vec<(u32, usize)>,
+    /// The memory the run may use, in GiB (else what the machine has).
+    pub memory: Option<f64>,
+    /// Recompute activations (`None`: when the plan needs the memory).
+    pub recompute: Option<bool>,
 }
 
 impl Settings {
@@ -157,6 +161,8 @@ impl Settings {
             original_colors: o.original_colors,
             color_match: o.color_match,
             scales,
+            memory: o.memory,
+            recompute: o.recompute,
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::{pictures, signals};
 use clap::Args;
 use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Settings, StyleArgs};
-use neural_style::run::preflight::{Kind, Output};
+use neural_style::run::preflight::{self, Kind, Output};
 use neural_style::run::{self as job, prepare, Images, Session, Sources};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::{self, Picture};
@@ -50,6 +50,10 @@ pub(crate) struct RunArgs {
     /// No progress bar or messages (errors still go to stderr).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Print the plan (scales, iterations, L-BFGS history, recomputation,
+    /// predicted peak memory and time) and exit without painting or writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
@@ -91,6 +95,9 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     }
     let quiet = run.quiet;
     let mut log = flags::logger(quiet);
+    if run.dry_run {
+        return dry_run(&s, &outputs);
+    }
     let p = prepare(s, Images::files(), &outputs, None, &mut log)?;
     let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
@@ -221,6 +228,35 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             signals::exit_code()
         }
     })
+}
+
+/// `--dry-run`: the preflight (nothing written), the inputs' headers and
+/// pixels decoded, the memory plan printed on stdout; no weights loaded.
+fn dry_run(s: &Settings, outputs: &[Output]) -> Result<ExitCode> {
+    preflight::check_run(s, Vec::new(), outputs)?;
+    let sources = job::load_sources(s)?;
+    let plan = sources.plan();
+    println!(
+        "plan: {} iterations over {} scale{}, backend {}{}, L-BFGS history {}, activations {}",
+        s.total_iterations(),
+        plan.scales.len(),
+        if plan.scales.len() == 1 { "" } else { "s" },
+        s.backend,
+        s.device
+            .as_deref()
+            .map(|d| format!(" on {d}"))
+            .unwrap_or_default(),
+        plan.history
+            .map_or_else(|| "none (Adam)".to_string(), |h| h.to_string()),
+        if plan.recompute { "recomputed" } else { "kept" }
+    );
+    for line in plan.describe() {
+        println!("{}", flags::map(&line));
+    }
+    for change in &plan.changes {
+        println!("warning: {}", flags::map(change));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The main job: optimise an image.
