@@ -113,7 +113,7 @@ fn parse_meminfo(info: &str) -> Option<u64> {
 /// `bytes` as `12.3 GiB` (or MiB below one GiB).
 pub fn gib(bytes: u64) -> String {
     if bytes >= GIB {
-        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+        format!("{:.2} GiB", bytes as f64 / GIB as f64)
     } else {
         format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
     }
@@ -253,7 +253,10 @@ fn workspace_floats(deepest: LayerId, widths: [usize; 5], w: usize) -> Option<u6
 }
 
 /// Peak floats of one evaluation's activations at `h×w` (forward, losses,
-/// backward), simulated over the schedule of `crate::vgg` with `keep`.
+/// backward), simulated over the schedule of `crate::vgg::Vgg::backward_with`
+/// with `keep`: what it holds at each step, the step's output and the
+/// intermediate of a composite step (a backend may fuse it: the model
+/// assumes it does not).
 fn evaluation_floats(
     spec: &ObjectiveSpec,
     widths: [usize; 5],
@@ -273,9 +276,20 @@ fn evaluation_floats(
     let image = mul(&[3, h as u64, w as u64])?;
     let content: Vec<usize> = spec.content_layers.iter().map(|l| l.0 .0).collect();
     let style: Vec<usize> = spec.style_layers.iter().map(|l| l.0 .0).collect();
+    let cost = |row: usize| match tbl[row].kind {
+        LayerKind::Conv { conv } => {
+            let c_in = if conv == 0 {
+                3
+            } else {
+                LayerId(row - 1).channels(widths) as u64
+            };
+            c_in.saturating_mul(size[row])
+        }
+        _ => 0,
+    };
     let kept_by_forward = |i: usize| match keep {
         Keep::Nothing => false,
-        Keep::Everything => is_relu(i),
+        Keep::Everything => requested(i) || is_relu(i),
         Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
     };
     // Forward: what is kept so far, plus the step's input and output.
@@ -285,86 +299,100 @@ fn evaluation_floats(
     let mut prev = image;
     for i in 0..=deepest.0 {
         peak = peak.max(add(&[held, prev, size[i]])?);
-        if kept_by_forward(i) || requested(i) {
+        if kept_by_forward(i) {
             kept[i] = true;
             held = held.checked_add(size[i])?;
         }
         prev = size[i];
     }
-    // The loss layers: content gradients are made now and held; style
-    // gradients when the backward pass reaches their layer.
-    let ready: u64 = add(&content.iter().map(|&i| size[i]).collect::<Vec<_>>())?;
-    let mut pending = ready;
-    // Requested outputs are dropped by the backward pass unless kept.
-    for i in 0..=deepest.0 {
-        if kept[i] && !kept_by_forward(i) {
-            kept[i] = false;
-            held -= size[i];
-        }
-    }
+    // The loss layers: content gradients are made after the forward pass and
+    // held; a style layer's when the backward pass reaches it.
+    let mut pending = add(&content.iter().map(|&i| size[i]).collect::<Vec<_>>())?;
     peak = peak.max(add(&[held, pending])?);
-    // Backward, row by row from the deepest, as crate::vgg::Vgg::backward_with.
-    let mut g = 0u64; // the gradient in flight
-    let mut i = deepest.0 as isize;
-    while i >= 0 {
-        let r = i as usize;
-        if content.contains(&r) {
-            pending -= size[r] * content.iter().filter(|&&c| c == r).count() as u64;
-            g = g.max(size[r]);
+    // Recompute the segment ending at `upto` (vgg's `recompute`).
+    let recompute = |kept: &mut Vec<bool>,
+                     held: &mut u64,
+                     peak: &mut u64,
+                     g: u64,
+                     pending: u64,
+                     upto: usize|
+     -> Option<()> {
+        let from = (0..upto).rev().find(|&k| kept[k]);
+        if let Some(k) = from {
+            let below = (0..k).rev().find(|&j| kept[j]);
+            if crate::vgg::drop_start(below, k, upto, cost) {
+                kept[k] = false;
+                *held -= size[k];
+            }
         }
-        for _ in style.iter().filter(|&&s| s == r) {
-            // gram_backward's output (and the masked product) next to g.
-            let f = if masked { 2 * size[r] } else { size[r] };
-            peak = peak.max(add(&[held, pending, g.max(size[r]), f])?);
-            g = g.max(size[r]);
+        let mut k = from.map_or(0, |k| k + 1);
+        let mut input = from.map_or(image, |k| size[k]);
+        while k <= upto {
+            *peak = (*peak).max(add(&[*held, pending, g, input, size[k]])?);
+            if (k == upto || is_relu(k)) && !kept[k] {
+                kept[k] = true;
+                *held = held.checked_add(size[k])?;
+            }
+            input = size[k];
+            k += 1;
+        }
+        Some(())
+    };
+    // Backward, row by row from the deepest.
+    let mut g = 0u64; // the gradient in flight
+    let mut r = deepest.0 as isize;
+    while r >= 0 {
+        let i = r as usize;
+        let styles_here = style.iter().filter(|&&s| s == i).count();
+        if styles_here > 0 && !kept[i] {
+            recompute(&mut kept, &mut held, &mut peak, g, pending, i)?;
+        }
+        for _ in 0..styles_here {
+            // gram_backward's output (and the masked products) next to g.
+            let f = if masked { 3 * size[i] } else { size[i] };
+            peak = peak.max(add(&[held, pending, g, f])?);
+            g = g.max(size[i]);
+        }
+        for _ in content.iter().filter(|&&c| c == i) {
+            pending -= size[i];
+            g = g.max(size[i]);
         }
         if g == 0 {
-            i -= 1;
+            r -= 1;
             continue;
         }
-        let below_is_output = r >= 1 && requested(r - 1);
+        let below_is_output = i >= 1 && requested(i - 1);
         // The ReLU output this step reads, recomputed when not kept.
-        let needs = match tbl[r].kind {
-            LayerKind::Pool { .. } => Some(r - 1),
-            LayerKind::Relu { .. } => Some(r),
+        let needs = match tbl[i].kind {
+            LayerKind::Pool { .. } => Some(i - 1),
+            LayerKind::Relu { .. } => Some(i),
             LayerKind::Conv { .. } => None,
         };
         if let Some(j) = needs {
             if !kept[j] {
-                let from = (0..j).rev().find(|&k| kept[k]);
-                let mut k = from.map_or(0, |k| k + 1);
-                let mut input = from.map_or(image, |k| size[k]);
-                while k <= j {
-                    peak = peak.max(add(&[held, pending, g, input, size[k]])?);
-                    if is_relu(k) {
-                        kept[k] = true;
-                        held = held.checked_add(size[k])?;
-                    }
-                    input = size[k];
-                    k += 1;
-                }
+                recompute(&mut kept, &mut held, &mut peak, g, pending, j)?;
             }
         }
         let input_of = |k: usize| if k == 0 { image } else { size[k - 1] };
         // Output of the step, and the intermediate of a composite step.
-        let (out, mid, lowest) = match (tbl[r].kind, below_is_output) {
-            (LayerKind::Pool { .. }, false) if r >= 1 && is_relu(r - 1) => {
-                (size[r - 1], size[r - 1], r - 1)
+        let (out, mid, lowest) = match (tbl[i].kind, below_is_output) {
+            (LayerKind::Pool { .. }, false) if i >= 1 && is_relu(i - 1) => {
+                (size[i - 1], size[i - 1], i - 1)
             }
-            (LayerKind::Relu { .. }, false) if r >= 1 => (input_of(r - 1), size[r], r - 1),
-            (LayerKind::Pool { .. }, _) => (size[r - 1], 0, r),
-            (LayerKind::Relu { .. }, _) => (size[r], 0, r),
-            (LayerKind::Conv { .. }, _) => (input_of(r), 0, r),
+            (LayerKind::Relu { .. }, false) if i >= 1 => (input_of(i - 1), size[i], i - 1),
+            (LayerKind::Pool { .. }, _) => (size[i - 1], 0, i),
+            (LayerKind::Relu { .. }, _) => (size[i], 0, i),
+            (LayerKind::Conv { .. }, _) => (input_of(i), 0, i),
         };
         peak = peak.max(add(&[held, pending, g, mid, out])?);
-        for k in lowest..=r {
+        for k in lowest..=i {
             if kept[k] {
                 kept[k] = false;
                 held -= size[k];
             }
         }
         g = out;
-        i = lowest as isize - 1;
+        r = lowest as isize - 1;
     }
     Some(peak)
 }

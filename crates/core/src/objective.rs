@@ -550,11 +550,10 @@ impl<B: Backend> Objective<'_, B> {
             )?;
             terms.push((Part::Style, lw * norm, target.weight, target.offset, v));
             // The layer's gradient (as large as its features) only when the
-            // backward pass reaches it.
-            let f = f.clone();
+            // backward pass reaches it, from the features it holds then.
             grads.push((
                 *layer,
-                LayerGrad::Later(Box::new(move || b.gram_backward(&f, &dg))),
+                LayerGrad::Later(Box::new(move |f| b.gram_backward(f, &dg))),
             ));
         }
         for term in &self.masked {
@@ -570,11 +569,11 @@ impl<B: Backend> Objective<'_, B> {
                     b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight * norm)?;
                 terms.push((Part::Style, lw * term.weight * norm, 1.0, 0.0, v));
                 drop(fm);
-                let (f, k) = (f.clone(), *k);
+                let k = *k;
                 grads.push((
                     *layer,
-                    LayerGrad::Later(Box::new(move || {
-                        let fm = b.mul_mask(&f, mask)?;
+                    LayerGrad::Later(Box::new(move |f| {
+                        let fm = b.mul_mask(f, mask)?;
                         let mut dfm = b.gram_backward(&fm, &dg)?;
                         b.scale(k, &mut dfm)?;
                         b.mul_mask(&dfm, mask)

@@ -31,6 +31,8 @@ pub trait FeatureExtractor {
 pub struct Vgg<B: Backend> {
     backend: B,
     convs: Vec<B::Conv>,
+    /// `(in, out)` channels of each convolution (the recomputation's costs).
+    channels: Vec<(usize, usize)>,
     pooling: Pooling,
 }
 
@@ -63,21 +65,13 @@ pub struct Trace<T> {
 }
 
 /// The gradient entering at a layer: computed already, or computed when the
-/// backward pass reaches the layer (its inputs are then freed sooner).
+/// backward pass reaches the layer, from the layer's output (which the pass
+/// holds or recomputes then: nothing else needs to keep it).
 pub enum LayerGrad<'a, T> {
     /// Computed.
     Ready(T),
-    /// Computed on demand.
-    Later(Box<dyn FnOnce() -> Result<T> + 'a>),
-}
-
-impl<T> LayerGrad<'_, T> {
-    fn resolve(self) -> Result<T> {
-        match self {
-            LayerGrad::Ready(t) => Ok(t),
-            LayerGrad::Later(f) => f(),
-        }
-    }
+    /// Computed on demand from the layer's output.
+    Later(Box<dyn FnOnce(&T) -> Result<T> + 'a>),
 }
 
 impl<B: Backend> Vgg<B> {
@@ -100,6 +94,11 @@ impl<B: Backend> Vgg<B> {
         Ok(Vgg {
             backend,
             convs,
+            channels: weights
+                .convs
+                .iter()
+                .map(|c| (c.in_channels, c.out_channels))
+                .collect(),
             pooling,
         })
     }
@@ -177,7 +176,7 @@ impl<B: Backend> Vgg<B> {
             (cur, i) = self.step(&cur, i, deepest.0, layers)?;
             let keep_here = match keep {
                 Keep::Nothing => false,
-                Keep::Everything => matches!(tbl[i].kind, LayerKind::Relu { .. }),
+                Keep::Everything => requested(i) || matches!(tbl[i].kind, LayerKind::Relu { .. }),
                 Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
             };
             if keep_here {
@@ -241,9 +240,20 @@ impl<B: Backend> Vgg<B> {
             if done == Some(i) {
                 continue;
             }
+            let later = |(l, g): &(LayerId, LayerGrad<'_, B::Tensor>)| {
+                l.0 == i && matches!(g, LayerGrad::Later(_))
+            };
+            if grads.iter().any(later) && kept[i].is_none() {
+                self.recompute(&mut kept, input.as_ref(), i, deepest.0, &layers)?;
+            }
             while let Some(pos) = grads.iter().position(|(l, _)| l.0 == i) {
                 let (_, gl) = grads.swap_remove(pos);
-                let gl = gl.resolve()?;
+                let gl = match gl {
+                    LayerGrad::Ready(t) => t,
+                    LayerGrad::Later(f) => f(kept[i].as_ref().ok_or_else(|| {
+                        Error::backend(b.name(), format!("no output kept at {}", tbl[i].name))
+                    })?)?,
+                };
                 g = Some(match g {
                     None => gl,
                     Some(mut acc) => {
@@ -300,8 +310,11 @@ impl<B: Backend> Vgg<B> {
         g.ok_or_else(|| Error::backend(b.name(), "backward pass with no gradients"))
     }
 
-    /// Recompute the ReLU outputs of the segment that ends at row `upto`,
-    /// from the nearest kept output below it (or the input image).
+    /// Recompute the ReLU outputs (and row `upto`'s) of the segment that
+    /// ends at row `upto`, from the nearest kept output below it (or the
+    /// input image). That start is then dropped too when it is a ReLU output
+    /// that is cheap to make again ([`drop_start`]): it is recomputed when
+    /// the pass reaches it.
     fn recompute(
         &self,
         kept: &mut [Option<B::Tensor>],
@@ -322,10 +335,25 @@ impl<B: Backend> Vgg<B> {
                 })?
                 .clone(),
         };
+        if let (Some(k), Some(x)) = (from, input) {
+            let [_, h, w] = self.backend.dims(x);
+            let cost = |row: usize| match table()[row].kind {
+                LayerKind::Conv { conv } => {
+                    let (ci, co) = self.channels[conv];
+                    let (lh, lw) = crate::layers::output_hw(LayerId(row), h, w);
+                    (ci * co) as u64 * (lh * lw) as u64
+                }
+                _ => 0,
+            };
+            let below = (0..k).rev().find(|&j| kept[j].is_some());
+            if drop_start(below, k, upto, cost) {
+                kept[k] = None;
+            }
+        }
         let mut i = from.map_or(0, |k| k + 1);
         while i <= upto {
             (cur, i) = self.step(&cur, i, deepest, layers)?;
-            if matches!(table()[i].kind, LayerKind::Relu { .. }) {
+            if i == upto || matches!(table()[i].kind, LayerKind::Relu { .. }) {
                 kept[i] = Some(cur.clone());
             }
             i += 1;
@@ -334,9 +362,73 @@ impl<B: Backend> Vgg<B> {
     }
 }
 
+/// Whether the recomputation of rows `from + 1 ..= upto` drops its start,
+/// the kept output of row `from`: when that is a ReLU's output and making it
+/// again (from row `below`'s output, or the image) costs at most an eighth
+/// of the segment just recomputed (`cost(row)`: a convolution's
+/// multiply-adds). In VGG19 that is relu1_1 (3 input channels: 1/21 of
+/// conv1_2), whose 64 full-resolution channels would otherwise stay through
+/// block 1's backward pass. Shared with the memory model (`crate::memory`).
+pub(crate) fn drop_start(
+    below: Option<usize>,
+    from: usize,
+    upto: usize,
+    cost: impl Fn(usize) -> u64,
+) -> bool {
+    if !matches!(table()[from].kind, LayerKind::Relu { .. }) {
+        return false;
+    }
+    let again: u64 = (below.map_or(0, |b| b + 1)..=from).map(&cost).sum();
+    let segment: u64 = (from + 1..=upto).map(&cost).sum();
+    again.saturating_mul(8) <= segment
+}
+
 impl<B: Backend> FeatureExtractor for Vgg<B> {
     type Tensor = B::Tensor;
     fn features(&self, x: &B::Tensor, layers: &[LayerId]) -> Result<Vec<B::Tensor>> {
         Ok(self.forward(x, layers, false)?.outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{output_hw, VGG19_WIDTHS};
+
+    /// Multiply-adds of a row of the real VGG19 at 64×64.
+    fn cost(row: usize) -> u64 {
+        match table()[row].kind {
+            LayerKind::Conv { conv } => {
+                let c_in = if conv == 0 {
+                    3
+                } else {
+                    LayerId(row - 1).channels(VGG19_WIDTHS)
+                };
+                let (h, w) = output_hw(LayerId(row), 64, 64);
+                (c_in * LayerId(row).channels(VGG19_WIDTHS) * h * w) as u64
+            }
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn only_a_cheap_relu_start_is_dropped() {
+        let id = |n: &str| LayerId::parse(n).unwrap().0;
+        // relu1_1 from the image: 3·64 vs conv1_2's 64·64 per pixel.
+        assert!(drop_start(None, id("relu1_1"), id("relu1_2"), cost));
+        // relu2_1 from pool1 costs half of conv2_2: kept.
+        assert!(!drop_start(
+            Some(id("pool1")),
+            id("relu2_1"),
+            id("relu2_2"),
+            cost
+        ));
+        // A pooling output is never dropped.
+        assert!(!drop_start(
+            Some(id("relu2_1")),
+            id("pool2"),
+            id("relu3_4"),
+            cost
+        ));
     }
 }

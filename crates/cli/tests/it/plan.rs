@@ -91,10 +91,10 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("activations recomputed"), "{stdout}");
     assert!(
-        stdout.contains("warning: --lbfgs-history 100 does not fit in 6.0 GiB"),
+        stdout.contains("warning: --lbfgs-history 100 does not fit in 6.00 GiB"),
         "{stdout}"
     );
-    assert!(stdout.contains("of 6.0 GiB (--memory 6 GiB)"), "{stdout}");
+    assert!(stdout.contains("of 6.00 GiB (--memory 6 GiB)"), "{stdout}");
     assert_eq!(listing(d), before, "a dry run writes nothing");
 
     // Too little memory for any plan: refused, naming the option.

@@ -305,9 +305,61 @@ pub fn compare_with_weights<B: Backend>(
     })
 }
 
+/// Keeping and recomputing activations on a network wide enough (32
+/// channels in block 1) that the recomputation also drops relu1_1 during
+/// block 1's backward pass (`crate::vgg`), with the default objective and
+/// a masked style: the same loss parts and gradient. Returns the relative
+/// differences of the total and the gradient.
+pub fn recompute_gap<B: Backend>(backend: B) -> crate::Result<(f64, f64)> {
+    let weights = Vgg19Weights::synthetic(21, [32, 16, 16, 16, 16]);
+    let spec = ObjectiveSpec::default();
+    let net = Vgg::new(backend, &weights, spec.pooling)?;
+    let b = net.backend();
+    let (w, h) = (36, 28);
+    let content = CaffeImage::noise(w, h, 5);
+    let mut mask = Mask {
+        width: w,
+        height: h,
+        data: vec![1.0; w * h],
+    };
+    mask.data[..w * h / 2].fill(0.25);
+    let terms = vec![
+        StyleTerm {
+            grams: style_grams(&net, &spec, &CaffeImage::noise(30, 30, 6))?,
+            weight: 0.5,
+            mask: None,
+        },
+        StyleTerm {
+            grams: style_grams(&net, &spec, &CaffeImage::noise(26, 31, 7))?,
+            weight: 0.5,
+            mask: Some(mask),
+        },
+    ];
+    let objective = Objective::with_styles(&net, spec, &content, terms)?;
+    let x = b.upload(&CaffeImage::noise(w, h, 8).data, [3, h, w])?;
+    let (kept, g_kept) = objective.evaluate(&x)?;
+    let objective = objective.recompute(true);
+    let (again, g_again) = objective.evaluate(&x)?;
+    Ok((
+        rel(again.total, kept.total),
+        rel_l2(&b.download(&g_again)?, &b.download(&g_kept)?),
+    ))
+}
+
 /// Run every tiny case; panics with every failure listed.
 pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
     let mut failures = Vec::new();
+    match recompute_gap(backend.clone()) {
+        Ok((loss, grad)) => {
+            eprintln!("recomputing vs keeping (block 1 of 32 channels): total rel {loss:.1e}, gradient rel {grad:.1e}");
+            if !(loss <= RECOMPUTE_TOL && grad <= RECOMPUTE_TOL) {
+                failures.push(format!(
+                    "recomputing vs keeping: total rel {loss:.2e}, gradient rel {grad:.2e}"
+                ));
+            }
+        }
+        Err(e) => failures.push(format!("recomputing vs keeping: {e}")),
+    }
     for case in tiny_cases() {
         match compare(backend.clone(), &case) {
             Ok(c) => {
