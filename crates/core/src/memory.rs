@@ -397,8 +397,9 @@ fn evaluation_floats(
     Some(peak)
 }
 
-/// Peak floats of a style image's forward pass (features only): the
-/// requested outputs are held until the end, plus each step's input and output.
+/// Peak floats of a style image's forward pass (`crate::vgg::Vgg::forward_each`:
+/// each Gram matrix made as its features appear, nothing else held): each
+/// step's input and output, and the Gram matrices.
 fn style_floats(spec: &ObjectiveSpec, widths: [usize; 5], h: usize, w: usize) -> Option<u64> {
     let Some(deepest) = spec.style_layers.iter().map(|l| l.0).max() else {
         return Some(0);
@@ -409,8 +410,9 @@ fn style_floats(spec: &ObjectiveSpec, widths: [usize; 5], h: usize, w: usize) ->
     let mut prev = mul(&[3, h as u64, w as u64])?;
     for (i, &s) in size.iter().enumerate() {
         peak = peak.max(add(&[held, prev, s])?);
-        if spec.style_layers.iter().any(|l| l.0 .0 == i) {
-            held = held.checked_add(s)?;
+        for (l, _) in spec.style_layers.iter().filter(|l| l.0 .0 == i) {
+            let c = l.channels(widths) as u64;
+            held = held.checked_add(c.checked_mul(c)?)?;
         }
         prev = s;
     }

@@ -246,10 +246,16 @@ pub fn style_grams<B: Backend>(
     }
     let b = net.backend();
     let t = b.upload(&img.data, img.shape())?;
-    net.forward(&t, &layers, false)?
-        .outputs
-        .iter()
-        .map(|f| b.gram(f))
+    // Each layer's Gram matrix as soon as its features exist: the style
+    // image's features are dropped as the pass goes on.
+    let mut grams: Vec<Option<B::Tensor>> = vec![None; layers.len()];
+    net.forward_each(&t, &layers, &mut |k, f| {
+        grams[k] = Some(b.gram(f)?);
+        Ok(())
+    })?;
+    grams
+        .into_iter()
+        .map(|g| g.ok_or_else(|| Error::backend(b.name(), "a style layer was not computed")))
         .collect()
 }
 

@@ -200,6 +200,31 @@ impl<B: Backend> Vgg<B> {
         })
     }
 
+    /// Forward pass to the deepest of `layers`, handing each requested
+    /// output to `each` (with its position in `layers`) as soon as it is
+    /// computed and keeping nothing: a style image's Gram matrices without
+    /// holding its features (`crate::objective::style_grams`).
+    pub fn forward_each(
+        &self,
+        x: &B::Tensor,
+        layers: &[LayerId],
+        each: &mut dyn FnMut(usize, &B::Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let Some(deepest) = layers.iter().max() else {
+            return Ok(());
+        };
+        let mut cur = x.clone();
+        let mut i = 0;
+        while i <= deepest.0 {
+            (cur, i) = self.step(&cur, i, deepest.0, layers)?;
+            for (k, _) in layers.iter().enumerate().filter(|(_, l)| l.0 == i) {
+                each(k, &cur)?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
     /// Gradient with respect to the input image, given gradients with respect
     /// to the outputs of some layers (summed where a layer appears twice).
     pub fn backward(

@@ -123,3 +123,54 @@ fn history_beyond_the_iterations_is_not_refused() {
     assert_ok(&out);
     assert!(d.join("out.png").exists());
 }
+
+/// The plan's predicted peak is within 15 % of the measured peak resident
+/// set (the kernel's figure for the child, `wait4`) at a small size, with
+/// activations kept and recomputed (`benches/memory.sh` does the same at
+/// large sizes).
+#[cfg(target_os = "linux")]
+#[test]
+fn predicted_peak_is_within_15_percent_of_the_measured_one() {
+    let dir = fixture();
+    let d = dir.path();
+    for recompute in ["--recompute=false", "--recompute=true"] {
+        let args = job(&["--size", "256", "--iterations", "2", recompute]);
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let out = run(&dry, d);
+        assert_ok(&out);
+        let stdout = text(&out.stdout);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("predicted peak "))
+            .unwrap_or_else(|| panic!("no predicted peak: {stdout}"));
+        let mut words = line["predicted peak ".len()..].split(' ');
+        let value: f64 = words.next().unwrap().parse().unwrap();
+        let predicted = match words.next().unwrap() {
+            "GiB" => value * 1024.0,
+            "MiB" => value,
+            u => panic!("unit {u} in {line}"),
+        };
+        let child = crate::support::command(&args, d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child, writing into the two locals.
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        assert_eq!(pid, child.id() as i32);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let measured = usage.ru_maxrss as f64 / 1024.0; // KiB on Linux
+        let ratio = predicted / measured;
+        eprintln!(
+            "{recompute}: predicted {predicted:.0} MiB, measured {measured:.0} MiB ({ratio:.3})"
+        );
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{recompute}: predicted {predicted:.0} MiB, measured {measured:.0} MiB"
+        );
+    }
+}
