@@ -71,8 +71,11 @@ pub enum LayerGrad<'a, T> {
     /// Computed.
     Ready(T),
     /// Computed on demand from the layer's output.
-    Later(Box<dyn FnOnce(&T) -> Result<T> + 'a>),
+    Later(GradFromOutput<'a, T>),
 }
+
+/// A layer's gradient made from its output ([`LayerGrad::Later`]).
+pub type GradFromOutput<'a, T> = Box<dyn FnOnce(&T) -> Result<T> + 'a>;
 
 impl<B: Backend> Vgg<B> {
     /// The network on `backend`: every convolution prepared (uploaded) once.

@@ -151,6 +151,8 @@ fn predicted_peak_is_within_15_percent_of_the_measured_one() {
             "MiB" => value,
             u => panic!("unit {u} in {line}"),
         };
+        // Reaped below by `wait4`, which also gives its resource usage.
+        #[allow(clippy::zombie_processes)]
         let child = crate::support::command(&args, d)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
