@@ -60,6 +60,14 @@ pub(crate) fn fingerprint(s: &Settings) -> Result<String> {
         .map(|m| m.as_ref().map(|_| PathBuf::new()))
         .collect();
     neutral.init_image = s.init_image.as_ref().map(|_| PathBuf::new());
+    // How much memory the run may use and what the memory plan chose from
+    // it (recomputation, the L-BFGS history: it restarts on a resume
+    // anyway) depend on the machine, not on the job.
+    neutral.memory = None;
+    neutral.recompute = None;
+    if let neural_style_core::run::OptimizerKind::Lbfgs(c) = &mut neutral.optimizer {
+        c.history = 0;
+    }
     let mut text = format!("neural-style checkpoint v{VERSION}\n{neutral:?}\n");
     for f in files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
@@ -581,6 +589,25 @@ mod tests {
             scale_iteration: iteration,
             best_loss: 5.0,
         }
+    }
+
+    /// The memory a run may use and what the plan chose from it (the
+    /// history, recomputation) are the machine's, not the job's: a poster's
+    /// checkpoint resumes on a machine with less memory free (the
+    /// fingerprint covered them before, so such a checkpoint was ignored).
+    #[test]
+    fn fingerprints_ignore_the_memory_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let mut t = s.clone();
+        t.memory = Some(3.0);
+        t.recompute = Some(true);
+        if let neural_style_core::run::OptimizerKind::Lbfgs(c) = &mut t.optimizer {
+            c.history = 7;
+        }
+        assert_eq!(fingerprint(&s).unwrap(), fingerprint(&t).unwrap());
+        t.spec.style_weight *= 2.0;
+        assert_ne!(fingerprint(&s).unwrap(), fingerprint(&t).unwrap());
     }
 
     #[test]
