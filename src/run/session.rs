@@ -217,9 +217,9 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
         None if on_gpu => None,
         None => Budget::host(),
     };
-    let threads = s
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // As `set_threads` does: at most the logical cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = s.threads.map_or(cores, |t| t.clamp(1, cores));
     memory::plan(&memory::Request {
         job: memory::Job {
             spec: &s.spec,
