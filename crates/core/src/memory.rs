@@ -40,10 +40,12 @@ pub const PROCESS_BYTES: u64 = 48 << 20;
 pub const DEFAULT_SHARE: f64 = 0.9;
 
 /// Seconds per pixel per iteration of the candle backend with every
-/// activation kept, on one thread of this project's 2-core machine
-/// (`benches/memory.sh`), and the factor recomputation multiplies it by.
-const CANDLE_THREAD_SECONDS_PER_PIXEL: f64 = 2.0 * 5.0e-6;
-const RECOMPUTE_FACTOR: f64 = 1.3;
+/// activation kept, on one thread of this project's 2-core machine (release
+/// build, 2 threads: about 3.7 s per iteration at 1024×768 and 19.5 s at
+/// 2048×1536, i.e. 4.7–6.2 µs per pixel), and the factor recomputation
+/// multiplies it by (its extra multiply-adds, docs/DESIGN.md).
+const CANDLE_THREAD_SECONDS_PER_PIXEL: f64 = 2.0 * 5.5e-6;
+const RECOMPUTE_FACTOR: f64 = 1.35;
 
 /// The calibrated rate of the candle backend on `threads` threads (for the
 /// plan's predicted time): `(seconds per pixel per iteration, factor with
