@@ -277,7 +277,10 @@ impl<'a> Painter<'a> {
         let interrupt = AtomicBool::new(false);
         let mut observer = CallbackObserver {
             callback: self.callback,
-            colors: s.original_colors.then(|| prepared.inputs.content.clone()),
+            colors: s
+                .options
+                .original_colors
+                .then(|| prepared.inputs.content.clone()),
             interrupt: &interrupt,
             stopped: false,
         };

@@ -90,23 +90,24 @@ pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<
 /// initial image, the `--config` file and the weights (when they are found
 /// already; otherwise they are fetched later into the weights directory).
 pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
-    let mut v = vec![Input::new("content", &s.content)];
-    v.extend(s.styles.iter().map(|p| Input::new("style", p)));
+    let mut v = vec![Input::new("content", &s.files.content)];
+    v.extend(s.files.styles.iter().map(|p| Input::new("style", p)));
     v.extend(
-        s.masks
+        s.files
+            .masks
             .iter()
             .flatten()
             .map(|p| Input::new("style-mask", p)),
     );
     if s.init == InitName::Image {
-        if let Some(p) = &s.init_image {
+        if let Some(p) = &s.files.init_image {
             v.push(Input::new("init-image", p));
         }
     }
-    if let Some(p) = &s.config {
+    if let Some(p) = &s.files.config {
         v.push(Input::new("config", p));
     }
-    if let Some(p) = weights::locate(s.weights.as_deref())? {
+    if let Some(p) = weights::locate(s.options.weights.as_deref())? {
         v.push(Input::new("weights", p));
     }
     Ok(v)
@@ -299,16 +300,17 @@ pub fn min_side(layer: LayerId) -> u32 {
 /// layer it goes through needs ([`min_side`]), with the smallest size that
 /// works; and any mask or initial image whose header does not decode.
 pub fn check_sizes(s: &Settings) -> Result<()> {
-    let content = Picture::probe(&s.content)?;
+    let content = Picture::probe(&s.files.content)?;
     let styles = s
+        .files
         .styles
         .iter()
         .map(|p| Picture::probe(p))
         .collect::<Result<Vec<_>>>()?;
-    for m in s.masks.iter().flatten() {
+    for m in s.files.masks.iter().flatten() {
         Picture::probe(m)?;
     }
-    if let (InitName::Image, Some(p)) = (s.init, &s.init_image) {
+    if let (InitName::Image, Some(p)) = (s.init, &s.files.init_image) {
         Picture::probe(p)?;
     }
     check_dimensions(s, content, &styles)
@@ -318,7 +320,7 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
 /// `(width, height)` and each style's (in the order of `s.styles`, whose
 /// paths name them in messages).
 pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
-    let styles = s.styles.iter().zip(styles.iter().copied());
+    let styles = s.files.styles.iter().zip(styles.iter().copied());
     let short = |(w, h): (u32, u32)| w.min(h);
     let dims = |(w, h): (u32, u32)| format!("{w}×{h}");
     // The smallest longest side (≥ `from`) that gives a short side ≥ `need`.
@@ -343,7 +345,7 @@ pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]
                     format!(
                         "{} is {} and becomes {} at {px} px, but {deepest} needs at least \
                          {need} px a side: {hint}",
-                        s.content.display(),
+                        s.files.content.display(),
                         dims(content),
                         dims(at)
                     ),
@@ -361,7 +363,7 @@ pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]
             if short(at) >= need {
                 continue;
             }
-            let (flag, hint) = match (s.style_size, smallest(size, need, 1)) {
+            let (flag, hint) = match (s.options.style_size, smallest(size, need, 1)) {
                 (_, None) => ("style", "crop it or use shallower style layers".into()),
                 (Some(_), Some(m)) => ("style-size", format!("use `style-size` {m} or more")),
                 (None, Some(m)) => (

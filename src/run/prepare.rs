@@ -73,7 +73,7 @@ pub fn prepare(
     let (sources, init_image) = match images {
         Images::Files { extra } => {
             preflight::check_run(&s, extra, outputs)?;
-            set_threads(s.threads, log)?;
+            set_threads(s.options.threads, log)?;
             (job::load_sources(&s)?, None)
         }
         Images::Decoded {
@@ -85,11 +85,11 @@ pub fn prepare(
             preflight::check_paths(&[], outputs)?;
             let dims: Vec<(u32, u32)> = styles.iter().map(|p| (p.width, p.height)).collect();
             preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
-            set_threads(s.threads, log)?;
+            set_threads(s.options.threads, log)?;
             (Sources::new(&s, content, styles, masks)?, init)
         }
     };
-    let inputs = sources.at(&s, s.size)?;
+    let inputs = sources.at(&s, s.size())?;
     let init = match init_image {
         Some(p) if s.init == InitName::Image => {
             job::initial_image_with(&s, &inputs.content, || Ok(p))?
@@ -98,7 +98,7 @@ pub fn prepare(
     };
     let weights = match weights {
         Some(w) => w,
-        None => Arc::new(job::load_weights(s.weights.as_deref(), log)?),
+        None => Arc::new(job::load_weights(s.options.weights.as_deref(), log)?),
     };
     Ok(Prepared {
         settings: s,

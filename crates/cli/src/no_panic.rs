@@ -188,7 +188,7 @@ fn no_input_makes_it_panic() {
             let Ok(sources) = job::load_sources(&s) else {
                 return;
             };
-            let Ok(inputs) = sources.at(&s, s.size) else {
+            let Ok(inputs) = sources.at(&s, s.size()) else {
                 return;
             };
             let Ok(init) = job::initial_image(&s, &inputs.content) else {

@@ -44,22 +44,23 @@ pub(crate) fn paths(output: &Path) -> (PathBuf, PathBuf) {
 /// and the bytes of the content, styles, masks and init image (not their
 /// paths: a batch may run from another directory).
 pub(crate) fn fingerprint(s: &Settings) -> Result<String> {
-    let mut files: Vec<&Path> = vec![&s.content];
-    files.extend(s.styles.iter().map(PathBuf::as_path));
-    files.extend(s.masks.iter().flatten().map(PathBuf::as_path));
-    files.extend(s.init_image.as_deref());
+    let mut files: Vec<&Path> = vec![&s.files.content];
+    files.extend(s.files.styles.iter().map(PathBuf::as_path));
+    files.extend(s.files.masks.iter().flatten().map(PathBuf::as_path));
+    files.extend(s.files.init_image.as_deref());
     let mut neutral = s.clone();
-    neutral.threads = None;
-    neutral.backend = String::new();
-    neutral.device = None;
-    neutral.content = PathBuf::new();
-    neutral.styles = vec![PathBuf::new(); s.styles.len()];
-    neutral.masks = s
+    neutral.options.threads = None;
+    neutral.options.backend = String::new();
+    neutral.options.device = None;
+    neutral.files.content = PathBuf::new();
+    neutral.files.styles = vec![PathBuf::new(); s.files.styles.len()];
+    neutral.files.masks = s
+        .files
         .masks
         .iter()
         .map(|m| m.as_ref().map(|_| PathBuf::new()))
         .collect();
-    neutral.init_image = s.init_image.as_ref().map(|_| PathBuf::new());
+    neutral.files.init_image = s.files.init_image.as_ref().map(|_| PathBuf::new());
     let mut text = format!("neural-style checkpoint v{VERSION}\n{neutral:?}\n");
     for f in files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
@@ -590,8 +591,8 @@ mod tests {
         let f = fingerprint(&s).unwrap();
         assert_eq!(f.len(), 64);
         let mut t = s.clone();
-        t.threads = Some(7);
-        t.backend = "tch".into();
+        t.options.threads = Some(7);
+        t.options.backend = "tch".into();
         assert_eq!(
             fingerprint(&t).unwrap(),
             f,
@@ -599,26 +600,26 @@ mod tests {
         );
         // The same bytes under another name: the same job.
         let moved = dir.path().join("moved.png");
-        std::fs::copy(&s.content, &moved).unwrap();
+        std::fs::copy(&s.files.content, &moved).unwrap();
         let mut t = s.clone();
-        t.content = moved.clone();
+        t.files.content = moved.clone();
         assert_eq!(fingerprint(&t).unwrap(), f);
         // Any result-shaping setting, or other bytes, changes it.
         let mut t = s.clone();
         t.spec.style_weight *= 2.0;
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut t = s.clone();
-        t.seed += 1;
+        t.options.seed += 1;
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut t = s.clone();
-        t.iterations = 11;
+        t.options.iterations = 11;
         t.scales = vec![(4, 11)];
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut bytes = std::fs::read(&moved).unwrap();
         bytes.push(0); // trailing byte: another file
         std::fs::write(&moved, bytes).unwrap();
         let mut t = s.clone();
-        t.content = moved;
+        t.files.content = moved;
         assert_ne!(fingerprint(&t).unwrap(), f);
     }
 

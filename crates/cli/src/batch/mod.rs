@@ -113,8 +113,11 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
-    job::set_threads(first.threads, &mut log)?;
-    let weights = std::sync::Arc::new(job::load_weights(first.weights.as_deref(), &mut log)?);
+    job::set_threads(first.options.threads, &mut log)?;
+    let weights = std::sync::Arc::new(job::load_weights(
+        first.options.weights.as_deref(),
+        &mut log,
+    )?);
     signals::install(
         quiet,
         if a.checkpoint_every.is_some() {

@@ -119,6 +119,7 @@ impl BatchJob {
     pub(crate) fn describe(&self) -> String {
         let styles: Vec<String> = self
             .settings
+            .files
             .styles
             .iter()
             .map(|p| p.display().to_string())
@@ -126,7 +127,7 @@ impl BatchJob {
         format!(
             "job {} ({} × {})",
             self.index,
-            self.settings.content.display(),
+            self.settings.files.content.display(),
             styles.join(" + ")
         )
     }
@@ -237,10 +238,13 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             output,
         });
     }
-    let (b, w) = (&jobs[0].settings.backend, &jobs[0].settings.weights);
+    let (b, w) = (
+        &jobs[0].settings.options.backend,
+        &jobs[0].settings.options.weights,
+    );
     if let Some(j) = jobs
         .iter()
-        .find(|j| &j.settings.backend != b || &j.settings.weights != w)
+        .find(|j| &j.settings.options.backend != b || &j.settings.options.weights != w)
     {
         return Err(fail(format!(
             "job {}: every job must use the same backend and weights: set them in [defaults]",
@@ -251,10 +255,10 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     let mut read: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {
         let s = &j.settings;
-        let inputs = std::iter::once((&s.content, "content"))
-            .chain(s.styles.iter().map(|p| (p, "style")))
-            .chain(s.masks.iter().flatten().map(|p| (p, "style-mask")))
-            .chain(s.init_image.iter().map(|p| (p, "init-image")));
+        let inputs = std::iter::once((&s.files.content, "content"))
+            .chain(s.files.styles.iter().map(|p| (p, "style")))
+            .chain(s.files.masks.iter().flatten().map(|p| (p, "style-mask")))
+            .chain(s.files.init_image.iter().map(|p| (p, "init-image")));
         for (p, flag) in inputs {
             read.entry(preflight::canonical(p)).or_insert((k, flag));
         }
@@ -365,10 +369,10 @@ mod tests {
         let jobs = plan(&f, &StyleArgs::default()).unwrap();
         assert_eq!(jobs.len(), 5);
         assert_eq!(jobs[0].settings.spec.style_weight, 7.0);
-        assert_eq!(jobs[0].settings.size, 64);
+        assert_eq!(jobs[0].settings.size(), 64);
         assert_eq!(jobs[0].output, dir.path().join("o.png"));
         assert_eq!(jobs[2].output, dir.path().join(".").join("a_y.jpg"));
-        assert_eq!(jobs[4].settings.content, dir.path().join("b.png"));
+        assert_eq!(jobs[4].settings.files.content, dir.path().join("b.png"));
         let (left, skipped) = todo(jobs, Some(Shard { index: 1, count: 2 }));
         assert_eq!((left.len(), skipped.len()), (2, 0));
         assert_eq!(left[0].index, 1);

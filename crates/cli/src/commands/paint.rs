@@ -122,7 +122,7 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             .into_owned(),
         json_log,
         log_error: None,
-        colors: s.original_colors.then(|| inputs.content.clone()),
+        colors: s.options.original_colors.then(|| inputs.content.clone()),
         plot: run.plot.as_ref().map(|_| Vec::new()),
         thumbs: run.sheet.as_ref().map(|_| Vec::new()),
     };
