@@ -29,6 +29,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
 struct Server {
     child: Child,
     port: u16,
+    /// The token of the URL it printed (none with `--no-token`).
+    token: Option<String>,
+    /// `name=value` of the cookie a browser got for that URL.
+    cookie: Option<String>,
     /// The private upload directory it reported.
     uploads: PathBuf,
     /// Everything it wrote to stderr.
@@ -37,7 +41,14 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_with(extra, |_| {})
+    }
+
+    /// Starts it with `setup` applied to its command first.
+    fn start_with(extra: &[&str], setup: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = Command::new(BIN);
+        setup(&mut cmd);
+        let mut child = cmd
             .args(["serve", "--bind", "127.0.0.1:0", "--threads", "1"])
             .args(extra)
             .stdin(Stdio::null())
@@ -55,7 +66,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut port, mut uploads) = (None, None);
+        let (mut port, mut uploads, mut token) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(120);
         while port.is_none() || uploads.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -66,17 +77,50 @@ impl Server {
             if let Some(rest) = line.strip_prefix("neural-style studio: http://127.0.0.1:") {
                 assert!(rest.contains("loopback only"), "start-up line: {line}");
                 port = rest.split('/').next().and_then(|p| p.parse().ok());
+                token = rest
+                    .split_once("/?token=")
+                    .map(|(_, t)| t.split(' ').next().unwrap().to_string());
             }
             if let Some(rest) = line.strip_prefix("uploads in ") {
                 uploads = rest.split(" (").next().map(PathBuf::from);
             }
         }
-        Server {
+        let mut server = Server {
             child,
             port: port.unwrap(),
+            token,
+            cookie: None,
             uploads: uploads.unwrap(),
             log,
+        };
+        if server.token.is_some() {
+            server.cookie = Some(server.exchange());
         }
+        server
+    }
+
+    /// The URL it printed: with its token, as a user opens it.
+    fn url(&self) -> String {
+        match &self.token {
+            Some(t) => format!("{}/?token={t}", self.origin()),
+            None => format!("{}/", self.origin()),
+        }
+    }
+
+    /// Opens the printed URL as a browser would: the answer is a redirect to
+    /// the URL without the token and a cookie; returns the cookie's `name=value`.
+    fn exchange(&self) -> String {
+        let token = self.token.as_ref().expect("a token");
+        let r = self.send_raw("GET", &format!("/?token={token}"), &[], b"");
+        assert_eq!(r.status, 303, "{}", r.text());
+        assert_eq!(r.header("location"), Some("/"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let set = r.header("set-cookie").expect("a cookie").to_string();
+        assert!(set.contains("HttpOnly"), "{set}");
+        assert!(set.contains("SameSite=Strict"), "{set}");
+        assert!(set.contains("Path=/"), "{set}");
+        assert!(set.contains(token.as_str()), "{set}");
+        set.split(';').next().unwrap().to_string()
     }
 
     fn origin(&self) -> String {
@@ -107,8 +151,39 @@ impl Server {
         )
     }
 
-    /// One request on a fresh connection; `Host` is this server's unless given.
+    /// One request on a fresh connection, with the cookie a browser has.
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        match &self.cookie {
+            Some(c) => {
+                let mut with = headers.to_vec();
+                with.push(("Cookie", c));
+                self.send_raw(method, path, &with, body)
+            }
+            None => self.send_raw(method, path, headers, body),
+        }
+    }
+
+    /// The request head `send` would write (without `Connection: close`).
+    fn head(&self, method: &str, path: &str, headers: &[(&str, &str)], length: usize) -> String {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host());
+        if let Some(c) = &self.cookie {
+            head.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+        head
+    }
+
+    /// One request on a fresh connection, nothing added but `Host` (unless given).
+    fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             head.push_str(&format!("Host: {}\r\n", self.host()));
@@ -301,9 +376,14 @@ struct Events {
 impl Events {
     fn open(server: &Server) -> Events {
         let mut s = server.connect();
+        let cookie = server
+            .cookie
+            .as_ref()
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET /api/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            "GET /api/events HTTP/1.1\r\nHost: {}\r\n{cookie}Accept: text/event-stream\r\n\r\n",
             server.host()
         )
         .unwrap();
@@ -787,12 +867,16 @@ fn a_client_leaving_mid_stream_or_mid_upload_stops_nothing() {
     // An upload cut off half-way: a Content-Length the client never fills.
     let mut half = server.connect();
     let p = png(&content_image());
-    write!(
-        half,
-        "POST /api/uploads?name=half.png HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\nContent-Length: {}\r\n\r\n",
-        server.host(),
-        server.origin(),
-        p.len()
+    let origin = server.origin();
+    half.write_all(
+        server
+            .head(
+                "POST",
+                "/api/uploads?name=half.png",
+                &[("Origin", &origin)],
+                p.len(),
+            )
+            .as_bytes(),
     )
     .unwrap();
     half.write_all(&p[..p.len() / 2]).unwrap();
@@ -1155,10 +1239,15 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
                 .await
                 .map_err(|x| x.to_string())
         };
+        // The URL the server printed, token and all, as a user opens it.
         client
-            .goto(&server.origin())
+            .goto(&server.url())
             .await
             .map_err(|x| x.to_string())?;
+        let at = client.current_url().await.map_err(|x| x.to_string())?;
+        if at.query().is_some_and(|q| q.contains("token")) {
+            return Err(format!("the token stayed in the address bar: {at}"));
+        }
         wait(
             client,
             "the page to connect",
