@@ -23,7 +23,7 @@ use neural_style_core::optim::{AdamConfig, FirstStep, LbfgsConfig, LineSearch};
 use neural_style_core::run::OptimizerKind;
 use neural_style_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod resolved;
 pub use resolved::{load_config, parse_toml, Files, Settings};
@@ -658,6 +658,32 @@ impl Options {
             }
             Some(list) => list.clone(),
         };
+        // Every count is summed (progress, checkpoints): the total must fit.
+        if its
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .is_none()
+        {
+            let flag = if self.scale_iterations.is_some() {
+                "scale-iterations"
+            } else {
+                "iterations"
+            };
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{} iterations over {} scales is more than this machine counts ({}) ",
+                    its.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    its.len(),
+                    usize::MAX
+                )
+                .trim_end()
+                .to_string(),
+            ));
+        }
         Ok(sizes.into_iter().zip(its).collect())
     }
 }
@@ -719,9 +745,15 @@ fn layer_weights(
 impl StyleArgs {
     /// Layer the config file (if any) and preset under these flags: the
     /// options (preset < file < flags) and the input files (file < flags).
+    ///
+    /// Paths in a config file (its `content`, `style`, `style-mask`,
+    /// `init-image`, `weights`) are relative to the file's own directory,
+    /// as in batch files. An `init-image` given without `init` starts from
+    /// it, whatever a preset's `init`; one given with another `init` is
+    /// refused (it would be ignored).
     pub fn layered(&self) -> Result<(StyleArgs, Options)> {
         let file = match &self.config {
-            Some(path) => load_config(path)?,
+            Some(path) => load_config(path)?.rebased(path.parent().unwrap_or(Path::new(""))),
             None => StyleArgs::default(),
         };
         let mut o = self
@@ -731,7 +763,53 @@ impl StyleArgs {
             .unwrap_or_default();
         o.apply(&file);
         o.apply(self);
-        Ok((file.under(self), o))
+        let a = file.under(self);
+        if a.init_image.is_some() {
+            match a.init {
+                None => o.init = Some(InitName::Image),
+                Some(InitName::Image) => {}
+                Some(other) => {
+                    return Err(Error::config(
+                        "init-image",
+                        format!(
+                            "conflicts with `init` {}: the image would be ignored; \
+                             give `init` image, or no `init-image`",
+                            other.cli_value().unwrap_or_default()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok((a, o))
+    }
+
+    /// The input paths of this layer (content, styles, masks but `none`,
+    /// init image, weights) made relative to `base` when they are relative:
+    /// a file's paths are relative to its directory.
+    pub fn rebased(mut self, base: &Path) -> StyleArgs {
+        let rebase = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        self.content = self.content.as_ref().map(rebase);
+        self.style = self.style.iter().map(rebase).collect();
+        self.style_mask = self
+            .style_mask
+            .iter()
+            .map(|p| {
+                if p.as_os_str() == "none" {
+                    p.clone()
+                } else {
+                    rebase(p)
+                }
+            })
+            .collect();
+        self.init_image = self.init_image.as_ref().map(rebase);
+        self.weights = self.weights.as_ref().map(rebase);
+        self
     }
 
     /// The options these layers give (preset < file < flags), unvalidated.

@@ -7,6 +7,7 @@
 
 use super::preflight::{self, Input, Output};
 use super::session::{self as job, Inputs, Sources};
+use super::written::Written;
 use crate::backends;
 use crate::options::{InitName, Settings};
 use neural_style_core::image_io::Picture;
@@ -68,11 +69,27 @@ pub fn prepare(
     weights: Option<Arc<Vgg19Weights>>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Prepared> {
+    let written = Written {
+        files: outputs.to_vec(),
+        frames: None,
+    };
+    prepare_written(settings, images, &written, weights, log)
+}
+
+/// [`prepare()`] of a job whose every written path is in `written` (its
+/// registry, [`super::written`]: frames and temporary files included).
+pub fn prepare_written(
+    settings: Settings,
+    images: Images,
+    written: &Written,
+    weights: Option<Arc<Vgg19Weights>>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Prepared> {
     let s = settings;
     backends::check_selection(&s.selection())?;
     let (sources, init_image) = match images {
         Images::Files { extra } => {
-            preflight::check_run(&s, extra, outputs)?;
+            preflight::check_run_written(&s, extra, written)?;
             set_threads(s.options.threads, log)?;
             (job::load_sources(&s)?, None)
         }
@@ -82,7 +99,7 @@ pub fn prepare(
             masks,
             init,
         } => {
-            preflight::check_paths(&[], outputs)?;
+            preflight::check_written(&[], std::slice::from_ref(written))?;
             let dims: Vec<(u32, u32)> = styles.iter().map(|p| (p.width, p.height)).collect();
             preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
             set_threads(s.options.threads, log)?;

@@ -190,13 +190,23 @@ fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Res
     let Some(deepest) = s.spec.deepest() else {
         return Ok(());
     };
+    // L-BFGS keeps at most one pair per iteration: a history longer than the
+    // run never fills (and 2^24 pairs keep the estimate's arithmetic far
+    // from overflowing; that many would not fit in memory anyway).
+    let optimizer = match s.optimizer {
+        run::OptimizerKind::Lbfgs(mut c) => {
+            c.history = c.history.min(s.total_iterations()).min(1 << 24);
+            run::OptimizerKind::Lbfgs(c)
+        }
+        o => o,
+    };
     let estimate = |(w, h): (u32, u32)| {
         estimate_memory(
             h as usize,
             w as usize,
             deepest,
             layers::VGG19_WIDTHS,
-            &s.optimizer,
+            &optimizer,
         )
     };
     // Style targets need a forward pass only, but count them like the content.

@@ -135,7 +135,7 @@ fn every_option_is_a_flag_a_config_key_a_preset_field_and_a_batch_key() {
         ] {
             let jobs_file = d.join("jobs.toml");
             std::fs::write(&jobs_file, &text).unwrap();
-            let jobs = crate::batch::plan::plan(&jobs_file, &StyleArgs::default())
+            let jobs = crate::batch::plan::plan(&jobs_file, &StyleArgs::default(), false)
                 .unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(jobs[0].settings, settings(d, &want), "{text}");
         }

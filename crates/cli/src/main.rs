@@ -19,6 +19,7 @@ use commands::loss::LossArgs;
 use commands::paint::RunArgs;
 use commands::{compare, info, loss, paint};
 use neural_style::options::StyleArgs;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,7 +87,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", flags::error_line(&e));
+            // Never a panic, even with stderr gone (the exit status says it).
+            let _ = writeln!(std::io::stderr(), "error: {}", flags::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -138,8 +138,8 @@ fn no_input_makes_it_panic() {
         let file = d.join("jobs.toml");
         std::fs::write(&file, corrupt(&mut rng, jobs.as_bytes())).unwrap();
         no_panic(&mut failures, format!("jobs case {case}"), || {
-            if let Ok(j) = batch::plan(&file, &StyleArgs::default()) {
-                let _ = batch::check(&file, &j);
+            if let Ok(j) = batch::plan(&file, &StyleArgs::default(), true) {
+                let _ = batch::check(&file, &j, true);
             }
         });
     }

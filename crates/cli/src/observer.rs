@@ -5,6 +5,7 @@
 
 use crate::{pictures, signals};
 use indicatif::{ProgressBar, ProgressStyle};
+use neural_style::run::written::Frames;
 use neural_style_core::image_io::Picture;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer};
@@ -34,7 +35,7 @@ pub(crate) fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
 /// A line above the progress bar, or on stderr when the bar is not drawn.
 pub(crate) fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
-        eprintln!("{line}");
+        crate::flags::err_line(&line);
     } else {
         bar.println(line);
     }
@@ -46,8 +47,8 @@ pub(crate) const SHEET_CELL: u32 = 192;
 pub(crate) struct CliObserver {
     pub(crate) bar: ProgressBar,
     pub(crate) print_every: usize,
-    pub(crate) frames: Option<(usize, PathBuf)>,
-    pub(crate) stem: String,
+    /// `--save-every N` and the frames' names (`neural_style::run::written`).
+    pub(crate) frames: Option<(usize, Frames)>,
     pub(crate) json_log: Option<(PathBuf, std::io::LineWriter<std::fs::File>)>,
     /// The first error writing the log: the run is asked to stop, saves its
     /// best image and then reports it.
@@ -86,9 +87,9 @@ impl Observer for CliObserver {
             ),
             );
         }
-        if let Some((n, dir)) = &self.frames {
+        if let Some((n, frames)) = &self.frames {
             if r.iteration % *n == 0 || r.iteration == r.of {
-                let path = dir.join(format!("{}_{:05}.png", self.stem, r.iteration));
+                let path = frames.path(r.iteration);
                 let mut img = image()?;
                 if let Some(content) = &self.colors {
                     img = neural_style_core::color::original_colors(&img, content);

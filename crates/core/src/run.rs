@@ -60,6 +60,10 @@ pub enum StopReason {
     Converged(String),
     /// The stop flag was raised (a signal, or an observer's request).
     Interrupted,
+    /// A loss or the gradient became non-finite after at least one good
+    /// iteration (the error, as a line): the best point so far is kept and
+    /// returned, and the run ends (later scales are not run).
+    Failed(String),
 }
 
 /// What a run returns.
@@ -136,17 +140,21 @@ pub fn run<B: Backend>(
             break;
         }
         let (loss, grad, grad_norm) = objective.evaluate_with_norm(&x)?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite {
-                what: format!("total = {}", loss.total),
-                iteration,
-            });
-        }
-        if !grad_norm.is_finite() {
-            return Err(Error::NonFinite {
-                what: "gradient".into(),
-                iteration,
-            });
+        let bad = if !loss.is_finite() {
+            Some(format!("total = {}", loss.total))
+        } else if !grad_norm.is_finite() {
+            Some("gradient".to_string())
+        } else {
+            None
+        };
+        if let Some(what) = bad {
+            let e = Error::NonFinite { what, iteration };
+            if done == 0 {
+                return Err(e);
+            }
+            // The best point so far is good: keep it.
+            stop = StopReason::Failed(e.to_string());
+            break;
         }
         done = iteration;
         if loss.total < best_loss {
@@ -250,7 +258,7 @@ pub fn run_scales<'n, B: Backend>(
         current = out.best.clone();
         let stop = out.stop.clone();
         last = Some(out);
-        if stop == StopReason::Interrupted {
+        if matches!(stop, StopReason::Interrupted | StopReason::Failed(_)) {
             break;
         }
     }

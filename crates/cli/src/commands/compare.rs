@@ -41,6 +41,21 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
+    // Each ratio sets the style weight to content weight / ratio: it must be a number.
+    if let Some(bad) = a
+        .ratios
+        .iter()
+        .find(|r| !(s.spec.content_weight / **r).is_finite())
+    {
+        return Err(Error::config(
+            "ratios",
+            format!(
+                "{bad} gives a style weight of {} / {bad}, which is not a finite number: \
+                 use a larger ratio",
+                s.spec.content_weight
+            ),
+        ));
+    }
     let quiet = a.quiet;
     let mut log = flags::logger(quiet);
     let p = prepare(
