@@ -315,6 +315,7 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
             &mut objective_at,
             init,
             s.optimizer,
+            s.stop_rule,
             observer,
             interrupt,
         )
