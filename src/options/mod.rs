@@ -390,6 +390,9 @@ options! {
         /// Iterations (evaluations of the loss and its gradient).
         #[arg(short = 'n', value_name = "N")]
         iterations: usize [usize] = 1000, example "3";
+        /// Stop when the picture is done, --iterations being the cap: every 25 iterations, when the loss fell less than 0.5 % and the image changed less than 0.5/255 on average, twice in a row (=false: run every iteration, as jcjohnson/neural-style; off in the presets).
+        #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+        early_stop: bool [bool] = true, example "false";
         /// Optimiser.
         #[arg(value_enum)]
         optimizer: OptimizerName [OptimizerName] = OptimizerName::Lbfgs, example "adam";
@@ -488,10 +491,12 @@ impl Options {
         let d = Options::default();
         match p {
             // jcjohnson/neural-style's neural_style.lua: its defaults (ours
-            // too), `-init random` = randn·0.001, Torch's optim.lbfgs.
+            // too), `-init random` = randn·0.001, Torch's optim.lbfgs. The
+            // presets reproduce a recipe: every iteration runs (no early stop).
             Preset::Jcjohnson => Options {
                 init: Some(InitName::Randn),
                 lbfgs_first_step: FirstStepName::Torch,
+                early_stop: false,
                 ..d
             },
             // Gatys, Ecker & Bethge, CVPR 2016: eqs. 1–5 (layer weights
@@ -505,6 +510,7 @@ impl Options {
                 init: Some(InitName::Noise),
                 content_weight: 1.0,
                 style_weight: 1e3,
+                early_stop: false,
                 ..d
             },
             // The project's Keras write-up: its normalisation, Keras layers
@@ -522,6 +528,7 @@ impl Options {
                 content_weight: 1.0,
                 style_weight: 1.0,
                 tv_weight: 0.0,
+                early_stop: false,
                 ..d
             },
         }

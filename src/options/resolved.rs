@@ -6,6 +6,7 @@ use crate::backends::Selection;
 use neural_style_core::image_io;
 use neural_style_core::objective::ObjectiveSpec;
 use neural_style_core::run::OptimizerKind;
+use neural_style_core::stopping::StopRule;
 use neural_style_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,8 @@ pub struct Settings {
     pub options: Options,
     /// The optimiser and its configuration.
     pub optimizer: OptimizerKind,
+    /// The stopping rule (`early-stop`); `None`: every iteration runs.
+    pub stop_rule: Option<StopRule>,
     /// The objective.
     pub spec: ObjectiveSpec,
     /// The starting image (`init`, else `image` when an init image is given).
@@ -118,6 +121,7 @@ impl Settings {
             files: Files { masks, ..f },
             options: o.clone(),
             optimizer,
+            stop_rule: o.early_stop.then(StopRule::default),
             spec,
             init,
             scales,
@@ -241,6 +245,19 @@ mod tests {
         );
         assert!(k.spec.style_layers.iter().all(|l| l.1 == 0.2));
         assert_eq!((k.init, k.options.iterations), (InitName::Content, 100));
+        // Ours stops when the picture is done; the presets reproduce a
+        // recipe, every iteration of it (a flag turns the rule back on).
+        assert_eq!(ours.stop_rule, Some(StopRule::default()));
+        for p in Preset::ALL {
+            assert_eq!(preset(p).stop_rule, None, "{p:?}");
+        }
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Jcjohnson);
+        a.early_stop = Some(true);
+        assert_eq!(a.resolve().unwrap().stop_rule, Some(StopRule::default()));
+        a.early_stop = Some(false);
+        a.preset = None;
+        assert_eq!(a.resolve().unwrap().stop_rule, None);
         // Explicit layer weights win over the 1/(number of layers) default.
         let mut a = args("c.jpg");
         a.preset = Some(Preset::Gatys);

@@ -334,6 +334,7 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
             &mut objective_at,
             init,
             s.optimizer,
+            s.stop_rule,
             observer,
             interrupt,
         )

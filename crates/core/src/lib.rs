@@ -11,7 +11,8 @@
 //!   its hand-written gradient, written once over the backend traits.
 //! * [`optim`] — L-BFGS and Adam over the backend's vector operations.
 //! * [`run`] — the optimisation loop: progress, saving, best image; several
-//!   scales in a row (multi-resolution).
+//!   scales in a row (multi-resolution); [`stopping`] — when the picture is
+//!   done (the rule that ends a run before its cap).
 //! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
 //!   style masks.
 //!
@@ -33,6 +34,7 @@ pub mod optim;
 pub mod pixel;
 pub mod rng;
 pub mod run;
+pub mod stopping;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vgg;

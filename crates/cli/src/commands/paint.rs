@@ -108,6 +108,12 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let mut observer = CliObserver {
         bar: bar.clone(),
         print_every: if quiet { 0 } else { run.print_every },
+        heartbeat: (!quiet && bar.is_hidden()).then(|| {
+            let may_stop = s
+                .stop_rule
+                .is_some_and(|r| s.scales.iter().any(|x| x.1 >= r.earliest()));
+            observer::Heartbeat::new(observer::HEARTBEAT_SECONDS, may_stop)
+        }),
         frames,
         json_log,
         log_error: None,
