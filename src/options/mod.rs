@@ -482,6 +482,12 @@ options! {
         /// Iterations at each scale, comma-separated [default: --iterations at every scale].
         #[arg(value_delimiter = ',', value_name = "N,N,...")]
         scale_iterations: Option<Vec<usize>> [Vec<usize>] = None, example "4";
+        /// Memory the run may use, in GiB [default: 90 % of what the machine has available; on a GPU, unchecked unless given].
+        #[arg(value_name = "GIB")]
+        memory: Option<f64> [f64] = None, example "8";
+        /// Recompute activations in the backward pass instead of keeping them (less memory, more time) [default: when the plan needs the memory].
+        #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+        recompute: Option<bool> [bool] = None, example "true";
     }
 }
 
@@ -548,6 +554,9 @@ impl Options {
         }
         if self.iterations == 0 {
             return Err(Error::config("iterations", "must be at least 1"));
+        }
+        if let Some(gib) = self.memory {
+            neural_style_core::memory::Budget::given(gib)?;
         }
         if self.threads == Some(0) {
             return Err(Error::config("threads", "must be at least 1"));

@@ -31,6 +31,10 @@ pub struct Settings {
     /// `(longest side, iterations)` of each scale; one entry without
     /// multi-resolution.
     pub scales: Vec<(u32, usize)>,
+    /// The memory the run may use, in GiB (else what the machine has).
+    pub memory: Option<f64>,
+    /// Recompute activations (`None`: when the plan needs the memory).
+    pub recompute: Option<bool>,
 }
 
 impl Settings {
@@ -125,6 +129,8 @@ impl Settings {
             spec,
             init,
             scales,
+            memory: o.memory,
+            recompute: o.recompute,
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::backends;
 use crate::options::{InitName, Settings};
 use neural_style_core::image_io::Picture;
 use neural_style_core::pixel::CaffeImage;
+use neural_style_core::run::OptimizerKind;
 use neural_style_core::Result;
 use neural_style_weights::Vgg19Weights;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ pub fn prepare_written(
     weights: Option<Arc<Vgg19Weights>>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Prepared> {
-    let s = settings;
+    let mut s = settings;
     backends::check_selection(&s.selection())?;
     let (sources, init_image) = match images {
         Images::Files { extra } => {
@@ -106,6 +107,14 @@ pub fn prepare_written(
             (Sources::new(&s, content, styles, masks)?, init)
         }
     };
+    // The memory plan's L-BFGS history (never more than the iterations;
+    // smaller when the asked one does not fit, with a warning).
+    if let (OptimizerKind::Lbfgs(c), Some(h)) = (&mut s.optimizer, sources.plan().history) {
+        c.history = h;
+    }
+    for change in &sources.plan().changes {
+        log(&format!("warning: {change}"));
+    }
     let inputs = sources.at(&s, s.size())?;
     let init = match init_image {
         Some(p) if s.init == InitName::Image => {

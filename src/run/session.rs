@@ -9,11 +9,12 @@ use neural_style_core::backend::{Backend, Pooling};
 use neural_style_core::color;
 use neural_style_core::image_io::Picture;
 use neural_style_core::mask::Mask;
+use neural_style_core::memory::{self, Budget, Plan};
 use neural_style_core::objective::{
     normalise_blend, style_grams, Loss, LossParts, Objective, StyleTerm,
 };
 use neural_style_core::pixel::CaffeImage;
-use neural_style_core::run::{self, estimate_memory, Observer, RunOutcome};
+use neural_style_core::run::{self, Observer, RunOutcome};
 use neural_style_core::vgg::Vgg;
 use neural_style_core::{layers, Error, Result};
 use neural_style_weights::{self as weights, Vgg19Weights, WeightsFile};
@@ -43,6 +44,7 @@ pub struct Sources {
     styles: Vec<Picture>,
     masks: Vec<Option<Picture>>,
     blend: Vec<f64>,
+    plan: Plan,
 }
 
 /// Decode the content, styles and masks, refusing (before any resampling) a
@@ -92,18 +94,27 @@ impl Sources {
             s.files.styles.len(),
             s.options.style_blend_weights.as_deref(),
         )?;
-        let sources = Sources {
+        let mut sources = Sources {
             content,
             styles,
             masks,
             blend,
+            plan: Plan {
+                scales: Vec::new(),
+                history: None,
+                recompute: false,
+                budget: None,
+                changes: Vec::new(),
+            },
         };
-        let (cw, ch) = sources.content.size_longest(s.size());
-        let style_sizes: Vec<(u32, u32)> = (0..sources.styles.len())
-            .map(|i| sources.style_size(s, i, (cw, ch)))
-            .collect();
-        check_memory(s, (cw, ch), &style_sizes)?;
+        sources.plan = plan_memory(s, &sources)?;
         Ok(sources)
+    }
+
+    /// The memory plan of the run (every scale), made when the sources were
+    /// decoded: the L-BFGS history and the recomputation it chose.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
@@ -185,52 +196,54 @@ pub fn load_at_size(path: &Path, w: usize, h: usize) -> Result<CaffeImage> {
         .to_caffe())
 }
 
-/// Refuse, before starting, a run that would not fit in memory.
-fn check_memory(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
-    let Some(deepest) = s.spec.deepest() else {
-        return Ok(());
-    };
-    // L-BFGS keeps at most one pair per iteration: a history longer than the
-    // run never fills (and 2^24 pairs keep the estimate's arithmetic far
-    // from overflowing; that many would not fit in memory anyway).
-    let optimizer = match s.optimizer {
-        run::OptimizerKind::Lbfgs(mut c) => {
-            c.history = c.history.min(s.total_iterations()).min(1 << 24);
-            run::OptimizerKind::Lbfgs(c)
-        }
-        o => o,
-    };
-    let estimate = |(w, h): (u32, u32)| {
-        estimate_memory(
-            h as usize,
-            w as usize,
-            deepest,
-            layers::VGG19_WIDTHS,
-            &optimizer,
-        )
-    };
-    // Style targets need a forward pass only, but count them like the content.
-    let need = styles
+/// Plan the run's memory over every scale (`neural_style_core::memory`),
+/// refusing, before starting, a run that would not fit.
+fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
+    let scales = s
+        .scales
         .iter()
-        .map(|&d| estimate(d))
-        .fold(estimate(content), u64::max);
-    if let Some(avail) = run::available_memory() {
-        if need > avail {
-            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-            return Err(Error::config(
-                "size",
-                format!(
-                    "a {}×{} run needs about {:.1} GiB but only {:.1} GiB is available; \
-                     lower `size` (or `style-size` / `lbfgs-history`)",
-                    content.0,
-                    content.1,
-                    gib(need),
-                    gib(avail)
-                ),
-            ));
-        }
-    }
-    Ok(())
+        .map(|&(size, iterations)| {
+            let (cw, ch) = sources.content.size_longest(size);
+            memory::Scale {
+                width: cw as usize,
+                height: ch as usize,
+                iterations,
+                styles: (0..sources.styles.len())
+                    .map(|i| {
+                        let (w, h) = sources.style_size(s, i, (cw, ch));
+                        (w as usize, h as usize)
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let on_gpu = s
+        .options
+        .device
+        .as_deref()
+        .is_some_and(|d| d.starts_with("gpu") || d.starts_with("cuda"));
+    let budget = match s.memory {
+        Some(gib) => Some(Budget::given(gib)?),
+        None if on_gpu => None,
+        None => Budget::host(),
+    };
+    let threads = s
+        .options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    memory::plan(&memory::Request {
+        job: memory::Job {
+            spec: &s.spec,
+            widths: layers::VGG19_WIDTHS,
+            optimizer: s.optimizer,
+            masked: sources.masks.iter().any(Option::is_some),
+            threads,
+        },
+        scales,
+        recompute: s.recompute,
+        budget,
+        rate: (s.options.backend == "candle" && !on_gpu).then(|| memory::candle_rate(threads)),
+    })
 }
 
 /// Find (or fetch, once) and load the weights.
@@ -327,7 +340,7 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
         let mut objective_at = |k: usize| {
             scale.set(scales[k].0);
             let inputs = sources.at(s, s.scales[scales[k].0].0)?;
-            build_objective(net, s, &inputs, grams)
+            Ok(build_objective(net, s, &inputs, grams)?.recompute(sources.plan.recompute))
         };
         run::run_scales(
             &iterations,

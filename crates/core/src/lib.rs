@@ -29,6 +29,7 @@ pub mod error;
 pub mod image_io;
 pub mod layers;
 pub mod mask;
+pub mod memory;
 pub mod objective;
 pub mod optim;
 pub mod pixel;

@@ -58,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::layers::LayerId;
 use crate::mask::Mask;
 use crate::pixel::CaffeImage;
-use crate::vgg::Vgg;
+use crate::vgg::{Keep, LayerGrad, Vgg};
 
 /// How the loss parts are normalised (module documentation for both).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -228,6 +228,8 @@ pub struct Objective<'n, B: Backend> {
     style_targets: Vec<StyleTarget<B::Tensor>>,
     masked: Vec<MaskedTarget<B::Tensor>>,
     layers: Vec<LayerId>,
+    /// What the forward pass keeps for the backward pass.
+    keep: Keep,
 }
 
 /// Gram matrices of one (whole) style image at each style layer of `spec`.
@@ -375,7 +377,21 @@ impl<'n, B: Backend> Objective<'n, B> {
             style_targets,
             masked,
             layers,
+            keep: Keep::Everything,
         })
+    }
+
+    /// Recompute activations in the backward pass instead of keeping them
+    /// (`true`: [`Keep::Boundaries`]): the same loss and gradient for about
+    /// one more forward pass per evaluation, in much less memory
+    /// (`crate::memory`).
+    pub fn recompute(mut self, on: bool) -> Self {
+        self.keep = if on {
+            Keep::Boundaries
+        } else {
+            Keep::Everything
+        };
+        self
     }
 
     /// The objective's layers, weights, pooling and normalisation.
@@ -504,7 +520,7 @@ impl<B: Backend> Objective<'_, B> {
             ));
         }
         let s = &self.spec;
-        let trace = self.net.forward(x, &self.layers, true)?;
+        let trace = self.net.forward_keeping(x, &self.layers, self.keep)?;
         // Loss values stay on the device until the end (one copy for all);
         // a term (part, k1, k2, off, value) adds k1 · (k2 · value + off).
         let mut terms = Vec::new();
@@ -520,7 +536,7 @@ impl<B: Backend> Objective<'_, B> {
             let norm = s.normalization.content_factor(b.dims(f));
             let (v, g) = b.mse_grad_deferred(f, target, s.content_weight * lw * norm)?;
             terms.push((Part::Content, lw * norm, 1.0, 0.0, v));
-            grads.push((*layer, g));
+            grads.push((*layer, LayerGrad::Ready(g)));
         }
         for (i, ((layer, lw), target)) in s.style_layers.iter().zip(&self.style_targets).enumerate()
         {
@@ -533,7 +549,13 @@ impl<B: Backend> Objective<'_, B> {
                 s.style_weight * lw * target.weight * norm,
             )?;
             terms.push((Part::Style, lw * norm, target.weight, target.offset, v));
-            grads.push((*layer, b.gram_backward(f, &dg)?));
+            // The layer's gradient (as large as its features) only when the
+            // backward pass reaches it.
+            let f = f.clone();
+            grads.push((
+                *layer,
+                LayerGrad::Later(Box::new(move || b.gram_backward(&f, &dg))),
+            ));
         }
         for term in &self.masked {
             for (i, ((layer, lw), (target, mask, k))) in
@@ -547,12 +569,20 @@ impl<B: Backend> Objective<'_, B> {
                 let (v, dg) =
                     b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight * norm)?;
                 terms.push((Part::Style, lw * term.weight * norm, 1.0, 0.0, v));
-                let mut dfm = b.gram_backward(&fm, &dg)?;
-                b.scale(*k, &mut dfm)?;
-                grads.push((*layer, b.mul_mask(&dfm, mask)?));
+                drop(fm);
+                let (f, k) = (f.clone(), *k);
+                grads.push((
+                    *layer,
+                    LayerGrad::Later(Box::new(move || {
+                        let fm = b.mul_mask(&f, mask)?;
+                        let mut dfm = b.gram_backward(&fm, &dg)?;
+                        b.scale(k, &mut dfm)?;
+                        b.mul_mask(&dfm, mask)
+                    })),
+                ));
             }
         }
-        let mut grad = self.net.backward(&trace, grads)?;
+        let mut grad = self.net.backward_with(trace, grads)?;
         let (tv, tv_grad) = b.tv_grad_deferred(x, s.tv_weight)?;
         terms.push((Part::Tv, 1.0, 1.0, 0.0, tv));
         if s.tv_weight != 0.0 {

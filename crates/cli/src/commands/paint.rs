@@ -7,7 +7,8 @@ use crate::{pictures, signals};
 use clap::Args;
 use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Settings, StyleArgs};
-use neural_style::run::written::Writes;
+use neural_style::run::preflight;
+use neural_style::run::written::{Writes, Written};
 use neural_style::run::{self as job, prepare_written, Images, Session, Sources};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::{self, Picture};
@@ -50,6 +51,10 @@ pub(crate) struct RunArgs {
     /// No progress bar or messages (errors still go to stderr).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Print the plan (scales, iterations, L-BFGS history, recomputation,
+    /// predicted peak memory and time) and exit without painting or writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
@@ -85,6 +90,9 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     .declared();
     let quiet = run.quiet;
     let mut log = flags::logger(quiet);
+    if run.dry_run {
+        return dry_run(&s, &written);
+    }
     let p = prepare_written(s, Images::files(), &written, None, &mut log)?;
     let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
@@ -236,6 +244,36 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         }
         StopReason::Failed(_) => ExitCode::FAILURE, // returned above
     })
+}
+
+/// `--dry-run`: the preflight (nothing written), the inputs' headers and
+/// pixels decoded, the memory plan printed on stdout; no weights loaded.
+fn dry_run(s: &Settings, written: &Written) -> Result<ExitCode> {
+    preflight::check_run_written(s, Vec::new(), written)?;
+    let sources = job::load_sources(s)?;
+    let plan = sources.plan();
+    println!(
+        "plan: {} iterations over {} scale{}, backend {}{}, L-BFGS history {}, activations {}",
+        s.total_iterations(),
+        plan.scales.len(),
+        if plan.scales.len() == 1 { "" } else { "s" },
+        s.options.backend,
+        s.options
+            .device
+            .as_deref()
+            .map(|d| format!(" on {d}"))
+            .unwrap_or_default(),
+        plan.history
+            .map_or_else(|| "none (Adam)".to_string(), |h| h.to_string()),
+        if plan.recompute { "recomputed" } else { "kept" }
+    );
+    for line in plan.describe() {
+        println!("{}", flags::map(&line));
+    }
+    for change in &plan.changes {
+        println!("warning: {}", flags::map(change));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The main job: optimise an image.

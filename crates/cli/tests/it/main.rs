@@ -6,6 +6,7 @@ mod cli;
 mod cuda_cli;
 mod features;
 mod painter;
+mod plan;
 mod registry;
 mod resume;
 mod slurm;

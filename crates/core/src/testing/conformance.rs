@@ -23,6 +23,11 @@ pub const ACTIVATION_TOL: f64 = 1e-5;
 pub const LOSS_TOL: f64 = 1e-4;
 /// `‖a − b‖ / ‖b‖` allowed on the gradient (two f32 passes through the net).
 pub const GRADIENT_TOL: f64 = 1e-4;
+/// Recomputing activations runs the same primitives on the same inputs as
+/// keeping them: the same loss and gradient up to what a backend's
+/// nondeterminism between two calls can give (0 on the CPU backends; a GPU
+/// library may pick another algorithm per call).
+pub const RECOMPUTE_TOL: f64 = 1e-6;
 
 /// `‖a − b‖ / ‖b‖` (0 when both are zero).
 pub fn rel_l2<A: Copy + Into<f64>, B: Copy + Into<f64>>(a: &[A], b: &[B]) -> f64 {
@@ -202,6 +207,10 @@ pub struct Comparison {
     pub gradient_rel: f64,
     /// `‖a − a_ref‖/‖a_ref‖` per compared layer.
     pub activation_rel: Vec<(LayerId, f64)>,
+    /// The same objective with activations recomputed in the backward pass
+    /// (`Objective::recompute`) against keeping them: relative difference
+    /// of the total loss, and of the gradient.
+    pub recompute_rel: (f64, f64),
 }
 
 impl Comparison {
@@ -229,6 +238,12 @@ impl Comparison {
                 errs.push(format!("activation {l}: rel {r:.2e}"));
             }
         }
+        let (loss, grad) = self.recompute_rel;
+        if !(loss <= RECOMPUTE_TOL && grad <= RECOMPUTE_TOL) {
+            errs.push(format!(
+                "recomputing vs keeping activations: total rel {loss:.2e}, gradient rel {grad:.2e}"
+            ));
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -255,6 +270,11 @@ pub fn compare_with_weights<B: Backend>(
     let x = b.upload(&case.x.data, case.x.shape())?;
     let (parts, grad) = objective.evaluate(&x)?;
     let grad = b.download(&grad)?;
+    let (r_parts, r_grad) = case.objective(&net)?.recompute(true).evaluate(&x)?;
+    let recompute_rel = (
+        rel(r_parts.total, parts.total),
+        rel_l2(&b.download(&r_grad)?, &grad),
+    );
     let (reference, ref_grad) = reference::evaluate_masked(
         &case.weights,
         &case.spec,
@@ -281,6 +301,7 @@ pub fn compare_with_weights<B: Backend>(
         reference,
         gradient_rel: rel_l2(&grad, &ref_grad),
         activation_rel,
+        recompute_rel,
     })
 }
 
@@ -291,11 +312,13 @@ pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
         match compare(backend.clone(), &case) {
             Ok(c) => {
                 eprintln!(
-                    "{}: gradient rel {:.1e}, total rel {:.1e}, worst activation rel {:.1e}",
+                    "{}: gradient rel {:.1e}, total rel {:.1e}, worst activation rel {:.1e}, recomputed vs kept {:.1e} / {:.1e}",
                     case.name,
                     c.gradient_rel,
                     rel(c.parts.total, c.reference.total),
-                    c.activation_rel.iter().map(|r| r.1).fold(0.0, f64::max)
+                    c.activation_rel.iter().map(|r| r.1).fold(0.0, f64::max),
+                    c.recompute_rel.0,
+                    c.recompute_rel.1
                 );
                 if let Err(e) = c.check() {
                     failures.push(format!("{}: {e}", case.name));

@@ -1,0 +1,841 @@
+//! The memory model of a run, and the plan made from it before any work
+//! starts (docs/DESIGN.md, "Large pictures: where the memory goes").
+//!
+//! For each scale, the peak is simulated step by step over the same schedule
+//! as `crate::vgg` and `crate::objective` run it: the forward pass (what it
+//! keeps: every ReLU output, or with recomputation only the segment
+//! boundaries), the loss layers' gradients (the style ones computed when the
+//! backward pass reaches them), the backward pass (the gradient in flight,
+//! each step's output and the intermediate of the composite steps, the
+//! segment being recomputed), the convolution workspace (per thread), the
+//! Gram matrices and targets, the optimiser's state (L-BFGS: two image-sized
+//! vectors per pair, never more pairs than iterations), the images on the
+//! host and on the device, the weights (on the host and as the backend
+//! prepared them) and the process itself. The style images' forward passes
+//! (features only, once per scale, before the run) are a peak of their own.
+//!
+//! All arithmetic is checked: a size whose bytes do not fit in a `u64` is
+//! "too large", never a wrapped small number.
+
+use crate::error::{Error, Result};
+use crate::layers::{output_hw, table, LayerId, LayerKind};
+use crate::objective::ObjectiveSpec;
+use crate::run::OptimizerKind;
+use crate::vgg::Keep;
+
+/// Bytes in a GiB.
+pub const GIB: u64 = 1 << 30;
+
+/// Bytes of one element (every backend computes in f32).
+const F32: u64 = 4;
+
+/// What the process holds besides the run's own buffers: code, libraries,
+/// the allocator's own pages, the decoders (measured at 64 px minus the
+/// modelled terms, `benches/memory.sh`).
+pub const PROCESS_BYTES: u64 = 48 << 20;
+
+/// Share of the available memory a plan may use by default (the rest is
+/// the margin for what the model does not see: other processes, the page
+/// cache the system needs, allocator fragmentation).
+pub const DEFAULT_SHARE: f64 = 0.9;
+
+/// Seconds per pixel per iteration of the candle backend with every
+/// activation kept, on one thread of this project's 2-core machine
+/// (`benches/memory.sh`), and the factor recomputation multiplies it by.
+const CANDLE_THREAD_SECONDS_PER_PIXEL: f64 = 2.0 * 5.0e-6;
+const RECOMPUTE_FACTOR: f64 = 1.3;
+
+/// The calibrated rate of the candle backend on `threads` threads (for the
+/// plan's predicted time): `(seconds per pixel per iteration, factor with
+/// recomputation)`.
+pub fn candle_rate(threads: usize) -> (f64, f64) {
+    (
+        CANDLE_THREAD_SECONDS_PER_PIXEL / threads.max(1) as f64,
+        RECOMPUTE_FACTOR,
+    )
+}
+
+/// Where the numbers of a plan come from: how many bytes the run may use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Bytes the plan may use.
+    pub bytes: u64,
+    /// Where that figure comes from (for messages).
+    pub source: String,
+}
+
+impl Budget {
+    /// `gib` GiB, as given by the user (`memory`).
+    pub fn given(gib: f64) -> Result<Budget> {
+        if !(gib.is_finite() && gib > 0.0) {
+            return Err(Error::config(
+                "memory",
+                format!("must be a positive number of GiB, not {gib}"),
+            ));
+        }
+        let bytes = gib * GIB as f64;
+        if bytes >= u64::MAX as f64 {
+            return Err(Error::config("memory", format!("{gib} GiB is too large")));
+        }
+        Ok(Budget {
+            bytes: bytes as u64,
+            source: format!("`memory` {gib} GiB"),
+        })
+    }
+
+    /// What this machine has available now, less the margin
+    /// ([`DEFAULT_SHARE`]); `None` when unknown.
+    pub fn host() -> Option<Budget> {
+        let avail = available_memory()?;
+        Some(Budget {
+            bytes: (avail as f64 * DEFAULT_SHARE) as u64,
+            source: format!(
+                "{:.0} % of the {} available",
+                DEFAULT_SHARE * 100.0,
+                gib(avail)
+            ),
+        })
+    }
+}
+
+/// Memory the system can give us now (Linux `MemAvailable`), if known.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo(&info)
+}
+
+fn parse_meminfo(info: &str) -> Option<u64> {
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// `bytes` as `12.3 GiB` (or MiB below one GiB).
+pub fn gib(bytes: u64) -> String {
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Where a scale's peak goes, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Peak {
+    /// Activations alive at the peak: kept by the forward pass (or its
+    /// segment boundaries and the segment being recomputed), the gradient
+    /// in flight, the step's output and intermediate, loss-layer gradients.
+    pub activations: u64,
+    /// Gram matrices, their gradients and the targets (content features,
+    /// style Gram matrices).
+    pub targets: u64,
+    /// The convolutions' per-thread workspace.
+    pub workspace: u64,
+    /// The L-BFGS history (2 image-sized vectors per pair).
+    pub history: u64,
+    /// The images: the point, the best point, the gradient, the optimiser's
+    /// other vectors, the content and start images on the host.
+    pub images: u64,
+    /// The weights on the host and as the backend prepared them.
+    pub weights: u64,
+    /// The process itself ([`PROCESS_BYTES`]).
+    pub process: u64,
+}
+
+impl Peak {
+    /// The sum, or `None` when it does not fit in a `u64`.
+    pub fn total(&self) -> Option<u64> {
+        [
+            self.activations,
+            self.targets,
+            self.workspace,
+            self.history,
+            self.images,
+            self.weights,
+        ]
+        .iter()
+        .try_fold(self.process, |a, &b| a.checked_add(b))
+    }
+}
+
+/// One scale of a run, as the model sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scale {
+    /// The content's (and the output's) width at this scale.
+    pub width: usize,
+    /// Its height.
+    pub height: usize,
+    /// Iterations at this scale.
+    pub iterations: usize,
+    /// Each style image's size at this scale.
+    pub styles: Vec<(usize, usize)>,
+}
+
+/// What the model needs to know about the job besides its scales.
+#[derive(Clone, Debug)]
+pub struct Job<'a> {
+    /// The objective (which layers, hence how deep the network runs).
+    pub spec: &'a ObjectiveSpec,
+    /// Channels per block (`crate::layers::VGG19_WIDTHS` for the real network).
+    pub widths: [usize; 5],
+    /// The optimiser (its history is what the user asked for).
+    pub optimizer: OptimizerKind,
+    /// Whether a style has a spatial mask (one more feature-sized map at a
+    /// style layer's gradient).
+    pub masked: bool,
+    /// CPU threads (per-thread convolution workspace).
+    pub threads: usize,
+}
+
+/// `a · b · …`, checked.
+fn mul(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |a, &b| a.checked_mul(b))
+}
+
+fn add(terms: &[u64]) -> Option<u64> {
+    terms.iter().try_fold(0u64, |a, &b| a.checked_add(b))
+}
+
+/// Floats of each layer's output up to `deepest` at `h×w`.
+fn layer_floats(deepest: LayerId, widths: [usize; 5], h: usize, w: usize) -> Option<Vec<u64>> {
+    table()[..=deepest.0]
+        .iter()
+        .map(|l| {
+            let (lh, lw) = output_hw(l.id, h, w);
+            mul(&[l.id.channels(widths) as u64, lh as u64, lw as u64])
+        })
+        .collect()
+}
+
+/// Floats of the convolution weights as held on the host, and as the
+/// backend prepares them (up to `deepest`): Winograd transforms (16/9 of
+/// the kernel) where both sides have at least 16 channels, else the kernel
+/// and its transposed copy.
+fn weight_floats(widths: [usize; 5]) -> (u64, u64) {
+    let (mut host, mut prepared) = (0u64, 0u64);
+    let mut c_in = 3u64;
+    for (b, &n) in crate::layers::CONVS_PER_BLOCK.iter().enumerate() {
+        let c_out = widths[b] as u64;
+        for _ in 0..n {
+            let k = 9 * c_in * c_out + c_out;
+            host += k;
+            prepared += if c_in >= 16 && c_out >= 16 {
+                16 * c_in * c_out + c_out
+            } else {
+                2 * k
+            };
+            c_in = c_out;
+        }
+    }
+    (host, prepared)
+}
+
+/// The largest per-thread convolution workspace (floats) at width `w`:
+/// a Winograd band (at least one row of tiles) or an im2col tile.
+fn workspace_floats(deepest: LayerId, widths: [usize; 5], w: usize) -> Option<u64> {
+    let mut most = 1u64 << 21; // the Winograd band budget
+    let mut c_in = 3u64;
+    for l in &table()[..=deepest.0] {
+        if let LayerKind::Conv { .. } = l.kind {
+            let c_out = l.id.channels(widths) as u64;
+            let (_, lw) = output_hw(l.id, 1, w);
+            let tiles = (lw as u64).div_ceil(2);
+            if c_in >= 16 && c_out >= 16 {
+                most = most.max(mul(&[16, c_in + c_out, tiles])?);
+            } else {
+                // im2col: 9·C_in rows of a tile of output pixels, both directions.
+                most = most.max(mul(&[9, c_in.max(c_out), (lw as u64).max(4096)])?);
+            }
+            c_in = c_out;
+        }
+    }
+    Some(most)
+}
+
+/// Peak floats of one evaluation's activations at `h×w` (forward, losses,
+/// backward), simulated over the schedule of `crate::vgg` with `keep`.
+fn evaluation_floats(
+    spec: &ObjectiveSpec,
+    widths: [usize; 5],
+    h: usize,
+    w: usize,
+    keep: Keep,
+    masked: bool,
+) -> Option<u64> {
+    let layers = spec.layers();
+    let Some(deepest) = spec.deepest() else {
+        return Some(0);
+    };
+    let size = layer_floats(deepest, widths, h, w)?;
+    let tbl = table();
+    let requested = |i: usize| layers.iter().any(|l| l.0 == i);
+    let is_relu = |i: usize| matches!(tbl[i].kind, LayerKind::Relu { .. });
+    let image = mul(&[3, h as u64, w as u64])?;
+    let content: Vec<usize> = spec.content_layers.iter().map(|l| l.0 .0).collect();
+    let style: Vec<usize> = spec.style_layers.iter().map(|l| l.0 .0).collect();
+    let kept_by_forward = |i: usize| match keep {
+        Keep::Nothing => false,
+        Keep::Everything => is_relu(i),
+        Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
+    };
+    // Forward: what is kept so far, plus the step's input and output.
+    let mut kept = vec![false; deepest.0 + 1];
+    let mut held = 0u64; // floats kept
+    let mut peak = 0u64;
+    let mut prev = image;
+    for i in 0..=deepest.0 {
+        peak = peak.max(add(&[held, prev, size[i]])?);
+        if kept_by_forward(i) || requested(i) {
+            kept[i] = true;
+            held = held.checked_add(size[i])?;
+        }
+        prev = size[i];
+    }
+    // The loss layers: content gradients are made now and held; style
+    // gradients when the backward pass reaches their layer.
+    let ready: u64 = add(&content.iter().map(|&i| size[i]).collect::<Vec<_>>())?;
+    let mut pending = ready;
+    // Requested outputs are dropped by the backward pass unless kept.
+    for i in 0..=deepest.0 {
+        if kept[i] && !kept_by_forward(i) {
+            kept[i] = false;
+            held -= size[i];
+        }
+    }
+    peak = peak.max(add(&[held, pending])?);
+    // Backward, row by row from the deepest, as crate::vgg::Vgg::backward_with.
+    let mut g = 0u64; // the gradient in flight
+    let mut i = deepest.0 as isize;
+    while i >= 0 {
+        let r = i as usize;
+        if content.contains(&r) {
+            pending -= size[r] * content.iter().filter(|&&c| c == r).count() as u64;
+            g = g.max(size[r]);
+        }
+        for _ in style.iter().filter(|&&s| s == r) {
+            // gram_backward's output (and the masked product) next to g.
+            let f = if masked { 2 * size[r] } else { size[r] };
+            peak = peak.max(add(&[held, pending, g.max(size[r]), f])?);
+            g = g.max(size[r]);
+        }
+        if g == 0 {
+            i -= 1;
+            continue;
+        }
+        let below_is_output = r >= 1 && requested(r - 1);
+        // The ReLU output this step reads, recomputed when not kept.
+        let needs = match tbl[r].kind {
+            LayerKind::Pool { .. } => Some(r - 1),
+            LayerKind::Relu { .. } => Some(r),
+            LayerKind::Conv { .. } => None,
+        };
+        if let Some(j) = needs {
+            if !kept[j] {
+                let from = (0..j).rev().find(|&k| kept[k]);
+                let mut k = from.map_or(0, |k| k + 1);
+                let mut input = from.map_or(image, |k| size[k]);
+                while k <= j {
+                    peak = peak.max(add(&[held, pending, g, input, size[k]])?);
+                    if is_relu(k) {
+                        kept[k] = true;
+                        held = held.checked_add(size[k])?;
+                    }
+                    input = size[k];
+                    k += 1;
+                }
+            }
+        }
+        let input_of = |k: usize| if k == 0 { image } else { size[k - 1] };
+        // Output of the step, and the intermediate of a composite step.
+        let (out, mid, lowest) = match (tbl[r].kind, below_is_output) {
+            (LayerKind::Pool { .. }, false) if r >= 1 && is_relu(r - 1) => {
+                (size[r - 1], size[r - 1], r - 1)
+            }
+            (LayerKind::Relu { .. }, false) if r >= 1 => (input_of(r - 1), size[r], r - 1),
+            (LayerKind::Pool { .. }, _) => (size[r - 1], 0, r),
+            (LayerKind::Relu { .. }, _) => (size[r], 0, r),
+            (LayerKind::Conv { .. }, _) => (input_of(r), 0, r),
+        };
+        peak = peak.max(add(&[held, pending, g, mid, out])?);
+        for k in lowest..=r {
+            if kept[k] {
+                kept[k] = false;
+                held -= size[k];
+            }
+        }
+        g = out;
+        i = lowest as isize - 1;
+    }
+    Some(peak)
+}
+
+/// Peak floats of a style image's forward pass (features only): the
+/// requested outputs are held until the end, plus each step's input and output.
+fn style_floats(spec: &ObjectiveSpec, widths: [usize; 5], h: usize, w: usize) -> Option<u64> {
+    let Some(deepest) = spec.style_layers.iter().map(|l| l.0).max() else {
+        return Some(0);
+    };
+    let size = layer_floats(deepest, widths, h, w)?;
+    let mut held = 0u64;
+    let mut peak = 0u64;
+    let mut prev = mul(&[3, h as u64, w as u64])?;
+    for (i, &s) in size.iter().enumerate() {
+        peak = peak.max(add(&[held, prev, s])?);
+        if spec.style_layers.iter().any(|l| l.0 .0 == i) {
+            held = held.checked_add(s)?;
+        }
+        prev = s;
+    }
+    Some(peak)
+}
+
+/// The peak of one scale with `pairs` L-BFGS pairs and `keep`, or `None`
+/// when it does not fit in a `u64`.
+pub fn scale_peak(job: &Job<'_>, scale: &Scale, pairs: usize, keep: Keep) -> Option<Peak> {
+    let (h, w) = (scale.height, scale.width);
+    let image = mul(&[3, h as u64, w as u64, F32])?;
+    let eval = evaluation_floats(job.spec, job.widths, h, w, keep, job.masked)?;
+    let style = scale
+        .styles
+        .iter()
+        .map(|&(sw, sh)| style_floats(job.spec, job.widths, sh, sw))
+        .try_fold(0u64, |a, s| Some(a.max(s?)))?;
+    let deepest = job.spec.deepest();
+    let mut targets = 0u64;
+    if let Some(d) = deepest {
+        let size = layer_floats(d, job.widths, h, w)?;
+        for (l, _) in &job.spec.content_layers {
+            targets = targets.checked_add(size[l.0])?;
+        }
+        for (l, _) in &job.spec.style_layers {
+            let c = l.channels(job.widths) as u64;
+            // target, Gram, its gradient; per thread one block in `gram`.
+            targets = targets.checked_add(mul(&[c, c, 3 + job.threads as u64])?)?;
+        }
+    }
+    let workspace = match deepest {
+        Some(d) => mul(&[workspace_floats(d, job.widths, w)?, job.threads as u64])?,
+        None => 0,
+    };
+    let (vectors, history) = match job.optimizer {
+        // x, best, gradient, direction, previous gradient (+ the TV gradient).
+        OptimizerKind::Lbfgs(_) => (6, mul(&[2, pairs as u64, image])?),
+        // x, best, gradient, two moments (+ the TV gradient).
+        OptimizerKind::Adam(_) => (6, 0),
+    };
+    // Host: the content (f32 and its decoded copy), the start, the styles.
+    let host_styles: u64 = scale
+        .styles
+        .iter()
+        .map(|&(sw, sh)| mul(&[3, sw as u64, sh as u64, F32]))
+        .try_fold(0u64, |a, s| a.checked_add(s?))?;
+    let images = add(&[mul(&[vectors + 3, image])?, host_styles])?;
+    let (host_w, prepared_w) = weight_floats(job.widths);
+    Some(Peak {
+        activations: mul(&[eval.max(style), F32])?,
+        targets: mul(&[targets, F32])?,
+        workspace: mul(&[workspace, F32])?,
+        history,
+        images,
+        weights: (host_w + prepared_w) * F32,
+        process: PROCESS_BYTES,
+    })
+}
+
+/// One scale of a plan.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ScalePlan {
+    /// Width × height at this scale.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// Iterations.
+    pub iterations: usize,
+    /// L-BFGS pairs held at most at this scale (0 with Adam).
+    pub pairs: usize,
+    /// Activations recomputed in the backward pass.
+    pub recompute: bool,
+    /// The predicted peak.
+    pub peak: Peak,
+    /// Its total.
+    pub bytes: u64,
+    /// Predicted seconds for this scale (when a rate is known).
+    pub seconds: Option<f64>,
+}
+
+/// A run's plan: what each scale will hold, the history and recomputation
+/// chosen, what was changed to fit.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Plan {
+    /// Each scale, in order.
+    pub scales: Vec<ScalePlan>,
+    /// The L-BFGS history the run will use (`None` with Adam).
+    pub history: Option<usize>,
+    /// Whether the backward pass recomputes activations.
+    pub recompute: bool,
+    /// The bytes the plan had, and where that figure came from.
+    #[serde(skip)]
+    pub budget: Option<Budget>,
+    /// What the plan changed to fit, one line each (to print as warnings).
+    pub changes: Vec<String>,
+}
+
+impl Plan {
+    /// The largest peak over the scales.
+    pub fn peak(&self) -> u64 {
+        self.scales.iter().map(|s| s.bytes).max().unwrap_or(0)
+    }
+
+    /// Predicted seconds of the whole run, when every scale has a rate.
+    pub fn seconds(&self) -> Option<f64> {
+        self.scales.iter().map(|s| s.seconds).sum()
+    }
+
+    /// The plan as lines of text (`--dry-run`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, s) in self.scales.iter().enumerate() {
+            let p = &s.peak;
+            out.push(format!(
+                "scale {}: {}×{}, {} iterations, {}{}; peak {} (activations {}, history {}, images {}, weights {}, workspace {}, targets {}){}",
+                k + 1,
+                s.width,
+                s.height,
+                s.iterations,
+                match self.history {
+                    Some(_) => format!("{} L-BFGS pairs", s.pairs),
+                    None => "Adam".into(),
+                },
+                if s.recompute { ", recomputing activations" } else { "" },
+                gib(s.bytes),
+                gib(p.activations),
+                gib(p.history),
+                gib(p.images),
+                gib(p.weights),
+                gib(p.workspace),
+                gib(p.targets),
+                match s.seconds {
+                    Some(t) => format!("; about {}", duration(t)),
+                    None => String::new(),
+                }
+            ));
+        }
+        out.push(format!(
+            "predicted peak {}{}{}",
+            gib(self.peak()),
+            match &self.budget {
+                Some(b) => format!(" of {} ({})", gib(b.bytes), b.source),
+                None => " (no memory limit known: give `memory`)".into(),
+            },
+            match self.seconds() {
+                Some(t) => format!(", about {} in all", duration(t)),
+                None => String::new(),
+            }
+        ));
+        out
+    }
+}
+
+/// `1 h 02 min`, `3 min 20 s`, `12 s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s / 60 % 60),
+    }
+}
+
+/// What [`plan`] is asked.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// The job.
+    pub job: Job<'a>,
+    /// Its scales (the last one is the output's).
+    pub scales: Vec<Scale>,
+    /// `Some(on)`: recomputation as the user said; `None`: when needed.
+    pub recompute: Option<bool>,
+    /// What the run may use; `None`: unknown (nothing is refused).
+    pub budget: Option<Budget>,
+    /// Seconds per pixel per iteration with every activation kept, and the
+    /// factor recomputation multiplies it by (for the time shown).
+    pub rate: Option<(f64, f64)>,
+}
+
+/// Plan a run: the L-BFGS history never larger than the iterations, and
+/// when the peak would not fit the budget, recomputation (unless the user
+/// turned it off) and then a smaller history; a run that still does not
+/// fit is refused, naming the scale.
+pub fn plan(req: &Request<'_>) -> Result<Plan> {
+    let job = &req.job;
+    let most_iterations = req.scales.iter().map(|s| s.iterations).max().unwrap_or(0);
+    let asked = match job.optimizer {
+        OptimizerKind::Lbfgs(c) => Some(c.history),
+        OptimizerKind::Adam(_) => None,
+    };
+    // Pairs held: at most one per iteration.
+    let mut history = asked.map(|h| h.min(most_iterations).max(1));
+    let mut changes = Vec::new();
+    let option = if req.scales.len() > 1 {
+        "scales"
+    } else {
+        "size"
+    };
+    let too_large = |s: &Scale| {
+        Error::config(
+            option,
+            format!(
+                "the scale of {}×{} is too large to count its memory; lower `{option}`",
+                s.width, s.height
+            ),
+        )
+    };
+    let peaks = |history: Option<usize>, recompute: bool| -> Result<Vec<Peak>> {
+        let keep = if recompute {
+            Keep::Boundaries
+        } else {
+            Keep::Everything
+        };
+        req.scales
+            .iter()
+            .map(|s| {
+                let pairs = history.map_or(0, |h| h.min(s.iterations));
+                let p = scale_peak(job, s, pairs, keep).ok_or_else(|| too_large(s))?;
+                p.total().ok_or_else(|| too_large(s))?;
+                Ok(p)
+            })
+            .collect()
+    };
+    let fits = |ps: &[Peak]| match &req.budget {
+        None => true,
+        Some(b) => ps.iter().all(|p| p.total().is_some_and(|t| t <= b.bytes)),
+    };
+    let mut recompute = req.recompute.unwrap_or(false);
+    let mut ps = peaks(history, recompute)?;
+    if !fits(&ps) && req.recompute.is_none() {
+        recompute = true;
+        ps = peaks(history, recompute)?;
+        changes.push(
+            "recomputing activations in the backward pass to fit in memory (`recompute` false to keep them)"
+                .to_string(),
+        );
+    }
+    if let (false, Some(h), Some(b)) = (fits(&ps), history, &req.budget) {
+        // The largest history with which every scale fits.
+        let mut best: Option<usize> = None;
+        for (s, p) in req.scales.iter().zip(&ps) {
+            let pair =
+                mul(&[2, 3, s.height as u64, s.width as u64, F32]).ok_or_else(|| too_large(s))?;
+            let rest = p.total().ok_or_else(|| too_large(s))? - p.history;
+            let room = b.bytes.saturating_sub(rest) / pair.max(1);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if room < h.min(s.iterations) {
+                best = Some(best.map_or(room, |x: usize| x.min(room)));
+            }
+        }
+        // Not even one pair fits: the refusal quotes the smallest peak.
+        let new = best.unwrap_or(h).max(1);
+        {
+            let old = ps.clone();
+            ps = peaks(Some(new), recompute)?;
+            if fits(&ps) {
+                let at = req
+                    .scales
+                    .iter()
+                    .zip(&old)
+                    .max_by_key(|(_, p)| p.total())
+                    .map(|(s, _)| s)
+                    .expect("at least one scale");
+                changes.push(format!(
+                    "`lbfgs-history` {} does not fit in {} at {}×{}: using {new}",
+                    asked.unwrap_or(h),
+                    gib(b.bytes),
+                    at.width,
+                    at.height
+                ));
+                history = Some(new);
+            }
+        }
+    }
+    if let Some(b) = &req.budget {
+        if let Some((s, p)) = req
+            .scales
+            .iter()
+            .zip(&ps)
+            .find(|(_, p)| p.total().is_none_or(|t| t > b.bytes))
+        {
+            let longest = s.width.max(s.height);
+            return Err(Error::config(
+                option,
+                format!(
+                    "the scale of {longest} px ({}×{}) needs about {} but only {} can be used ({}){}; lower `{option}`{}",
+                    s.width,
+                    s.height,
+                    gib(p.total().unwrap_or(u64::MAX)),
+                    gib(b.bytes),
+                    b.source,
+                    if recompute {
+                        ", even recomputing activations"
+                    } else {
+                        ""
+                    },
+                    if history.is_some() {
+                        " (or `style-size` / `lbfgs-history`)"
+                    } else {
+                        " (or `style-size`)"
+                    }
+                ),
+            ));
+        }
+    }
+    let scales = req
+        .scales
+        .iter()
+        .zip(ps)
+        .map(|(s, p)| ScalePlan {
+            width: s.width,
+            height: s.height,
+            iterations: s.iterations,
+            pairs: history.map_or(0, |h| h.min(s.iterations)),
+            recompute,
+            bytes: p.total().expect("checked above"),
+            peak: p,
+            seconds: req.rate.map(|(rate, factor)| {
+                let f = if recompute { factor } else { 1.0 };
+                rate * f * (s.width * s.height) as f64 * s.iterations as f64
+            }),
+        })
+        .collect();
+    Ok(Plan {
+        scales,
+        history,
+        recompute,
+        budget: req.budget.clone(),
+        changes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::VGG19_WIDTHS;
+    use crate::optim::LbfgsConfig;
+
+    fn job(spec: &ObjectiveSpec, history: usize) -> Job<'_> {
+        Job {
+            spec,
+            widths: VGG19_WIDTHS,
+            optimizer: OptimizerKind::Lbfgs(LbfgsConfig {
+                history,
+                ..Default::default()
+            }),
+            masked: false,
+            threads: 2,
+        }
+    }
+
+    fn scale(w: usize, h: usize, iterations: usize) -> Scale {
+        Scale {
+            width: w,
+            height: h,
+            iterations,
+            styles: vec![(w, h)],
+        }
+    }
+
+    fn request<'a>(j: Job<'a>, scales: Vec<Scale>, gib_: Option<f64>) -> Request<'a> {
+        Request {
+            job: j,
+            scales,
+            recompute: None,
+            budget: gib_.map(|g| Budget::given(g).unwrap()),
+            rate: None,
+        }
+    }
+
+    #[test]
+    fn recomputation_keeps_less_and_history_is_two_images_a_pair() {
+        let spec = ObjectiveSpec::default();
+        let j = job(&spec, 100);
+        let s = scale(512, 384, 1000);
+        let keep = scale_peak(&j, &s, 100, Keep::Everything).unwrap();
+        let rec = scale_peak(&j, &s, 100, Keep::Boundaries).unwrap();
+        assert!(rec.activations < keep.activations, "{rec:?} vs {keep:?}");
+        assert_eq!(keep.history, 2 * 100 * 3 * 512 * 384 * 4);
+        assert_eq!(keep.history, rec.history);
+        // Activations grow with the pixels (the fixed parts do not).
+        let big = scale_peak(&j, &scale(1024, 768, 1000), 100, Keep::Everything).unwrap();
+        let ratio = big.activations as f64 / keep.activations as f64;
+        assert!((3.5..4.5).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn every_scale_is_checked_and_the_refusal_names_it() {
+        let spec = ObjectiveSpec::default();
+        let r = request(
+            job(&spec, 100),
+            vec![scale(100_000, 75_000, 1), scale(64, 48, 1)],
+            Some(16.0),
+        );
+        let e = plan(&r).unwrap_err().to_string();
+        assert!(e.contains("100000 px (100000×75000)"), "{e}");
+        assert!(e.contains("`scales`"), "{e}");
+        // Sizes whose bytes overflow are refused, not wrapped.
+        let r = request(
+            job(&spec, 100),
+            vec![scale(usize::MAX / 2, usize::MAX / 2, 1)],
+            None,
+        );
+        let e = plan(&r).unwrap_err().to_string();
+        assert!(e.contains("too large to count"), "{e}");
+    }
+
+    #[test]
+    fn history_is_capped_by_the_iterations_and_sized_to_fit() {
+        let spec = ObjectiveSpec::default();
+        // A huge history with 2 iterations holds at most 2 pairs.
+        let p = plan(&request(
+            job(&spec, 1_000_000),
+            vec![scale(512, 384, 2)],
+            Some(8.0),
+        ))
+        .unwrap();
+        assert_eq!(p.history, Some(2));
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        // History 100 at 2048×1536 (7.5 GB of history) in 6 GiB: smaller,
+        // with recomputation, and said.
+        let p = plan(&request(
+            job(&spec, 100),
+            vec![scale(2048, 1536, 100)],
+            Some(6.0),
+        ))
+        .unwrap();
+        let h = p.history.unwrap();
+        assert!((1..100).contains(&h), "{h}");
+        assert!(p.recompute);
+        assert!(p.peak() <= 6 * GIB);
+        assert!(
+            p.changes.iter().any(|c| c.contains(&format!("using {h}"))),
+            "{:?}",
+            p.changes
+        );
+        // Recomputation turned off by the user is respected (and refused here).
+        let mut r = request(job(&spec, 100), vec![scale(2048, 1536, 100)], Some(3.0));
+        r.recompute = Some(false);
+        let e = plan(&r).map(|p| p.recompute);
+        assert!(matches!(e, Err(_) | Ok(false)), "{e:?}");
+    }
+
+    #[test]
+    fn meminfo_is_read_and_budgets_are_checked() {
+        let info = "MemTotal:       24000000 kB\nMemAvailable:   1000 kB\n";
+        assert_eq!(parse_meminfo(info), Some(1_024_000));
+        assert_eq!(parse_meminfo("MemAvailable: 99999999999999999999 kB"), None);
+        assert!(Budget::given(-1.0).is_err());
+        assert!(Budget::given(f64::NAN).is_err());
+        assert!(Budget::given(1e30).is_err());
+        assert_eq!(Budget::given(2.0).unwrap().bytes, 2 * GIB);
+        assert_eq!(duration(3725.0), "1 h 02 min");
+        assert_eq!(duration(200.0), "3 min 20 s");
+    }
+}
