@@ -14,6 +14,8 @@
 //!   scales in a row (multi-resolution).
 //! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
 //!   style masks.
+//! * [`temporal`] — video's temporal consistency term (Ruder et al.), one
+//!   more part of the objective.
 //!
 //! With the `testing` feature (for the backends' and the front-end's tests
 //! only), the test kit under `testing`: `reference` (an independent f64
@@ -33,6 +35,7 @@ pub mod optim;
 pub mod pixel;
 pub mod rng;
 pub mod run;
+pub mod temporal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vgg;
