@@ -86,7 +86,7 @@ fn dis_impl(a: &Picture, b: &Picture) -> Result<Flow> {
     let mb = Mat::new_rows_cols_with_data(h, w, &gb).map_err(cv)?;
     let mut dis = DISOpticalFlow::create(DISOpticalFlow_PRESET_MEDIUM).map_err(cv)?;
     let mut flow = Mat::default();
-    dis.calc(&*ma, &*mb, &mut flow).map_err(cv)?;
+    dis.calc(&ma, &mb, &mut flow).map_err(cv)?;
     let data = flow.data_typed::<Vec2f>().map_err(cv)?;
     if data.len() != (w * h) as usize {
         return Err(Error::config(
