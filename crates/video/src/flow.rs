@@ -103,9 +103,20 @@ fn dis_impl(a: &Picture, b: &Picture) -> Result<Flow> {
 
 #[cfg(not(feature = "opencv"))]
 fn dis_impl(_: &Picture, _: &Picture) -> Result<Flow> {
-    Err(neural_style_core::Error::config(
-        "flow",
-        "this build has no optical flow: install libopencv-dev, clang and libclang-dev, \
-         and rebuild with `--features video`",
-    ))
+    require()?;
+    unreachable!("require() refuses a build without optical flow")
+}
+
+/// Ok when this build computes optical flow; otherwise the error that says
+/// how to get one.
+pub fn require() -> Result<()> {
+    if AVAILABLE {
+        Ok(())
+    } else {
+        Err(neural_style_core::Error::config(
+            "flow",
+            "this build has no optical flow: install libopencv-dev, clang and libclang-dev, \
+             and rebuild with `--features video`",
+        ))
+    }
 }
