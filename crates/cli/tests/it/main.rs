@@ -11,3 +11,4 @@ mod slurm;
 mod studio;
 mod support;
 mod trust;
+mod video;
