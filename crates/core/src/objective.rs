@@ -249,9 +249,14 @@ pub struct Objective<'n, B: Backend> {
     style_targets: Vec<StyleTarget<B::Tensor>>,
     masked: Vec<MaskedTarget<B::Tensor>>,
     layers: Vec<LayerId>,
-    /// The temporal term's weight and, per earlier frame, `√c` (`1×H×W`)
-    /// and `√c ⊙ ω` (`3×H×W`).
-    temporal: (f64, Vec<(B::Tensor, B::Tensor)>),
+    temporal: TemporalTarget<B::Tensor>,
+}
+
+/// The temporal term's weight and, per earlier frame, `√c` (`1×H×W`) and
+/// `√c ⊙ ω` (`3×H×W`).
+struct TemporalTarget<T> {
+    weight: f64,
+    frames: Vec<(T, T)>,
 }
 
 /// Gram matrices of one (whole) style image at each style layer of `spec`.
@@ -399,7 +404,10 @@ impl<'n, B: Backend> Objective<'n, B> {
             style_targets,
             masked,
             layers,
-            temporal: (0.0, Vec::new()),
+            temporal: TemporalTarget {
+                weight: 0.0,
+                frames: Vec::new(),
+            },
         })
     }
 
@@ -418,7 +426,10 @@ impl<'n, B: Backend> Objective<'n, B> {
             let target = b.mul_mask(&warped, &root)?;
             frames.push((root, target));
         }
-        self.temporal = (t.weight, frames);
+        self.temporal = TemporalTarget {
+            weight: t.weight,
+            frames,
+        };
         Ok(self)
     }
 
@@ -603,12 +614,12 @@ impl<B: Backend> Objective<'_, B> {
         if s.tv_weight != 0.0 {
             b.axpy(1.0, &tv_grad, &mut grad)?;
         }
-        let (temporal_weight, frames) = &self.temporal;
-        for (root, target) in frames {
+        let temporal_weight = self.temporal.weight;
+        for (root, target) in &self.temporal.frames {
             let xr = b.mul_mask(x, root)?;
-            let (v, g) = b.mse_grad_deferred(&xr, target, *temporal_weight)?;
+            let (v, g) = b.mse_grad_deferred(&xr, target, temporal_weight)?;
             terms.push((Part::Temporal, 1.0, 1.0, 0.0, v));
-            if *temporal_weight != 0.0 {
+            if temporal_weight != 0.0 {
                 b.axpy(1.0, &b.mul_mask(&g, root)?, &mut grad)?;
             }
         }

@@ -187,7 +187,7 @@ mod tests {
         );
         for y in 0..h {
             for x in 0..w {
-                let want = if x + 3 <= w - 1 { 1.0 } else { 0.0 };
+                let want = if x + 3 < w { 1.0 } else { 0.0 };
                 assert_eq!(c.data[y * w + x], want, "({x}, {y})");
             }
         }

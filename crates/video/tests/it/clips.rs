@@ -163,11 +163,9 @@ fn the_band_an_object_uncovers_is_marked_uncertain() {
     let dir = tempfile::tempdir().unwrap();
     // The background pans left by 3 px per frame; a 12-pixel wide box
     // crosses it to the right at 4 px per frame, x = 30 + 4n.
-    let filter = format!(
-        "[0:v]scale=320:-2,crop=128:64:x='40+3*n':y=30[bg];\
-         color=c=0xd02020:s=12x64:r=25[box];[bg][box]overlay=x='30+4*n':y=0:shortest=1"
-    );
-    let path = clip(dir.path(), "occlusion.mkv", &filter, 5);
+    let filter = "[0:v]scale=320:-2,crop=128:64:x='40+3*n':y=30[bg];\
+         color=c=0xd02020:s=12x64:r=25[box];[bg][box]overlay=x='30+4*n':y=0:shortest=1";
+    let path = clip(dir.path(), "occlusion.mkv", filter, 5);
     let (_, pics) = frames(&path);
     let (w, h) = (128usize, 64usize);
     for t in 2..pics.len() {
