@@ -109,11 +109,18 @@ pub enum Preset {
     Gatys,
     /// The Keras write-up's: its normalisation and layers, content start, Adam lr 10, 100 iterations, α = β.
     Keras,
+    /// Ruder et al.'s video settings (`video`: temporal weight 1e3, 2000 iterations on the first frame): jcjohnson's, 1000 iterations.
+    Ruder,
 }
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 3] = [Preset::Jcjohnson, Preset::Gatys, Preset::Keras];
+    pub const ALL: [Preset; 4] = [
+        Preset::Jcjohnson,
+        Preset::Gatys,
+        Preset::Keras,
+        Preset::Ruder,
+    ];
 }
 
 /// A value as its command line spelling (`None`: not given).
@@ -535,6 +542,17 @@ impl Options {
                 style_weight: 1.0,
                 tv_weight: 0.0,
                 early_stop: false,
+                ..d
+            },
+            // Ruder, Dosovitskiy & Brox, GCPR 2016 (docs/DESIGN.md, "Video"):
+            // built on jcjohnson's neural_style.lua and its weights (content
+            // 5, style 1e2, TV 1e-3), random start, 1000 iterations per frame
+            // after the first; the `video` command adds the rest (temporal
+            // weight 1e3, 2000 iterations on the first frame).
+            Preset::Ruder => Options {
+                init: Some(InitName::Randn),
+                lbfgs_first_step: FirstStepName::Torch,
+                iterations: 1000,
                 ..d
             },
         }

@@ -10,9 +10,10 @@
 //! * `tidy [DIR]` — every repository path and code symbol that the docs and
 //!   the comments cite exists (`tidy.rs`), in this tree or the one at `DIR`.
 //! * `test` — the full test matrix: the system programs some tests need
-//!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
-//!   libtorch, then every test with every backend feature this machine can
-//!   build; tests that cannot run here are counted as skipped, with their
+//!   (Slurm, munge, chromium, ffmpeg and OpenCV: `system.rs`, as root with
+//!   apt), weights and libtorch, then every test with every backend feature
+//!   this machine can build (and the `video` feature where ffmpeg and OpenCV
+//!   are installed); tests that cannot run here are counted as skipped, with their
 //!   reasons (`tally.rs`). `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
 //! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
@@ -112,7 +113,10 @@ fn lint() -> Result<()> {
     tidy::main(&root())?;
     api::main(&root(), cargo(&[]), false)?;
     let env = build_env()?;
-    let features = backend_features().join(",");
+    let mut features = backend_features().join(",");
+    if system::video_ready() {
+        features.push_str(",neural-style-cli/video,neural-style-video/opencv");
+    }
     for args in [
         vec![
             "clippy",
@@ -176,8 +180,13 @@ fn test(extra: &[String]) -> Result<()> {
     system::ensure_test_programs();
     fetch_weights(&[])?;
     let env = build_env()?;
-    let features = backend_features().join(",");
+    let mut features = backend_features().join(",");
     eprintln!("xtask: testing with backends {features}");
+    if system::video_ready() {
+        // `neural-style video` and the video crate's flow tests (OpenCV DIS).
+        features.push_str(",neural-style-cli/video,neural-style-video/opencv");
+        eprintln!("xtask: and the video feature (ffmpeg, OpenCV)");
+    }
     let mut totals = Totals::default();
     // Tests that cannot run here say so in this file (`tally.rs`).
     let skip_log =

@@ -225,6 +225,7 @@ mod tests {
                 style: 2.0,
                 tv: 3.0,
                 total: 6.0,
+                ..LossParts::default()
             },
             grad_norm: 1.0,
             elapsed,

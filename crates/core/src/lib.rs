@@ -15,6 +15,8 @@
 //!   done (the rule that ends a run before its cap).
 //! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
 //!   style masks.
+//! * [`temporal`] — video's temporal consistency term (Ruder et al.), one
+//!   more part of the objective.
 //!
 //! With the `testing` feature (for the backends' and the front-end's tests
 //! only), the test kit under `testing`: `reference` (an independent f64
@@ -36,6 +38,7 @@ pub mod pixel;
 pub mod rng;
 pub mod run;
 pub mod stopping;
+pub mod temporal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vgg;

@@ -756,6 +756,7 @@ mod tests {
                 style: 0.0,
                 tv: 0.0,
                 total,
+                ..LossParts::default()
             },
             grad_norm: 1.0,
             elapsed: 0.0,

@@ -13,3 +13,4 @@ mod slurm;
 mod studio;
 mod support;
 mod trust;
+mod video;
