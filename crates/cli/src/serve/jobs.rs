@@ -280,7 +280,9 @@ pub(crate) struct Job {
     content: Arc<Upload>,
     styles: Vec<Arc<Upload>>,
     init: Option<(String, PathBuf)>,
-    /// The gallery result it starts from: held, so that its file stays.
+    /// The upload or gallery result it starts from: held, so that its file
+    /// stays until the job is done.
+    _init_upload: Option<Arc<Upload>>,
     _init_item: Option<Arc<Item>>,
     options: Options,
     cli: String,
@@ -541,6 +543,7 @@ impl Jobs {
                 content: content.clone(),
                 styles: styles.clone(),
                 init: init.clone(),
+                _init_upload: init_upload.clone(),
                 _init_item: init_item.clone(),
                 options,
                 cli,
@@ -551,8 +554,6 @@ impl Jobs {
         }
         self.hub.send(snapshot(&q));
         drop(q);
-        // The init upload was held until the jobs hold it (not evicted between).
-        drop(init_upload);
         self.wake.notify_all();
         Ok(ids)
     }
