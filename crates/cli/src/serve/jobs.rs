@@ -280,7 +280,9 @@ pub(crate) struct Job {
     content: Arc<Upload>,
     styles: Vec<Arc<Upload>>,
     init: Option<(String, PathBuf)>,
-    /// The gallery result it starts from: held, so that its file stays.
+    /// The upload or gallery result it starts from: held, so that its file
+    /// stays until the job is done.
+    _init_upload: Option<Arc<Upload>>,
     _init_item: Option<Arc<Item>>,
     options: Options,
     cli: String,
@@ -541,6 +543,7 @@ impl Jobs {
                 content: content.clone(),
                 styles: styles.clone(),
                 init: init.clone(),
+                _init_upload: init_upload.clone(),
                 _init_item: init_item.clone(),
                 options,
                 cli,
@@ -551,8 +554,6 @@ impl Jobs {
         }
         self.hub.send(snapshot(&q));
         drop(q);
-        // The init upload was held until the jobs hold it (not evicted between).
-        drop(init_upload);
         self.wake.notify_all();
         Ok(ids)
     }
@@ -864,6 +865,65 @@ pub(crate) fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: u64, png_bytes: usize) -> Arc<Item> {
+        Arc::new(Item {
+            id,
+            job: id,
+            label: String::new(),
+            group: None,
+            strength: None,
+            content: String::new(),
+            styles: Vec::new(),
+            width: 1,
+            height: 1,
+            iterations: 1,
+            stopped: false,
+            best_loss: 0.0,
+            elapsed: 0.0,
+            cli: String::new(),
+            options: Value::Null,
+            png: vec![0; png_bytes],
+            thumb: Vec::new(),
+            file: OnceLock::new(),
+        })
+    }
+
+    fn ids(g: &[Arc<Item>]) -> Vec<u64> {
+        g.iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn the_gallery_keeps_the_newest_within_its_count_and_bytes() {
+        let limits = Limits {
+            max_queue: 1,
+            max_queue_per_client: 1,
+            max_results: 3,
+            max_results_bytes: 1 << 20,
+        };
+        let mut g: Vec<Arc<Item>> = (1..=5).map(|i| item(i, 100)).collect();
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [3, 4, 5]);
+        // Bytes: each result is about 300 KiB, so three do not fit in 1 MiB
+        // with a fourth; one a queued job holds stays.
+        let held = item(6, 300 << 10);
+        let mut g = vec![
+            held.clone(),
+            item(7, 300 << 10),
+            item(8, 300 << 10),
+            item(9, 300 << 10),
+        ];
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [6, 8, 9]);
+        drop(held);
+        g.push(item(10, 300 << 10));
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [8, 9, 10]);
+        // The newest always shows, whatever its size.
+        let mut g = vec![item(11, 2 << 20)];
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [11]);
+    }
 
     #[test]
     fn quoting_survives_a_shell() {

@@ -218,8 +218,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     })?;
     let private = RemoveOnExit(uploads.dir());
     let hub = events::Hub::new();
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
+    let listener = net::listen(args.bind)
         .map_err(|e| Error::config("bind", format!("cannot listen on {}: {e}", args.bind)))?;
     let addr = listener
         .local_addr()

@@ -104,6 +104,23 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
 }
 
+/// Connections the kernel holds for the server before it accepts them (std's
+/// and tokio's 128 would drop new ones while slow clients fill every slot).
+const BACKLOG: u32 = 1024;
+
+/// A listening socket at `addr`, with room for [`BACKLOG`] pending connections.
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// The connections this process can hold: `wanted`, less where the soft
 /// file-descriptor limit (raised to the hard one first) leaves fewer than
 /// [`FD_RESERVE`] for the rest; at least 4.

@@ -1114,6 +1114,7 @@ fn signal(server: &Server, sig: i32) {
 }
 
 /// A connection that sent an upload's head and a tenth of its body, then stalls.
+#[cfg(unix)]
 fn stalled_upload(server: &Server) -> TcpStream {
     let mut s = server.connect();
     let origin = server.origin();
@@ -1641,25 +1642,46 @@ fn the_queue_the_uploads_and_the_gallery_are_bounded() {
         st["running"].is_null() && st["queue"].as_array().unwrap().is_empty()
     });
 
-    // Uploads: at most three kept, the oldest go first.
-    let more: Vec<u64> = (0..2)
-        .map(|k| {
-            let img = RgbImage::from_pixel(16, 16, Rgb([k * 100, 50, 50]));
-            server.upload("more.png", &png(&img))["id"]
-                .as_u64()
-                .unwrap()
-        })
+    // Uploads: at most three kept. Those a job uses stay (an upload past the
+    // bound while a job holds all of them is refused); the oldest unused go first.
+    let small = |k: u8| png(&RgbImage::from_pixel(16, 16, Rgb([k * 60, 50, 50])));
+    let init = server.upload("init.png", &small(0))["id"].as_u64().unwrap();
+    let holding = submit(
+        &server,
+        &json!({"content": c, "styles": [s], "init": {"upload": init},
+                "options": {"size": 64, "iterations": 5000}}),
+    );
+    let r = server.post("/api/uploads?name=more.png", &small(1));
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert!(r.error().contains("--max-uploads"), "{}", r.error());
+    assert_eq!(names_in(&server.uploads).len(), 3);
+    server.wait_for("the job to paint from its uploads", 180, |st| {
+        running_iteration(st, holding) >= 2
+    });
+    assert_eq!(
+        server
+            .post(&format!("/api/jobs/{holding}/stop"), b"")
+            .status,
+        200
+    );
+    let st = server.wait_for("its result", 120, |st| gallery_item(st, holding).is_some());
+    assert!(st["failed"].as_array().unwrap().is_empty(), "{st}");
+    let more: Vec<u64> = (1..3)
+        .map(|k| server.upload("more.png", &small(k))["id"].as_u64().unwrap())
         .collect();
     let on_disk = names_in(&server.uploads);
     assert_eq!(on_disk.len(), 3, "{on_disk:?}");
-    assert_eq!(
-        server.get(&format!("/api/uploads/{c}/thumb.png")).status,
-        404
-    );
-    for id in [s, more[0], more[1]] {
+    for (id, status) in [
+        (c, 404),
+        (s, 404),
+        (init, 200),
+        (more[0], 200),
+        (more[1], 200),
+    ] {
         assert_eq!(
             server.get(&format!("/api/uploads/{id}/thumb.png")).status,
-            200
+            status,
+            "upload {id}"
         );
     }
     server.assert_alive();
