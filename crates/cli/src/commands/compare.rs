@@ -50,9 +50,11 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
         return Err(Error::config(
             "ratios",
             format!(
-                "{bad} gives a style weight of {} / {bad}, which is not a finite number: \
+                "{} gives a style weight of {} / {}, which is not a finite number: \
                  use a larger ratio",
-                s.spec.content_weight
+                ratio_label(*bad),
+                s.spec.content_weight,
+                ratio_label(*bad)
             ),
         ));
     }

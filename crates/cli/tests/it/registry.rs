@@ -324,21 +324,12 @@ fn a_full_stderr_never_panics_and_keeps_the_best_image() {
             .open("/dev/full")
             .unwrap()
     };
-    // Not quiet: the first progress line fails (it panicked: exit 101, no image).
+    // Not quiet: the first message fails (it panicked: exit 101, no image).
     let args = crate::support::paint_flags(
         Some("32"),
         Some("5"),
         false,
-        &[
-            "-c",
-            "c.png",
-            "-s",
-            "s.png",
-            "-o",
-            "out.png",
-            "--print-every",
-            "1",
-        ],
+        &["-c", "c.png", "-s", "s.png", "-o", "out.png"],
     );
     let out = command(&args, d).stderr(full()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -584,13 +575,15 @@ fn messages_name_the_option_at_fault() {
     std::fs::write(
         d.join("jobs.toml"),
         "[defaults]\nsize = 32\niterations = 2\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"a.png\"\nthreads = 1\n",
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"a.png\"\n\n\
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"b.png\"\nthreads = 1\n",
     )
     .unwrap();
+    // It was silently ignored (the first job's count ran every job).
     refused(
         &["batch", "jobs.toml", "--dry-run"],
         d,
-        &["job 0", "--threads"],
+        &["job 1", "--threads"],
     );
     // A config file's paths are relative to its directory, as a batch file's.
     std::fs::create_dir(d.join("sub")).unwrap();
