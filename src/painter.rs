@@ -292,7 +292,10 @@ impl<'a> Painter<'a> {
         // A non-finite loss after some iterations: the library reports it as
         // an error, as it always has (the command line keeps the image).
         if let StopReason::Failed(why) = &outcome.stop {
-            return Err(neural_style_core::Error::config("learning-rate", why.clone()));
+            return Err(neural_style_core::Error::config(
+                "learning-rate",
+                why.clone(),
+            ));
         }
         let best = job::finish(s, &outcome.best, &prepared.inputs.content);
         let p = Picture::from_caffe(&best);
