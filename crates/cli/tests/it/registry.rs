@@ -756,3 +756,54 @@ fn property_every_run_writes_only_declared_paths() {
         "{accepted} accepted, {refused_runs} refused"
     );
 }
+
+#[test]
+fn a_resumed_run_with_nothing_left_prints_no_absurd_speed() {
+    weights();
+    let dir = fixture();
+    let d = dir.path();
+    let args = crate::support::paint_flags(
+        Some("32"),
+        Some("100"),
+        false,
+        &[
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "-o",
+            "out.png",
+            "--checkpoint-every",
+            "1",
+        ],
+    );
+    // The output cannot be written at the end (a non-empty directory took
+    // its place meanwhile): the run fails, its last checkpoint (100 of 100) stays.
+    let child = command(&args, d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !d.join("out.png.ckpt.json").exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::create_dir(d.join("out.png")).unwrap();
+    std::fs::write(d.join("out.png/keep"), b"x").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    std::fs::remove_dir_all(d.join("out.png")).unwrap();
+    // The rerun resumes with nothing left to run: it printed 40000000000.00 it/s.
+    let out = run(&args, d);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("wrote out.png"))
+        .unwrap_or("");
+    assert!(
+        line.contains("at iteration") && line.contains("of 100") && !line.contains("it/s"),
+        "{err}"
+    );
+}
