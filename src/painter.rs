@@ -292,6 +292,14 @@ impl<'a> Painter<'a> {
                 interrupt: &interrupt,
             },
         )?;
+        // A non-finite loss after some iterations: the library reports it as
+        // an error, as it always has (the command line keeps the image).
+        if let StopReason::Failed(why) = &outcome.stop {
+            return Err(neural_style_core::Error::config(
+                "learning-rate",
+                why.clone(),
+            ));
+        }
         let best = job::finish(s, &outcome.best, &prepared.inputs.content);
         let p = Picture::from_caffe(&best);
         let image = image::RgbImage::from_raw(p.width, p.height, p.to_rgb8())

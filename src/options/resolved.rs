@@ -339,6 +339,70 @@ mod tests {
     }
 
     #[test]
+    fn counts_that_would_wrap_are_refused_naming_their_flag() {
+        // It wrapped to a total of 0 iterations.
+        let mut a = args("c.jpg");
+        a.scales = Some(vec![32, 32]);
+        a.scale_iterations = Some(vec![usize::MAX, 1]);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("scale-iterations"), "{e}");
+        let mut a = args("c.jpg");
+        a.multires = Some(true);
+        a.iterations = Some(usize::MAX);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("iterations"), "{e}");
+        a.iterations = Some(usize::MAX / 3);
+        assert_eq!(a.resolve().unwrap().total_iterations(), usize::MAX / 3 * 3);
+    }
+
+    #[test]
+    fn an_init_image_starts_the_run_unless_another_init_is_asked_for() {
+        // `init` noise with `init-image` silently ignored the image.
+        let mut a = args("c.jpg");
+        a.init = Some(InitName::Noise);
+        a.init_image = Some("i.png".into());
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(
+            e.starts_with("init-image") && e.contains("`init` noise"),
+            "{e}"
+        );
+        // A preset's `init` gives way to an explicit init image.
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Gatys);
+        a.init_image = Some("i.png".into());
+        assert_eq!(a.resolve().unwrap().init, InitName::Image);
+        a.init = Some(InitName::Image);
+        assert_eq!(a.resolve().unwrap().init, InitName::Image);
+    }
+
+    #[test]
+    fn a_config_files_paths_are_relative_to_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let cfg = dir.path().join("sub/c.toml");
+        std::fs::write(
+            &cfg,
+            "style = [\"s.png\", \"/abs/t.png\"]\ninit-image = \"i.png\"\nstyle-mask = [\"m.png\", \"none\"]\n",
+        )
+        .unwrap();
+        let a = StyleArgs {
+            content: Some("c.jpg".into()),
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let s = a.resolve().unwrap();
+        let sub = dir.path().join("sub");
+        assert_eq!(
+            s.styles,
+            vec![sub.join("s.png"), PathBuf::from("/abs/t.png")]
+        );
+        assert_eq!(s.init_image, Some(sub.join("i.png")));
+        assert_eq!(s.masks, vec![Some(sub.join("m.png")), None]);
+        // The command line's own paths stay relative to the working directory.
+        assert_eq!(s.content, PathBuf::from("c.jpg"));
+    }
+
+    #[test]
     fn bad_values_name_their_flag() {
         let mut a = args("c.jpg");
         a.style_layers = Some("relu1_1,relu9_9".into());

@@ -388,7 +388,7 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
     probes.sort_by(|a, b| a.0.cmp(&b.0));
     for (dir, (len, o)) in probes {
         probe_writable(&dir, len).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::InvalidFilename {
+            let why = if name_too_long(&e) {
                 format!(
                     "this file system does not take the {len}-byte name of its temporary file; \
                      use a shorter name"
@@ -400,6 +400,19 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Whether `e` is the file system refusing a name as too long.
+fn name_too_long(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ENAMETOOLONG)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// The longest file name this project writes: its temporary file's must

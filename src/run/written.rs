@@ -185,6 +185,15 @@ impl Writes {
 }
 
 impl Written {
+    /// The declared path of `role` (without the role prefix: `json-log`,
+    /// `plot`, `sheet`, `output`…), for the writer that writes it.
+    pub fn file(&self, role: &str) -> Option<&Path> {
+        self.files
+            .iter()
+            .find(|o| o.role == role || o.role.ends_with(&format!(" {role}")))
+            .map(|o| o.path.as_path())
+    }
+
     /// Whether `path` (under `root`, as a directory listing gives it) is one
     /// this job declared: one of its files, a temporary file of one, one of
     /// its frames or their temporary files, or a directory it creates (the
@@ -288,6 +297,9 @@ mod tests {
         );
         let f = w.frames.clone().unwrap();
         assert_eq!(f.path(7), Path::new("d/out_frames/out_00007.png"));
+        assert_eq!(w.file("json-log"), Some(Path::new("log.jsonl")));
+        assert_eq!(w.file("checkpoint"), Some(Path::new("d/out.png.ckpt.json")));
+        assert_eq!(w.file("log"), None);
         assert_eq!(f.path(250_000), Path::new("d/out_frames/out_250000.png"));
         assert_eq!(f.longest_name(), "out_250000.png".len());
         assert!(f.matches_name("out_00002.png") && f.matches_name("out_1.png"));

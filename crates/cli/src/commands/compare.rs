@@ -50,9 +50,11 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
         return Err(Error::config(
             "ratios",
             format!(
-                "{bad} gives a style weight of {} / {bad}, which is not a finite number: \
+                "{} gives a style weight of {} / {}, which is not a finite number: \
                  use a larger ratio",
-                s.spec.content_weight
+                ratio_label(*bad),
+                s.spec.content_weight,
+                ratio_label(*bad)
             ),
         ));
     }
@@ -67,6 +69,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
     )?;
     let (s, inputs) = (&p.settings, &p.inputs);
     signals::install(quiet, "the comparison will show the images made so far");
+    let failed = std::cell::Cell::new(false);
     let (done, interrupted) = backends::dispatch(
         &s.selection(),
         CompareRun {
@@ -78,6 +81,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
             content: &inputs.content,
             interrupt: signals::flag(),
             log: &mut log,
+            failed: &failed,
         },
     )?;
     let mut tiles = vec![(Picture::from_caffe(&inputs.content), "content".to_string())];
@@ -95,6 +99,8 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
     log(&format!("wrote {}", a.output.display()));
     Ok(if interrupted {
         signals::exit_code()
+    } else if failed.get() || flags::stderr_failure().is_some() {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
@@ -120,6 +126,8 @@ struct CompareRun<'a> {
     pub(crate) interrupt: &'a AtomicBool,
     /// Messages.
     pub(crate) log: &'a mut dyn FnMut(&str),
+    /// Set when a ratio's loss became non-finite (its best image kept).
+    pub(crate) failed: &'a std::cell::Cell<bool>,
 }
 
 impl WithBackend for CompareRun<'_> {
@@ -138,6 +146,14 @@ impl WithBackend for CompareRun<'_> {
                 s.spec.style_weight
             ));
             let out = session.paint(&s, self.sources, self.init, &mut Silent, self.interrupt)?;
+            if let StopReason::Failed(why) = &out.stop {
+                // Its best image so far is shown; the command exits 1.
+                (self.log)(&format!(
+                    "warning: content/style {}: {why}; its best image so far is shown",
+                    ratio_label(ratio)
+                ));
+                self.failed.set(true);
+            }
             done.push((ratio, finish(&s, &out.best, self.content)));
             if out.stop == StopReason::Interrupted {
                 return Ok((done, true));

@@ -96,14 +96,18 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let p = prepare_written(s, Images::files(), &written, None, &mut log)?;
     let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
-    let frames = match (run.save_every, written.frames) {
+    let frames = match (run.save_every, written.frames.clone()) {
         (Some(n), Some(frames)) => {
             std::fs::create_dir_all(&frames.dir).map_err(|e| Error::io(&frames.dir, e))?;
             Some((n, frames))
         }
         _ => None,
     };
-    let json_log = match &run.json_log {
+    // The writers below take their paths from the registry.
+    let json_log_path = written.file("json-log").map(Path::to_path_buf);
+    let plot_path = written.file("plot").map(Path::to_path_buf);
+    let sheet_path = written.file("sheet").map(Path::to_path_buf);
+    let json_log = match &json_log_path {
         Some(p) => Some((
             p.clone(),
             std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
@@ -206,12 +210,12 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     if let StopReason::Failed(e) = &outcome.stop {
         return Err(stopped("learning-rate", e));
     }
-    if let (Some(path), Some(points)) = (&run.plot, &observer.plot) {
+    if let (Some(path), Some(points)) = (&plot_path, &observer.plot) {
         let w = [s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight];
         image_io::write_file_atomic(path, pictures::plot_losses(points, w)?.as_bytes(), 0o666)?;
         log(&format!("wrote {}", path.display()));
     }
-    if let (Some(path), Some(thumbs)) = (&run.sheet, &observer.thumbs) {
+    if let (Some(path), Some(thumbs)) = (&sheet_path, &observer.thumbs) {
         let columns = if thumbs.len() <= 6 { thumbs.len() } else { 5 };
         pictures::sheet(thumbs, columns, SHEET_CELL).save(path)?;
         log(&format!("wrote {}", path.display()));

@@ -324,21 +324,12 @@ fn a_full_stderr_never_panics_and_keeps_the_best_image() {
             .open("/dev/full")
             .unwrap()
     };
-    // Not quiet: the first progress line fails (it panicked: exit 101, no image).
+    // Not quiet: the first message fails (it panicked: exit 101, no image).
     let args = crate::support::paint_flags(
         Some("32"),
         Some("5"),
         false,
-        &[
-            "-c",
-            "c.png",
-            "-s",
-            "s.png",
-            "-o",
-            "out.png",
-            "--print-every",
-            "1",
-        ],
+        &["-c", "c.png", "-s", "s.png", "-o", "out.png"],
     );
     let out = command(&args, d).stderr(full()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -584,13 +575,15 @@ fn messages_name_the_option_at_fault() {
     std::fs::write(
         d.join("jobs.toml"),
         "[defaults]\nsize = 32\niterations = 2\n\n\
-         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"a.png\"\nthreads = 1\n",
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"a.png\"\n\n\
+         [[job]]\ncontent = \"c.png\"\nstyle = [\"s2.png\"]\noutput = \"b.png\"\nthreads = 1\n",
     )
     .unwrap();
+    // It was silently ignored (the first job's count ran every job).
     refused(
         &["batch", "jobs.toml", "--dry-run"],
         d,
-        &["job 0", "--threads"],
+        &["job 1", "--threads"],
     );
     // A config file's paths are relative to its directory, as a batch file's.
     std::fs::create_dir(d.join("sub")).unwrap();
@@ -629,8 +622,8 @@ impl Rng {
 /// pool in which every feature's files collide with another's (checkpoint
 /// names, frame names, temporary names, inputs): a refused run leaves every
 /// file byte-identical; an accepted run adds or changes only paths its
-/// registry declares. Cases: `NEURAL_STYLE_PROPTEST_CASES` (default 24);
-/// accepted runs are 1 iteration at 16 px.
+/// registry declares; and either way the run's inputs are unchanged. Cases: `NEURAL_STYLE_PROPTEST_CASES` (default 24);
+/// accepted runs are 1 iteration at 24 px.
 #[test]
 fn property_every_run_writes_only_declared_paths() {
     weights();
@@ -665,7 +658,7 @@ fn property_every_run_writes_only_declared_paths() {
         let dir = fixture();
         let d = dir.path();
         std::fs::create_dir(d.join("fr")).unwrap();
-        // Inputs under every colliding name (images, so that each may be read).
+        // Files under every colliding name (images, so that each may be read).
         for name in [
             "out.png.ckpt.png",
             "fr/out_00001.png",
@@ -673,13 +666,17 @@ fn property_every_run_writes_only_declared_paths() {
             "o.jpg.ckpt.png",
             "log.jsonl",
         ] {
-            if rng.coin() {
-                copy(d, "s2.png", name);
-            }
+            copy(d, "s2.png", name);
         }
-        let output = rng.pick(&outputs);
-        let content = rng.pick(&contents);
-        let style = rng.pick(&styles);
+        // Half the time the plain name, else one from the colliding pool.
+        let mut pick = |pool: &[&'static str]| {
+            if rng.coin() {
+                pool[0]
+            } else {
+                rng.pick(pool)
+            }
+        };
+        let (output, content, style) = (pick(&outputs), pick(&contents), pick(&styles));
         let mut args: Vec<String> = ["-c", content, "-s", style, "-o", output]
             .iter()
             .map(|s| s.to_string())
@@ -718,11 +715,17 @@ fn property_every_run_writes_only_declared_paths() {
             w.plot = Some(d.join(plot));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let args = crate::support::paint_flags(Some("16"), Some("1"), true, &args);
+        let args = crate::support::paint_flags(Some("24"), Some("1"), true, &args);
         let before = snapshot(d);
         let out = run(&args, d);
         let after = snapshot(d);
         let what = format!("case {case}: {args:?}\n{}", describe(&out));
+        // Whatever happened, the run's inputs are as they were.
+        for input in [content, style] {
+            if let Some(h) = before.get(input) {
+                assert_eq!(after.get(input), Some(h), "input {input} changed: {what}");
+            }
+        }
         if out.status.success() {
             accepted += 1;
             let declared = w.declared();
@@ -746,9 +749,61 @@ fn property_every_run_writes_only_declared_paths() {
             assert_eq!(after, before, "a refused run changed files: {what}");
         }
     }
+    eprintln!("{cases} cases: {accepted} accepted, {refused_runs} refused");
     // The pool is built so that both happen.
     assert!(
         accepted > 0 && refused_runs > 0,
         "{accepted} accepted, {refused_runs} refused"
+    );
+}
+
+#[test]
+fn a_resumed_run_with_nothing_left_prints_no_absurd_speed() {
+    weights();
+    let dir = fixture();
+    let d = dir.path();
+    let args = crate::support::paint_flags(
+        Some("32"),
+        Some("100"),
+        false,
+        &[
+            "-c",
+            "c.png",
+            "-s",
+            "s.png",
+            "-o",
+            "out.png",
+            "--checkpoint-every",
+            "1",
+        ],
+    );
+    // The output cannot be written at the end (a non-empty directory took
+    // its place meanwhile): the run fails, its last checkpoint (100 of 100) stays.
+    let child = command(&args, d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !d.join("out.png.ckpt.json").exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::create_dir(d.join("out.png")).unwrap();
+    std::fs::write(d.join("out.png/keep"), b"x").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    std::fs::remove_dir_all(d.join("out.png")).unwrap();
+    // The rerun resumes with nothing left to run: it printed 40000000000.00 it/s.
+    let out = run(&args, d);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("wrote out.png"))
+        .unwrap_or("");
+    assert!(
+        line.contains("at iteration") && line.contains("of 100") && !line.contains("it/s"),
+        "{err}"
     );
 }
