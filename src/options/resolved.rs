@@ -393,13 +393,13 @@ mod tests {
         let s = a.resolve().unwrap();
         let sub = dir.path().join("sub");
         assert_eq!(
-            s.styles,
+            s.files.styles,
             vec![sub.join("s.png"), PathBuf::from("/abs/t.png")]
         );
-        assert_eq!(s.init_image, Some(sub.join("i.png")));
-        assert_eq!(s.masks, vec![Some(sub.join("m.png")), None]);
+        assert_eq!(s.files.init_image, Some(sub.join("i.png")));
+        assert_eq!(s.files.masks, vec![Some(sub.join("m.png")), None]);
         // The command line's own paths stay relative to the working directory.
-        assert_eq!(s.content, PathBuf::from("c.jpg"));
+        assert_eq!(s.files.content, PathBuf::from("c.jpg"));
     }
 
     #[test]
