@@ -485,8 +485,15 @@ impl Jobs {
                 .and_then(|v| v.get("content-weight").and_then(Value::as_f64))
                 .ok_or("options: no content-weight")?;
             for &s in &req.strengths {
+                let style_weight = content_weight * s;
+                if !style_weight.is_finite() {
+                    return Err(format!(
+                        "strengths: {s} times the content weight {content_weight} is not a finite style weight"
+                    )
+                    .into());
+                }
                 let mut p = page.clone();
-                p.insert("style-weight".into(), (content_weight * s).into());
+                p.insert("style-weight".into(), style_weight.into());
                 variants.push((Some(s), self.engine.options(&p)?));
             }
         }

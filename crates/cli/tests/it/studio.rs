@@ -734,6 +734,12 @@ fn every_endpoint_and_hostile_requests_leave_the_server_up() {
             json!({"content": id, "styles": [style], "strengths": [1, -2]}),
             "strengths",
         ),
+        // A strength whose style weight overflows is named (it said
+        // `invalid type: null`: the infinite weight became JSON's null).
+        (
+            json!({"content": id, "styles": [style], "strengths": [1e308]}),
+            "strengths",
+        ),
         (
             json!({"content": id, "styles": [style], "init": {"gallery": 42}}),
             "42",
