@@ -16,6 +16,7 @@ use clap::Args;
 use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Preset, Settings, StyleArgs};
 use neural_style::run::preflight::{self, Input, Kind, Output};
+use neural_style::run::written::{Frames, Written};
 use neural_style::run::{finish, initial_image, prepare, Images};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::Picture;
@@ -137,7 +138,22 @@ fn preflight_video(s: &Settings, plan: &Plan, report: Option<&Path>) -> Result<(
     if let Some(r) = report {
         outputs.push(Output::new("report", r, Kind::Text));
     }
-    preflight::check_paths(&inputs, &outputs)?;
+    // The registry's check (`neural_style::run::written`): the styled frames
+    // are a pattern (`frame_NNNNNN.png`, `ffmpeg::frame_name`) that no input
+    // may match, and every temporary name must fit.
+    let frames = Frames {
+        role: "frames-dir".into(),
+        dir: plan.frames_dir.clone(),
+        stem: "frame".into(),
+        digits: 6,
+    };
+    preflight::check_written(
+        &inputs,
+        &[Written {
+            files: outputs,
+            frames: Some(frames),
+        }],
+    )?;
     if content_is_dir
         && preflight::canonical(&s.files.content) == preflight::canonical(&plan.frames_dir)
     {
