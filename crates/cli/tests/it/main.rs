@@ -8,6 +8,7 @@ mod features;
 mod painter;
 mod resume;
 mod slurm;
+mod speed;
 mod studio;
 mod support;
 mod trust;
