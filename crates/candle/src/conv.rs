@@ -306,7 +306,15 @@ mod tests {
                 mse.to_bits(),
                 tv.to_bits(),
             ];
-            (bits(&y), bits(&yw), bits(&g), bits(&gb), bits(&mg), bits(&tg), sums)
+            (
+                bits(&y),
+                bits(&yw),
+                bits(&g),
+                bits(&gb),
+                bits(&mg),
+                bits(&tg),
+                sums,
+            )
         };
         let one = with_threads(1, run);
         for n in [2, 3, 4] {

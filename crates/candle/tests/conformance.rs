@@ -43,7 +43,14 @@ fn the_run_stops_when_the_picture_is_done_and_only_then() {
             optimizer: OptimizerKind::Lbfgs(LbfgsConfig::default()),
             stop_rule,
         };
-        run(&objective, &case.x, &opts, &mut Silent, &AtomicBool::new(false)).unwrap()
+        run(
+            &objective,
+            &case.x,
+            &opts,
+            &mut Silent,
+            &AtomicBool::new(false),
+        )
+        .unwrap()
     };
     // Without a rule: every iteration. With one no run passes (nothing is
     // calm when the loss must fall by less than nothing): every iteration.

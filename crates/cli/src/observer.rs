@@ -242,14 +242,24 @@ mod tests {
         assert_eq!(h.line(&report(2, 3.0)), None);
         assert_eq!(h.line(&report(4, 6.4)), None, "4.9 s after the last line");
         let line = h.line(&report(5, 6.6)).unwrap();
-        assert!(line.starts_with("iteration 5/1000: total 6.0000e0  content 1.0000e0"), "{line}");
+        assert!(
+            line.starts_with("iteration 5/1000: total 6.0000e0  content 1.0000e0"),
+            "{line}"
+        );
         // 5 iterations in 6.6 s: 0.76 it/s, 995 left: 21 min 53 s.
         assert!(line.ends_with("0.76 it/s  ETA 21 min 53 s"), "{line}");
         assert_eq!(h.line(&report(6, 8.0)), None);
         assert!(h.line(&report(9, 11.7)).is_some());
-        assert_eq!(h.line(&report(1000, 100.0)), None, "the run's end says the rest");
+        assert_eq!(
+            h.line(&report(1000, 100.0)),
+            None,
+            "the run's end says the rest"
+        );
         let mut exact = Heartbeat::new(5.0, false);
-        assert!(exact.line(&report(1, 2.0)).unwrap().ends_with("for 1000 iterations"));
+        assert!(exact
+            .line(&report(1, 2.0))
+            .unwrap()
+            .ends_with("for 1000 iterations"));
     }
 
     #[test]

@@ -9,8 +9,20 @@ use crate::support::{assert_ok, describe, fixture, run, text};
 
 fn paint<'a>(size: &'a str, n: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
-        "-c", "c.png", "-s", "s.png", "-o", "out.png", "--size", size, "-n", n, "--threads", "2",
-        "--json-log", "log.jsonl",
+        "-c",
+        "c.png",
+        "-s",
+        "s.png",
+        "-o",
+        "out.png",
+        "--size",
+        size,
+        "-n",
+        n,
+        "--threads",
+        "2",
+        "--json-log",
+        "log.jsonl",
     ];
     v.extend_from_slice(extra);
     v
@@ -50,8 +62,23 @@ fn the_same_bytes_at_one_two_and_three_threads() {
     for threads in ["1", "2", "3"] {
         let out = run(
             &[
-                "-c", "c.png", "-s", "s.png", "-o", "out.png", "--size", "64", "-n", "12",
-                "--init", "noise", "--seed", "5", "--threads", threads, "-q",
+                "-c",
+                "c.png",
+                "-s",
+                "s.png",
+                "-o",
+                "out.png",
+                "--size",
+                "64",
+                "-n",
+                "12",
+                "--init",
+                "noise",
+                "--seed",
+                "5",
+                "--threads",
+                threads,
+                "-q",
             ],
             d,
         );
