@@ -397,7 +397,7 @@ options! {
         /// Iterations (evaluations of the loss and its gradient).
         #[arg(short = 'n', value_name = "N")]
         iterations: usize [usize] = 1000, example "3";
-        /// Stop when the picture is done, --iterations being the cap: every 25 iterations, when the loss fell less than 0.5 % and the image changed less than 0.5/255 on average, twice in a row (=false: run every iteration, as jcjohnson/neural-style; off in the presets).
+        /// Stop when the picture has stopped changing, --iterations being the cap: checked every 25 iterations, it stops when the loss fell less than 0.5 % and the image changed less than 0.5/255 on average, twice in a row (=false: every iteration, as jcjohnson/neural-style; off in the presets).
         #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
         early_stop: bool [bool] = true, example "false";
         /// Optimiser.

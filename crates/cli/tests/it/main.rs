@@ -10,6 +10,7 @@ mod plan;
 mod registry;
 mod resume;
 mod slurm;
+mod speed;
 mod studio;
 mod support;
 mod trust;
