@@ -246,6 +246,7 @@ impl WithBackend for Case<'_> {
                 let opts = RunOptions {
                     iterations: iters,
                     optimizer: OptimizerKind::Lbfgs(LbfgsConfig::default()),
+                    stop_rule: None,
                 };
                 let mut curve = Curve(Vec::new());
                 let stop = std::sync::atomic::AtomicBool::new(false);

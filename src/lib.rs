@@ -32,33 +32,49 @@
 //! The weights are found (or fetched once through pip) as the command line
 //! finds them; a server loads them once with [`load_weights`] and hands them
 //! to each [`Painter::weights`]. The same options and input files give the
-//! command line's image, byte for byte: both go through [`run::prepare()`].
+//! command line's image, byte for byte: both go through one pipeline.
 //!
-//! The modules, in the direction an option flows:
-//!
-//! - [`options`]: every option declared once ([`Options`]), the layers the
-//!   command line and files give ([`options::StyleArgs`]: preset < file <
-//!   flags) and the resolved job ([`options::Settings`]);
-//! - [`run`]: one run's pipeline — [`run::prepare()`], the
-//!   [`run::preflight`], the inputs, and the [`run::Session`] on a backend;
-//! - [`backends`]: which backends this build has, and running code on one.
+//! The API is this page: [`Painter`] and what it takes and gives, the
+//! [`Options`] (every option declared once, with its enums and [`Preset`]s),
+//! the weights ([`load_weights`], [`Vgg19Weights`]), [`backends`] (which
+//! backends this build has, and running code generic over
+//! [`core::backend::Backend`] on one of them) and the [`Error`] type.
+//! [`core`] is the algorithm itself, its own API boundary.
 //!
 //! The `neural-style` binary (the `crates/cli` package) is a client of this
-//! API; the `clap` feature (which it turns on) derives its parsers for
-//! [`options::StyleArgs`] and the option enums.
+//! library. It turns on the `cli` feature, which makes two more modules
+//! public, for it alone and outside any API promise: `options` (the layers
+//! the command line and files give: preset < file < flags, with their clap
+//! parsers; the resolved job, `Settings`) and `run` (one run's pipeline:
+//! prepare, preflight, session). An option flows one way: flag → `options`
+//! → `run` → core.
 
 #![warn(missing_docs)]
 
 pub mod backends;
+// The command line's machinery (feature `cli`, see the crate docs): public for
+// crates/cli, private otherwise, where only what the API re-exports below and
+// what the Painter uses is reachable.
+#[cfg(feature = "cli")]
 pub mod options;
+#[cfg(not(feature = "cli"))]
+#[allow(dead_code, unused_imports)]
+mod options;
 mod painter;
+#[cfg(feature = "cli")]
 pub mod run;
+#[cfg(not(feature = "cli"))]
+#[allow(dead_code, unused_imports)]
+mod run;
 
 pub use neural_style_core as core;
 pub use neural_style_core::objective::LossParts;
 pub use neural_style_core::{Error, Result};
 pub use neural_style_weights::Vgg19Weights;
-pub use options::{Options, Preset};
+pub use options::{
+    FirstStepName, InitName, LineSearchName, NormalizationName, OptimizerName, Options,
+    PoolingName, Preset,
+};
 pub use painter::{load_weights, ImageSource, Painter, Painting, Progress};
 
 /// Keep large freed buffers in the process heap for reuse instead of

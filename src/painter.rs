@@ -277,7 +277,10 @@ impl<'a> Painter<'a> {
         let interrupt = AtomicBool::new(false);
         let mut observer = CallbackObserver {
             callback: self.callback,
-            colors: s.original_colors.then(|| prepared.inputs.content.clone()),
+            colors: s
+                .options
+                .original_colors
+                .then(|| prepared.inputs.content.clone()),
             interrupt: &interrupt,
             stopped: false,
         };
@@ -289,6 +292,14 @@ impl<'a> Painter<'a> {
                 interrupt: &interrupt,
             },
         )?;
+        // A non-finite loss after some iterations: the library reports it as
+        // an error, as it always has (the command line keeps the image).
+        if let StopReason::Failed(why) = &outcome.stop {
+            return Err(neural_style_core::Error::config(
+                "learning-rate",
+                why.clone(),
+            ));
+        }
         let best = job::finish(s, &outcome.best, &prepared.inputs.content);
         let p = Picture::from_caffe(&best);
         let image = image::RgbImage::from_raw(p.width, p.height, p.to_rgb8())

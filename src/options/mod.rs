@@ -23,14 +23,14 @@ use neural_style_core::optim::{AdamConfig, FirstStep, LbfgsConfig, LineSearch};
 use neural_style_core::run::OptimizerKind;
 use neural_style_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod resolved;
 pub use resolved::{load_config, parse_toml, Files, Settings};
 
 /// The optimiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerName {
     /// L-BFGS (Torch's `optim.lbfgs`).
@@ -41,7 +41,7 @@ pub enum OptimizerName {
 
 /// L-BFGS's line search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LineSearchName {
     /// Take the step as computed (Torch's default).
@@ -52,7 +52,7 @@ pub enum LineSearchName {
 
 /// L-BFGS's first step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum FirstStepName {
     /// A typical pixel moves by a tenth of a level (measurable at any size).
@@ -63,7 +63,7 @@ pub enum FirstStepName {
 
 /// The normalisation of the losses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum NormalizationName {
     /// Means, Gram matrices divided by C·H·W (jcjohnson/neural-style).
@@ -74,7 +74,7 @@ pub enum NormalizationName {
 
 /// The pooling layers of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PoolingName {
     /// Max pooling (VGG19's own).
@@ -85,7 +85,7 @@ pub enum PoolingName {
 
 /// The image the optimisation starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum InitName {
     /// Start from the content image.
@@ -100,7 +100,7 @@ pub enum InitName {
 
 /// Named sets of options ([`Options::preset`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// jcjohnson/neural-style's defaults, its randn·0.001 start and Torch's first L-BFGS step.
@@ -109,11 +109,18 @@ pub enum Preset {
     Gatys,
     /// The Keras write-up's: its normalisation and layers, content start, Adam lr 10, 100 iterations, α = β.
     Keras,
+    /// Ruder et al.'s video settings (`video`: temporal weight 1e3, 2000 iterations on the first frame): jcjohnson's, 1000 iterations.
+    Ruder,
 }
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 3] = [Preset::Jcjohnson, Preset::Gatys, Preset::Keras];
+    pub const ALL: [Preset; 4] = [
+        Preset::Jcjohnson,
+        Preset::Gatys,
+        Preset::Keras,
+        Preset::Ruder,
+    ];
 }
 
 /// A value as its command line spelling (`None`: not given).
@@ -268,18 +275,18 @@ macro_rules! options {
         /// field by field ([`StyleArgs::under`]) and applied to [`Options`]
         /// ([`Options::apply`]).
         #[derive(Debug, Default, Clone, Deserialize)]
-        #[cfg_attr(feature = "clap", derive(clap::Args))]
+        #[cfg_attr(feature = "cli", derive(clap::Args))]
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
         pub struct StyleArgs {
             $(
                 $(#[doc = $idoc])*
-                #[cfg_attr(feature = "clap", arg($($iarg)*))]
+                #[cfg_attr(feature = "cli", arg($($iarg)*))]
                 $(#[serde($($iserde)*)])?
                 pub $ifield: $ity,
             )*
             $(
                 $(#[doc = $doc])*
-                #[cfg_attr(feature = "clap", arg(long, $($arg)*))]
+                #[cfg_attr(feature = "cli", arg(long, $($arg)*))]
                 pub $field: Option<$given>,
             )*
         }
@@ -390,6 +397,9 @@ options! {
         /// Iterations (evaluations of the loss and its gradient).
         #[arg(short = 'n', value_name = "N")]
         iterations: usize [usize] = 1000, example "3";
+        /// Stop when the picture has stopped changing, --iterations being the cap: checked every 25 iterations, it stops when the loss fell less than 0.5 % and the image changed less than 0.5/255 on average, twice in a row (=false: every iteration, as jcjohnson/neural-style; off in the presets).
+        #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+        early_stop: bool [bool] = true, example "false";
         /// Optimiser.
         #[arg(value_enum)]
         optimizer: OptimizerName [OptimizerName] = OptimizerName::Lbfgs, example "adam";
@@ -494,10 +504,12 @@ impl Options {
         let d = Options::default();
         match p {
             // jcjohnson/neural-style's neural_style.lua: its defaults (ours
-            // too), `-init random` = randn·0.001, Torch's optim.lbfgs.
+            // too), `-init random` = randn·0.001, Torch's optim.lbfgs. The
+            // presets reproduce a recipe: every iteration runs (no early stop).
             Preset::Jcjohnson => Options {
                 init: Some(InitName::Randn),
                 lbfgs_first_step: FirstStepName::Torch,
+                early_stop: false,
                 ..d
             },
             // Gatys, Ecker & Bethge, CVPR 2016: eqs. 1–5 (layer weights
@@ -511,6 +523,7 @@ impl Options {
                 init: Some(InitName::Noise),
                 content_weight: 1.0,
                 style_weight: 1e3,
+                early_stop: false,
                 ..d
             },
             // The project's Keras write-up: its normalisation, Keras layers
@@ -528,6 +541,18 @@ impl Options {
                 content_weight: 1.0,
                 style_weight: 1.0,
                 tv_weight: 0.0,
+                early_stop: false,
+                ..d
+            },
+            // Ruder, Dosovitskiy & Brox, GCPR 2016 (docs/DESIGN.md, "Video"):
+            // built on jcjohnson's neural_style.lua and its weights (content
+            // 5, style 1e2, TV 1e-3), random start, 1000 iterations per frame
+            // after the first; the `video` command adds the rest (temporal
+            // weight 1e3, 2000 iterations on the first frame).
+            Preset::Ruder => Options {
+                init: Some(InitName::Randn),
+                lbfgs_first_step: FirstStepName::Torch,
+                iterations: 1000,
                 ..d
             },
         }
@@ -667,6 +692,32 @@ impl Options {
             }
             Some(list) => list.clone(),
         };
+        // Every count is summed (progress, checkpoints): the total must fit.
+        if its
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .is_none()
+        {
+            let flag = if self.scale_iterations.is_some() {
+                "scale-iterations"
+            } else {
+                "iterations"
+            };
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{} iterations over {} scales is more than this machine counts ({}) ",
+                    its.iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    its.len(),
+                    usize::MAX
+                )
+                .trim_end()
+                .to_string(),
+            ));
+        }
         Ok(sizes.into_iter().zip(its).collect())
     }
 }
@@ -728,9 +779,15 @@ fn layer_weights(
 impl StyleArgs {
     /// Layer the config file (if any) and preset under these flags: the
     /// options (preset < file < flags) and the input files (file < flags).
+    ///
+    /// Paths in a config file (its `content`, `style`, `style-mask`,
+    /// `init-image`, `weights`) are relative to the file's own directory,
+    /// as in batch files. An `init-image` given without `init` starts from
+    /// it, whatever a preset's `init`; one given with another `init` is
+    /// refused (it would be ignored).
     pub fn layered(&self) -> Result<(StyleArgs, Options)> {
         let file = match &self.config {
-            Some(path) => load_config(path)?,
+            Some(path) => load_config(path)?.rebased(path.parent().unwrap_or(Path::new(""))),
             None => StyleArgs::default(),
         };
         let mut o = self
@@ -740,7 +797,53 @@ impl StyleArgs {
             .unwrap_or_default();
         o.apply(&file);
         o.apply(self);
-        Ok((file.under(self), o))
+        let a = file.under(self);
+        if a.init_image.is_some() {
+            match a.init {
+                None => o.init = Some(InitName::Image),
+                Some(InitName::Image) => {}
+                Some(other) => {
+                    return Err(Error::config(
+                        "init-image",
+                        format!(
+                            "conflicts with `init` {}: the image would be ignored; \
+                             give `init` image, or no `init-image`",
+                            other.cli_value().unwrap_or_default()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok((a, o))
+    }
+
+    /// The input paths of this layer (content, styles, masks but `none`,
+    /// init image, weights) made relative to `base` when they are relative:
+    /// a file's paths are relative to its directory.
+    pub fn rebased(mut self, base: &Path) -> StyleArgs {
+        let rebase = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        self.content = self.content.as_ref().map(rebase);
+        self.style = self.style.iter().map(rebase).collect();
+        self.style_mask = self
+            .style_mask
+            .iter()
+            .map(|p| {
+                if p.as_os_str() == "none" {
+                    p.clone()
+                } else {
+                    rebase(p)
+                }
+            })
+            .collect();
+        self.init_image = self.init_image.as_ref().map(rebase);
+        self.weights = self.weights.as_ref().map(rebase);
+        self
     }
 
     /// The options these layers give (preset < file < flags), unvalidated.

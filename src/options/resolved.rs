@@ -6,62 +6,39 @@ use crate::backends::Selection;
 use neural_style_core::image_io;
 use neural_style_core::objective::ObjectiveSpec;
 use neural_style_core::run::OptimizerKind;
+use neural_style_core::stopping::StopRule;
 use neural_style_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// Fully resolved options of a run.
+/// A resolved job: its input files and its validated [`Options`], with what
+/// the options resolve to (the optimiser, the objective, the start and the
+/// scales) computed once. Every option is read from `options`; nothing is
+/// copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// The content image.
-    pub content: PathBuf,
-    /// The style images.
-    pub styles: Vec<PathBuf>,
-    /// The style blend weights (normalised when the sources are loaded).
-    pub blend: Option<Vec<f64>>,
-    /// The output's longest side (the last scale's).
-    pub size: u32,
-    /// The style images' area factor.
-    pub style_scale: f64,
-    /// The style images' longest side, when given.
-    pub style_size: Option<u32>,
-    /// Iterations per scale, unless `scales` says otherwise.
-    pub iterations: usize,
+    /// The input files; `masks` has one entry per style image.
+    pub files: Files,
+    /// The options, validated.
+    pub options: Options,
     /// The optimiser and its configuration.
     pub optimizer: OptimizerKind,
+    /// The stopping rule (`early-stop`); `None`: every iteration runs.
+    pub stop_rule: Option<StopRule>,
     /// The objective.
     pub spec: ObjectiveSpec,
-    /// The starting image.
+    /// The starting image (`init`, else `image` when an init image is given).
     pub init: InitName,
-    /// The init image file.
-    pub init_image: Option<PathBuf>,
-    /// The noise seed.
-    pub seed: u64,
-    /// The backend's name.
-    pub backend: String,
-    /// The backend's device.
-    pub device: Option<String>,
-    /// CPU threads.
-    pub threads: Option<usize>,
-    /// The weights file (else found or fetched).
-    pub weights: Option<PathBuf>,
-    /// The `--config` file these settings were read from, if any.
-    pub config: Option<PathBuf>,
-    /// One optional mask file per style image.
-    pub masks: Vec<Option<PathBuf>>,
-    /// Keep the content's colours.
-    pub original_colors: bool,
-    /// Colour-match the styles to the content.
-    pub color_match: bool,
     /// `(longest side, iterations)` of each scale; one entry without
-    /// multi-resolution. The last size is `size`.
+    /// multi-resolution.
     pub scales: Vec<(u32, usize)>,
-    /// The memory the run may use, in GiB (else what the machine has).
-    pub memory: Option<f64>,
-    /// Recompute activations (`None`: when the plan needs the memory).
-    pub recompute: Option<bool>,
 }
 
 impl Settings {
+    /// The output's longest side (the last scale's).
+    pub fn size(&self) -> u32 {
+        self.scales.last().map_or(self.options.size, |s| s.0)
+    }
+
     /// Iterations over all scales.
     pub fn total_iterations(&self) -> usize {
         self.scales.iter().map(|s| s.1).sum()
@@ -70,8 +47,8 @@ impl Settings {
     /// The backend these settings select.
     pub fn selection(&self) -> Selection {
         Selection {
-            name: self.backend.clone(),
-            device: self.device.clone(),
+            name: self.options.backend.clone(),
+            device: self.options.device.clone(),
         }
     }
 
@@ -79,15 +56,17 @@ impl Settings {
     /// size `(cw, ch)`: `--style-size` on its longest side, else the content's
     /// pixel count times `--style-scale`.
     pub fn style_size(&self, style: (u32, u32), (cw, ch): (u32, u32)) -> (u32, u32) {
-        match self.style_size {
+        match self.options.style_size {
             Some(side) => image_io::size_longest(style, side),
-            None => image_io::size_for_pixels(style, cw as f64 * ch as f64 * self.style_scale),
+            None => {
+                image_io::size_for_pixels(style, cw as f64 * ch as f64 * self.options.style_scale)
+            }
         }
     }
 }
 
 /// The input files of a job (besides its options).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Files {
     /// The content image.
     pub content: PathBuf,
@@ -138,31 +117,14 @@ impl Settings {
             }
         };
         let scales = o.scales()?;
-        let size = scales.last().map(|s| s.0).unwrap_or(o.size);
         Ok(Settings {
-            content: f.content,
-            styles: f.styles,
-            blend: o.style_blend_weights.clone(),
-            size,
-            style_scale: o.style_scale,
-            style_size: o.style_size,
-            iterations: o.iterations,
+            files: Files { masks, ..f },
+            options: o.clone(),
             optimizer,
+            stop_rule: o.early_stop.then(StopRule::default),
             spec,
             init,
-            init_image: f.init_image,
-            seed: o.seed,
-            backend: o.backend.clone(),
-            device: o.device.clone(),
-            threads: o.threads,
-            weights: o.weights.clone(),
-            config: f.config,
-            masks,
-            original_colors: o.original_colors,
-            color_match: o.color_match,
             scales,
-            memory: o.memory,
-            recompute: o.recompute,
         })
     }
 }
@@ -221,8 +183,8 @@ mod tests {
     fn defaults_are_jcjohnsons() {
         let s = args("c.jpg").resolve().unwrap();
         assert_eq!(s.spec, ObjectiveSpec::default());
-        assert_eq!(s.size, 512);
-        assert_eq!(s.iterations, 1000);
+        assert_eq!(s.size(), 512);
+        assert_eq!(s.options.iterations, 1000);
         assert_eq!(s.optimizer, OptimizerKind::Lbfgs(LbfgsConfig::default()));
         assert_eq!(s.init, InitName::Content);
     }
@@ -233,7 +195,7 @@ mod tests {
         a.preset = Some(Preset::Keras);
         a.iterations = Some(7);
         let s = a.resolve().unwrap();
-        assert_eq!(s.iterations, 7);
+        assert_eq!(s.options.iterations, 7);
         assert!(matches!(s.optimizer, OptimizerKind::Adam(c) if c.lr == 10.0));
         assert_eq!(
             s.spec.content_layers[0].0,
@@ -282,7 +244,20 @@ mod tests {
             (1.0, 1.0, 0.0)
         );
         assert!(k.spec.style_layers.iter().all(|l| l.1 == 0.2));
-        assert_eq!((k.init, k.iterations), (InitName::Content, 100));
+        assert_eq!((k.init, k.options.iterations), (InitName::Content, 100));
+        // Ours stops when the picture is done; the presets reproduce a
+        // recipe, every iteration of it (a flag turns the rule back on).
+        assert_eq!(ours.stop_rule, Some(StopRule::default()));
+        for p in Preset::ALL {
+            assert_eq!(preset(p).stop_rule, None, "{p:?}");
+        }
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Jcjohnson);
+        a.early_stop = Some(true);
+        assert_eq!(a.resolve().unwrap().stop_rule, Some(StopRule::default()));
+        a.early_stop = Some(false);
+        a.preset = None;
+        assert_eq!(a.resolve().unwrap().stop_rule, None);
         // Explicit layer weights win over the 1/(number of layers) default.
         let mut a = args("c.jpg");
         a.preset = Some(Preset::Gatys);
@@ -331,7 +306,10 @@ mod tests {
         a.scales = Some(vec![100, 200]);
         a.scale_iterations = Some(vec![5, 3]);
         let s = a.resolve().unwrap();
-        assert_eq!((s.size, s.scales.clone()), (200, vec![(100, 5), (200, 3)]));
+        assert_eq!(
+            (s.size(), s.scales.clone()),
+            (200, vec![(100, 5), (200, 3)])
+        );
         a.scale_iterations = Some(vec![5]);
         let e = a.resolve().unwrap_err().to_string();
         assert!(e.starts_with("scale-iterations"), "{e}");
@@ -344,14 +322,78 @@ mod tests {
         a.style_mask = vec!["m.png".into(), "none".into()];
         a.original_colors = Some(true);
         let s = a.resolve().unwrap();
-        assert_eq!(s.masks, vec![Some(PathBuf::from("m.png")), None]);
-        assert!(s.original_colors && !s.color_match);
+        assert_eq!(s.files.masks, vec![Some(PathBuf::from("m.png")), None]);
+        assert!(s.options.original_colors && !s.options.color_match);
         a.style_mask = vec!["m.png".into()];
         assert!(a
             .resolve()
             .unwrap_err()
             .to_string()
             .starts_with("style-mask"));
+    }
+
+    #[test]
+    fn counts_that_would_wrap_are_refused_naming_their_flag() {
+        // It wrapped to a total of 0 iterations.
+        let mut a = args("c.jpg");
+        a.scales = Some(vec![32, 32]);
+        a.scale_iterations = Some(vec![usize::MAX, 1]);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("scale-iterations"), "{e}");
+        let mut a = args("c.jpg");
+        a.multires = Some(true);
+        a.iterations = Some(usize::MAX);
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("iterations"), "{e}");
+        a.iterations = Some(usize::MAX / 3);
+        assert_eq!(a.resolve().unwrap().total_iterations(), usize::MAX / 3 * 3);
+    }
+
+    #[test]
+    fn an_init_image_starts_the_run_unless_another_init_is_asked_for() {
+        // `init` noise with `init-image` silently ignored the image.
+        let mut a = args("c.jpg");
+        a.init = Some(InitName::Noise);
+        a.init_image = Some("i.png".into());
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(
+            e.starts_with("init-image") && e.contains("`init` noise"),
+            "{e}"
+        );
+        // A preset's `init` gives way to an explicit init image.
+        let mut a = args("c.jpg");
+        a.preset = Some(Preset::Gatys);
+        a.init_image = Some("i.png".into());
+        assert_eq!(a.resolve().unwrap().init, InitName::Image);
+        a.init = Some(InitName::Image);
+        assert_eq!(a.resolve().unwrap().init, InitName::Image);
+    }
+
+    #[test]
+    fn a_config_files_paths_are_relative_to_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let cfg = dir.path().join("sub/c.toml");
+        std::fs::write(
+            &cfg,
+            "style = [\"s.png\", \"/abs/t.png\"]\ninit-image = \"i.png\"\nstyle-mask = [\"m.png\", \"none\"]\n",
+        )
+        .unwrap();
+        let a = StyleArgs {
+            content: Some("c.jpg".into()),
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let s = a.resolve().unwrap();
+        let sub = dir.path().join("sub");
+        assert_eq!(
+            s.files.styles,
+            vec![sub.join("s.png"), PathBuf::from("/abs/t.png")]
+        );
+        assert_eq!(s.files.init_image, Some(sub.join("i.png")));
+        assert_eq!(s.files.masks, vec![Some(sub.join("m.png")), None]);
+        // The command line's own paths stay relative to the working directory.
+        assert_eq!(s.files.content, PathBuf::from("c.jpg"));
     }
 
     #[test]

@@ -10,8 +10,9 @@
 pub mod preflight;
 mod prepare;
 mod session;
+pub mod written;
 
-pub use prepare::{prepare, set_threads, Images, Prepared};
+pub use prepare::{prepare, prepare_written, set_threads, Images, Prepared};
 pub use session::{
     evaluate_loss, finish, initial_image, initial_image_with, load_at_size, load_sources,
     load_weights, Inputs, LossReport, Session, Sources,

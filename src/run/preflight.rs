@@ -13,12 +13,14 @@
 //! loading its inputs. Each failure is one line that names the option or role (and,
 //! for a collision, both), cited as `neural_style_core::error::cite` does.
 
+use super::written::{Frames, Written};
 use crate::options::{InitName, Settings};
 use neural_style_core::error::cite;
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::layers::LayerId;
 use neural_style_core::{Error, Result};
 use neural_style_weights as weights;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A file a run reads, with the option (or role) that names it.
@@ -80,9 +82,19 @@ impl Output {
 /// `s` plus `extra`, against `outputs`), then the image sizes. Nothing is
 /// decoded (image headers only) and nothing is written.
 pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<()> {
+    let written = Written {
+        files: outputs.to_vec(),
+        frames: None,
+    };
+    check_run_written(s, extra, &written)
+}
+
+/// [`check_run`] against everything a job declared it may write (its
+/// registry, [`super::written`]).
+pub fn check_run_written(s: &Settings, extra: Vec<Input>, written: &Written) -> Result<()> {
     let mut inputs = inputs_of(s)?;
     inputs.extend(extra);
-    check_paths(&inputs, outputs)?;
+    check_written(&inputs, std::slice::from_ref(written))?;
     check_sizes(s)
 }
 
@@ -90,23 +102,24 @@ pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<
 /// initial image, the `--config` file and the weights (when they are found
 /// already; otherwise they are fetched later into the weights directory).
 pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
-    let mut v = vec![Input::new("content", &s.content)];
-    v.extend(s.styles.iter().map(|p| Input::new("style", p)));
+    let mut v = vec![Input::new("content", &s.files.content)];
+    v.extend(s.files.styles.iter().map(|p| Input::new("style", p)));
     v.extend(
-        s.masks
+        s.files
+            .masks
             .iter()
             .flatten()
             .map(|p| Input::new("style-mask", p)),
     );
     if s.init == InitName::Image {
-        if let Some(p) = &s.init_image {
+        if let Some(p) = &s.files.init_image {
             v.push(Input::new("init-image", p));
         }
     }
-    if let Some(p) = &s.config {
+    if let Some(p) = &s.files.config {
         v.push(Input::new("config", p));
     }
-    if let Some(p) = weights::locate(s.weights.as_deref())? {
+    if let Some(p) = weights::locate(s.options.weights.as_deref())? {
         v.push(Input::new("weights", p));
     }
     Ok(v)
@@ -117,12 +130,6 @@ pub fn inputs_of(s: &Settings) -> Result<Vec<Input>> {
 struct Identity {
     path: PathBuf,
     file: Option<(u64, u64)>,
-}
-
-impl Identity {
-    fn same(&self, other: &Identity) -> bool {
-        self.path == other.path || (self.file.is_some() && self.file == other.file)
-    }
 }
 
 #[cfg(unix)]
@@ -173,10 +180,51 @@ fn parent(path: &Path) -> &Path {
 
 /// Checks the paths of a run, before anything is read or written: every
 /// input exists and is a regular file; every output passes [`check_output`];
-/// no output is an input or another output.
+/// no output is an input or another output. (The same as [`check_written`]
+/// of one job without frames.)
 pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
-    let mut read = Vec::with_capacity(inputs.len());
-    for i in inputs {
+    check_written(
+        inputs,
+        &[Written {
+            files: outputs.to_vec(),
+            frames: None,
+        }],
+    )
+}
+
+/// A path's location as a name in a directory: the directory's canonical
+/// path (the file itself not resolved) and the file name.
+fn location(path: &Path) -> Option<(PathBuf, String)> {
+    let name = path.file_name()?.to_str()?.to_string();
+    let dir = parent(path);
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    Some((dir, name))
+}
+
+/// Checks everything `jobs` declare they may write (their registry,
+/// [`super::written`]) against `inputs`, before anything is read or
+/// written, in O(n log n) for n paths:
+///
+/// - every input exists and is a regular file;
+/// - every written file passes [`check_output`] (extension, not a directory
+///   or special file, its directory exists and takes a new file) and is no
+///   input and no other written file (same canonical path, or same device
+///   and inode);
+/// - no input and no other written file is named like a frame
+///   (`DIR/STEM_NNNNN.png`) or like a temporary file of a written file
+///   (which a run creates and may remove);
+/// - every temporary name fits: its length (a file name of 231 bytes has a
+///   temporary name of more than 255) and, by creating one as long in each
+///   directory, the file system's own limit.
+pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
+    let mut read_path: HashMap<PathBuf, usize> = HashMap::with_capacity(inputs.len());
+    let mut read_file: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut read_at: Vec<(usize, PathBuf, String)> = Vec::with_capacity(inputs.len());
+    let mut seen_raw: HashSet<&Path> = HashSet::with_capacity(inputs.len());
+    for (k, i) in inputs.iter().enumerate() {
+        if !seen_raw.insert(&i.path) {
+            continue;
+        }
         let meta = std::fs::metadata(&i.path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::config(&i.role, format!("{}: no such file", i.path.display()))
@@ -190,12 +238,47 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
                 format!("{}: {}", i.path.display(), image_io::not_regular(&meta)),
             ));
         }
-        read.push((i, identity(&i.path)));
+        let id = identity(&i.path);
+        read_path.entry(id.path.clone()).or_insert(k);
+        if let Some(f) = id.file {
+            read_file.entry(f).or_insert(k);
+        }
+        // Where the name is (a symbolic link is replaced by a rename, not its
+        // target) and where the file is.
+        if let Some((dir, name)) = location(&i.path) {
+            read_at.push((k, dir, name));
+        }
+        if let (Some(dir), Some(name)) = (id.path.parent(), id.path.file_name()) {
+            read_at.push((k, dir.to_path_buf(), name.to_string_lossy().into_owned()));
+        }
     }
-    let mut written: Vec<(&Output, Identity)> = Vec::with_capacity(outputs.len());
-    for o in outputs {
+    let outputs: Vec<&Output> = jobs.iter().flat_map(|j| &j.files).collect();
+    let mut written_path: HashMap<PathBuf, &Output> = HashMap::with_capacity(outputs.len());
+    let mut written_file: HashMap<(u64, u64), &Output> = HashMap::new();
+    // (directory, file name) of every written file: its temporary files'.
+    let mut temps: HashMap<(PathBuf, String), &Output> = HashMap::with_capacity(outputs.len());
+    let mut written_at: Vec<(&Output, PathBuf, String)> = Vec::with_capacity(outputs.len());
+    // The directory each file is created in, with the longest temporary
+    // name it must take and the file that needs it.
+    let mut probes: HashMap<PathBuf, (usize, &Output)> = HashMap::new();
+    fn probe<'o>(
+        probes: &mut HashMap<PathBuf, (usize, &'o Output)>,
+        dir: PathBuf,
+        len: usize,
+        o: &'o Output,
+    ) {
+        let e = probes.entry(dir).or_insert((len, o));
+        if len > e.0 {
+            *e = (len, o);
+        }
+    }
+    for &o in &outputs {
         let id = identity(&o.path);
-        if let Some((i, _)) = read.iter().find(|(_, r)| r.same(&id)) {
+        let input = read_path
+            .get(&id.path)
+            .or_else(|| id.file.and_then(|f| read_file.get(&f)));
+        if let Some(&k) = input {
+            let i = &inputs[k];
             return Err(Error::config(
                 &o.role,
                 format!(
@@ -207,7 +290,10 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
                 ),
             ));
         }
-        if let Some((p, _)) = written.iter().find(|(_, w)| w.same(&id)) {
+        let other = written_path
+            .get(&id.path)
+            .or_else(|| id.file.and_then(|f| written_file.get(&f)));
+        if let Some(p) = other {
             return Err(Error::config(
                 &o.role,
                 format!(
@@ -218,16 +304,160 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
                 ),
             ));
         }
-        check_output(o)?;
-        written.push((o, id));
+        let dir = check_output_here(o)?;
+        if o.kind != Kind::Dir {
+            let name_len = o.path.file_name().map_or(0, |n| n.len());
+            check_temp_len(&o.role, &o.path, name_len)?;
+            probe(&mut probes, dir, image_io::temp_name_len(name_len), o);
+            if let Some((d, name)) = location(&o.path) {
+                temps.insert((d.clone(), name.clone()), o);
+                written_at.push((o, d, name));
+            }
+        } else if let Some(f) = jobs
+            .iter()
+            .filter_map(|j| j.frames.as_ref())
+            .find(|f| f.dir == o.path)
+        {
+            let len = f.longest_name();
+            let like = f.dir.join(format!("{}_NNNNN.png", f.stem));
+            check_temp_len(&f.role, &like, len)?;
+            probe(&mut probes, dir, image_io::temp_name_len(len), o);
+        }
+        written_path.insert(id.path, o);
+        if let Some(f) = id.file {
+            written_file.insert(f, o);
+        }
+    }
+    // The frames, by the canonical form of their directory.
+    let mut frames: HashMap<PathBuf, Vec<&Frames>> = HashMap::new();
+    for f in jobs.iter().filter_map(|j| j.frames.as_ref()) {
+        frames.entry(identity(&f.dir).path).or_default().push(f);
+    }
+    let frame_of = |dir: &Path, name: &str| {
+        frames
+            .get(dir)
+            .and_then(|fs| fs.iter().find(|f| f.matches_name(name)).copied())
+    };
+    let pattern = |dir: &Path, name: &str| -> Option<String> {
+        if let Some(f) = frame_of(dir, name) {
+            return Some(format!(
+                "a {} frame would be written there ({})",
+                cite(&f.role),
+                f.dir.join(format!("{}_NNNNN.png", f.stem)).display()
+            ));
+        }
+        let (target, _) = image_io::temp_target(name)?;
+        if let Some(o) = temps.get(&(dir.to_path_buf(), target.to_string())) {
+            return Some(format!(
+                "it is named like a temporary file of {} ({}), which a run creates and removes",
+                cite(&o.role),
+                o.path.display()
+            ));
+        }
+        frame_of(dir, target).map(|f| {
+            format!(
+                "it is named like a temporary file of a {} frame, which a run creates and removes",
+                cite(&f.role)
+            )
+        })
+    };
+    for (k, dir, name) in &read_at {
+        if let Some(why) = pattern(dir, name) {
+            let i = &inputs[*k];
+            return Err(Error::config(
+                &i.role,
+                format!(
+                    "{} is an input, but {why}; rename it or move it",
+                    i.path.display()
+                ),
+            ));
+        }
+    }
+    for (o, dir, name) in &written_at {
+        if let Some(why) = pattern(dir, name) {
+            return Err(Error::config(
+                &o.role,
+                format!(
+                    "{}: {why}; each written file needs its own name",
+                    o.path.display()
+                ),
+            ));
+        }
+    }
+    let mut probes: Vec<_> = probes.into_iter().collect();
+    probes.sort_by(|a, b| a.0.cmp(&b.0));
+    for (dir, (len, o)) in probes {
+        probe_writable(&dir, len).map_err(|e| {
+            let why = if name_too_long(&e) {
+                format!(
+                    "this file system does not take the {len}-byte name of its temporary file; \
+                     use a shorter name"
+                )
+            } else {
+                format!("cannot create a file in `{}` ({e})", dir.display())
+            };
+            Error::config(&o.role, format!("{}: {why}", o.path.display()))
+        })?;
     }
     Ok(())
+}
+
+/// Whether `e` is the file system refusing a name as too long.
+fn name_too_long(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ENAMETOOLONG)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// The longest file name this project writes: its temporary file's must
+/// stay within 255 bytes.
+const NAME_MAX: usize = 255;
+
+fn check_temp_len(role: &str, path: &Path, name_len: usize) -> Result<()> {
+    let temp = image_io::temp_name_len(name_len);
+    if temp <= NAME_MAX {
+        return Ok(());
+    }
+    let most = name_len - (temp - NAME_MAX);
+    Err(Error::config(
+        role,
+        format!(
+            "{}: the file name is {name_len} bytes, too long: it is written through a \
+             temporary file whose name is {} bytes longer, and a file name has at most \
+             {NAME_MAX}; use at most {most} bytes",
+            path.display(),
+            temp - name_len
+        ),
+    ))
 }
 
 /// One written path: a supported extension for its kind; not a directory or
 /// special file (nor a file, for a directory); its directory exists and a
 /// file can be created there.
 pub fn check_output(o: &Output) -> Result<()> {
+    let dir = check_output_here(o)?;
+    let len = o.path.file_name().map_or(0, |n| n.len());
+    check_temp_len(&o.role, &o.path, len)?;
+    probe_writable(&dir, image_io::temp_name_len(len)).map_err(|e| {
+        Error::config(
+            &o.role,
+            format!(
+                "{}: cannot create a file in `{}` ({e})",
+                o.path.display(),
+                dir.display()
+            ),
+        )
+    })
+}
+
+/// [`check_output`] without the probe: returns the directory to probe.
+fn check_output_here(o: &Output) -> Result<PathBuf> {
     let bad = |msg: String| Error::config(&o.role, format!("{}: {msg}", o.path.display()));
     match o.kind {
         Kind::Image => {
@@ -246,7 +476,13 @@ pub fn check_output(o: &Output) -> Result<()> {
         }
         Kind::Text | Kind::Dir => {}
     }
-    let existing = std::fs::metadata(&o.path).ok();
+    let existing = std::fs::symlink_metadata(&o.path).ok().map(|m| {
+        if m.file_type().is_symlink() {
+            std::fs::metadata(&o.path).unwrap_or(m)
+        } else {
+            m
+        }
+    });
     let dir = match (o.kind, &existing) {
         (Kind::Dir, Some(m)) if m.is_dir() => o.path.clone(),
         (Kind::Dir, Some(_)) => return Err(bad("exists and is not a directory".into())),
@@ -274,15 +510,20 @@ pub fn check_output(o: &Output) -> Result<()> {
             d.to_path_buf()
         }
     };
-    probe_writable(&dir)
-        .map_err(|e| bad(format!("cannot create a file in `{}` ({e})", dir.display())))
+    Ok(dir.canonicalize().unwrap_or(dir))
 }
 
-/// Creates and removes a file in `dir`.
-fn probe_writable(dir: &Path) -> std::io::Result<()> {
+/// Creates and removes a file in `dir` whose name is `len` bytes long (as
+/// long as the longest temporary file to be made there).
+fn probe_writable(dir: &Path, len: usize) -> std::io::Result<()> {
+    let pid = std::process::id().to_string();
+    // TEMP_PREFIX "probe" FILL "." PID "-" XXXXXX ".tmp"
+    let fixed = image_io::TEMP_PREFIX.len() + 5 + 1 + pid.len() + 1 + 6 + 4;
+    let fill = "x".repeat(len.saturating_sub(fixed));
     let f = tempfile::Builder::new()
-        .prefix(&format!("{}probe.", image_io::TEMP_PREFIX))
+        .prefix(&format!("{}probe{fill}.{pid}-", image_io::TEMP_PREFIX))
         .suffix(".tmp")
+        .rand_bytes(6)
         .tempfile_in(dir)?;
     f.close()
 }
@@ -299,16 +540,17 @@ pub fn min_side(layer: LayerId) -> u32 {
 /// layer it goes through needs ([`min_side`]), with the smallest size that
 /// works; and any mask or initial image whose header does not decode.
 pub fn check_sizes(s: &Settings) -> Result<()> {
-    let content = Picture::probe(&s.content)?;
+    let content = Picture::probe(&s.files.content)?;
     let styles = s
+        .files
         .styles
         .iter()
         .map(|p| Picture::probe(p))
         .collect::<Result<Vec<_>>>()?;
-    for m in s.masks.iter().flatten() {
+    for m in s.files.masks.iter().flatten() {
         Picture::probe(m)?;
     }
-    if let (InitName::Image, Some(p)) = (s.init, &s.init_image) {
+    if let (InitName::Image, Some(p)) = (s.init, &s.files.init_image) {
         Picture::probe(p)?;
     }
     check_dimensions(s, content, &styles)
@@ -318,7 +560,7 @@ pub fn check_sizes(s: &Settings) -> Result<()> {
 /// `(width, height)` and each style's (in the order of `s.styles`, whose
 /// paths name them in messages).
 pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]) -> Result<()> {
-    let styles = s.styles.iter().zip(styles.iter().copied());
+    let styles = s.files.styles.iter().zip(styles.iter().copied());
     let short = |(w, h): (u32, u32)| w.min(h);
     let dims = |(w, h): (u32, u32)| format!("{w}×{h}");
     // The smallest longest side (≥ `from`) that gives a short side ≥ `need`.
@@ -343,7 +585,7 @@ pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]
                     format!(
                         "{} is {} and becomes {} at {px} px, but {deepest} needs at least \
                          {need} px a side: {hint}",
-                        s.content.display(),
+                        s.files.content.display(),
                         dims(content),
                         dims(at)
                     ),
@@ -361,7 +603,7 @@ pub fn check_dimensions(s: &Settings, content: (u32, u32), styles: &[(u32, u32)]
             if short(at) >= need {
                 continue;
             }
-            let (flag, hint) = match (s.style_size, smallest(size, need, 1)) {
+            let (flag, hint) = match (s.options.style_size, smallest(size, need, 1)) {
                 (_, None) => ("style", "crop it or use shallower style layers".into()),
                 (Some(_), Some(m)) => ("style-size", format!("use `style-size` {m} or more")),
                 (None, Some(m)) => (

@@ -7,6 +7,7 @@
 
 use super::preflight::{self, Input, Output};
 use super::session::{self as job, Inputs, Sources};
+use super::written::Written;
 use crate::backends;
 use crate::options::{InitName, Settings};
 use neural_style_core::image_io::Picture;
@@ -69,12 +70,28 @@ pub fn prepare(
     weights: Option<Arc<Vgg19Weights>>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Prepared> {
+    let written = Written {
+        files: outputs.to_vec(),
+        frames: None,
+    };
+    prepare_written(settings, images, &written, weights, log)
+}
+
+/// [`prepare()`] of a job whose every written path is in `written` (its
+/// registry, [`super::written`]: frames and temporary files included).
+pub fn prepare_written(
+    settings: Settings,
+    images: Images,
+    written: &Written,
+    weights: Option<Arc<Vgg19Weights>>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Prepared> {
     let mut s = settings;
     backends::check_selection(&s.selection())?;
     let (sources, init_image) = match images {
         Images::Files { extra } => {
-            preflight::check_run(&s, extra, outputs)?;
-            set_threads(s.threads, log)?;
+            preflight::check_run_written(&s, extra, written)?;
+            set_threads(s.options.threads, log)?;
             (job::load_sources(&s)?, None)
         }
         Images::Decoded {
@@ -83,10 +100,10 @@ pub fn prepare(
             masks,
             init,
         } => {
-            preflight::check_paths(&[], outputs)?;
+            preflight::check_written(&[], std::slice::from_ref(written))?;
             let dims: Vec<(u32, u32)> = styles.iter().map(|p| (p.width, p.height)).collect();
             preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
-            set_threads(s.threads, log)?;
+            set_threads(s.options.threads, log)?;
             (Sources::new(&s, content, styles, masks)?, init)
         }
     };
@@ -98,7 +115,7 @@ pub fn prepare(
     for change in &sources.plan().changes {
         log(&format!("warning: {change}"));
     }
-    let inputs = sources.at(&s, s.size)?;
+    let inputs = sources.at(&s, s.size())?;
     let init = match init_image {
         Some(p) if s.init == InitName::Image => {
             job::initial_image_with(&s, &inputs.content, || Ok(p))?
@@ -107,7 +124,7 @@ pub fn prepare(
     };
     let weights = match weights {
         Some(w) => w,
-        None => Arc::new(job::load_weights(s.weights.as_deref(), log)?),
+        None => Arc::new(job::load_weights(s.options.weights.as_deref(), log)?),
     };
     Ok(Prepared {
         settings: s,

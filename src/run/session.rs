@@ -50,14 +50,19 @@ pub struct Sources {
 /// Decode the content, styles and masks, refusing (before any resampling) a
 /// run that would not fit in memory and a mask that is all black.
 pub fn load_sources(s: &Settings) -> Result<Sources> {
-    let content = Picture::load(&s.content)?;
-    normalise_blend(s.styles.len(), s.blend.as_deref())?;
+    let content = Picture::load(&s.files.content)?;
+    normalise_blend(
+        s.files.styles.len(),
+        s.options.style_blend_weights.as_deref(),
+    )?;
     let styles = s
+        .files
         .styles
         .iter()
         .map(|p| Picture::load(p))
         .collect::<Result<Vec<_>>>()?;
     let masks = s
+        .files
         .masks
         .iter()
         .map(|m| m.as_deref().map(Picture::load).transpose())
@@ -75,7 +80,7 @@ impl Sources {
         styles: Vec<Picture>,
         masks: Vec<Option<Picture>>,
     ) -> Result<Sources> {
-        for (m, name) in masks.iter().zip(&s.masks) {
+        for (m, name) in masks.iter().zip(&s.files.masks) {
             if let (Some(m), Some(name)) = (m, name) {
                 if Mask::from_picture(m).is_black() {
                     return Err(Error::image(
@@ -85,7 +90,10 @@ impl Sources {
                 }
             }
         }
-        let blend = normalise_blend(s.styles.len(), s.blend.as_deref())?;
+        let blend = normalise_blend(
+            s.files.styles.len(),
+            s.options.style_blend_weights.as_deref(),
+        )?;
         let mut sources = Sources {
             content,
             styles,
@@ -122,18 +130,18 @@ impl Sources {
         let content = self.content.resize_to(cw, ch);
         let mut styles = Vec::with_capacity(self.styles.len());
         let mut style_keys = Vec::with_capacity(self.styles.len());
-        for (i, (p, path)) in self.styles.iter().zip(&s.styles).enumerate() {
+        for (i, (p, path)) in self.styles.iter().zip(&s.files.styles).enumerate() {
             let (w, h) = self.style_size(s, i, (cw, ch));
             let mut img = p.resize_to(w, h);
-            if s.color_match {
+            if s.options.color_match {
                 img = color::match_colors(&img, &content);
             }
             styles.push((img.to_caffe(), self.blend[i]));
             style_keys.push(format!(
                 "{}|{w}x{h}|{}",
                 path.display(),
-                if s.color_match {
-                    format!("matched to {} at {cw}x{ch}", s.content.display())
+                if s.options.color_match {
+                    format!("matched to {} at {cw}x{ch}", s.files.content.display())
                 } else {
                     String::new()
                 }
@@ -157,7 +165,8 @@ impl Sources {
 pub fn initial_image(s: &Settings, content: &CaffeImage) -> Result<CaffeImage> {
     initial_image_with(s, content, || {
         Picture::load(
-            s.init_image
+            s.files
+                .init_image
                 .as_deref()
                 .expect("resolve() checks `init-image`"),
         )
@@ -172,8 +181,8 @@ pub fn initial_image_with(
 ) -> Result<CaffeImage> {
     Ok(match s.init {
         InitName::Content => content.clone(),
-        InitName::Noise => CaffeImage::noise(content.width, content.height, s.seed),
-        InitName::Randn => CaffeImage::randn(content.width, content.height, s.seed),
+        InitName::Noise => CaffeImage::noise(content.width, content.height, s.options.seed),
+        InitName::Randn => CaffeImage::randn(content.width, content.height, s.options.seed),
         InitName::Image => init_image()?
             .resize_to(content.width as u32, content.height as u32)
             .to_caffe(),
@@ -209,17 +218,18 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
         })
         .collect();
     let on_gpu = s
+        .options
         .device
         .as_deref()
         .is_some_and(|d| d.starts_with("gpu") || d.starts_with("cuda"));
-    let budget = match s.memory {
+    let budget = match s.options.memory {
         Some(gib) => Some(Budget::given(gib)?),
         None if on_gpu => None,
         None => Budget::host(),
     };
     // As `set_threads` does: at most the logical cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = s.threads.map_or(cores, |t| t.clamp(1, cores));
+    let threads = s.options.threads.map_or(cores, |t| t.clamp(1, cores));
     memory::plan(&memory::Request {
         job: memory::Job {
             spec: &s.spec,
@@ -229,9 +239,9 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
             threads,
         },
         scales,
-        recompute: s.recompute,
+        recompute: s.options.recompute,
         budget,
-        rate: (s.backend == "candle" && !on_gpu).then(|| memory::candle_rate(threads)),
+        rate: (s.options.backend == "candle" && !on_gpu).then(|| memory::candle_rate(threads)),
     })
 }
 
@@ -336,6 +346,7 @@ impl<'w, B: Backend + Clone> Session<'w, B> {
             &mut objective_at,
             init,
             s.optimizer,
+            s.stop_rule,
             observer,
             interrupt,
         )
@@ -428,7 +439,7 @@ pub fn evaluate_loss(
 /// `--original-colors`: the output's luminance with the content's colours
 /// (the content is resized to the image's size when they differ).
 pub fn finish(s: &Settings, img: &CaffeImage, content: &CaffeImage) -> CaffeImage {
-    if s.original_colors {
+    if s.options.original_colors {
         color::original_colors(img, content)
     } else {
         img.clone()

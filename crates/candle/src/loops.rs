@@ -1,15 +1,29 @@
 //! The loops behind the custom operations of `ops.rs` that are not
 //! convolutions or GEMMs: pooling and its backward (candle's max-pool
 //! backward is wrong), elementwise maps in one parallel pass, the losses and
-//! the optimisers' reductions, accumulated in f64.
+//! the optimisers' reductions, accumulated in f64 in fixed-size chunks whose
+//! partial sums are added pairwise in chunk order ([`ordered_sum`]): the same
+//! bits at any thread count.
 
 use neural_style_core::backend::{AdamCoeffs, Pooling};
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
+/// The sum of per-chunk partial sums, pairwise in their order (rayon's own
+/// `sum` adds them in whatever tree its work-stealing made: another order,
+/// other bits, at another thread count).
+pub fn ordered_sum(parts: &[f64]) -> f64 {
+    match parts.len() {
+        0 => 0.0,
+        1 => parts[0],
+        n => ordered_sum(&parts[..n / 2]) + ordered_sum(&parts[n / 2..]),
+    }
+}
+
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.par_chunks(CHUNK)
+    let parts: Vec<f64> = a
+        .par_chunks(CHUNK)
         .zip(b.par_chunks(CHUNK))
         .map(|(a, b)| {
             a.iter()
@@ -17,13 +31,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
                 .map(|(x, y)| *x as f64 * *y as f64)
                 .sum::<f64>()
         })
-        .sum()
+        .collect();
+    ordered_sum(&parts)
 }
 
 pub fn norm1(a: &[f32]) -> f64 {
-    a.par_chunks(CHUNK)
+    let parts: Vec<f64> = a
+        .par_chunks(CHUNK)
         .map(|a| a.iter().map(|x| x.abs() as f64).sum::<f64>())
-        .sum()
+        .collect();
+    ordered_sum(&parts)
 }
 
 /// `f(a[k], b[k])` for every `k`, written straight into a new vector (no
@@ -124,7 +141,7 @@ pub fn mse_grad(a: &[f32], t: &[f32], scale: f64) -> (f64, Vec<f32>) {
     let k = (2.0 * scale / n) as f32;
     assert_eq!(a.len(), t.len());
     let mut grad = Vec::with_capacity(a.len());
-    let sum: f64 = grad.spare_capacity_mut()[..a.len()]
+    let parts: Vec<f64> = grad.spare_capacity_mut()[..a.len()]
         .par_chunks_mut(CHUNK)
         .zip(a.par_chunks(CHUNK).zip(t.par_chunks(CHUNK)))
         .map(|(g, (a, t))| {
@@ -136,10 +153,10 @@ pub fn mse_grad(a: &[f32], t: &[f32], scale: f64) -> (f64, Vec<f32>) {
             }
             s
         })
-        .sum();
+        .collect();
     // SAFETY: the chunks together wrote every element.
     unsafe { grad.set_len(a.len()) };
-    (sum / n, grad)
+    (ordered_sum(&parts) / n, grad)
 }
 
 /// Total variation `(Σ Δᵥ² + Σ Δₕ²)/(C·H·W)` and its gradient times `scale`.
@@ -147,7 +164,7 @@ pub fn tv_grad(x: &[f32], c: usize, h: usize, w: usize, scale: f64) -> (f64, Vec
     let n = (c * h * w) as f64;
     let k = (2.0 * scale / n) as f32;
     let mut grad = vec![0.0f32; x.len()];
-    let sum: f64 = grad
+    let parts: Vec<f64> = grad
         .par_chunks_mut(h * w)
         .enumerate()
         .map(|(ch, g)| {
@@ -172,8 +189,8 @@ pub fn tv_grad(x: &[f32], c: usize, h: usize, w: usize, scale: f64) -> (f64, Vec
             }
             s
         })
-        .sum();
-    (sum / n, grad)
+        .collect();
+    (ordered_sum(&parts) / n, grad)
 }
 
 #[cfg(test)]

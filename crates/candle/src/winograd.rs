@@ -12,7 +12,7 @@
 //! writes its output rows through the inverse transform with the bias and
 //! ReLU fused in. Nothing image-sized is allocated besides the output.
 
-use crate::conv::Epilogue;
+use crate::conv::{Epilogue, PIECES};
 use crate::matmul::{gemm, Parallelism, Strided};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -106,15 +106,11 @@ pub fn conv3x3(
         return y;
     }
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let threads = rayon::current_num_threads().max(1);
+    // Bands cut by the shapes alone (conv.rs's PIECES), never by the thread
+    // count: the same sums at any number of threads.
     let band_tiles = (BAND_FLOATS / (16 * (c_in + c_out))).max(tw);
-    let rows = (band_tiles / tw).clamp(1, th.div_ceil(threads).max(1));
+    let rows = (band_tiles / tw).clamp(1, th.div_ceil(PIECES).max(1));
     let bands = th.div_ceil(rows);
-    let inner = if bands < threads {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
     let out = SendPtr(y.as_mut_ptr());
     let out = &out;
     (0..bands).into_par_iter().for_each(|band| {
@@ -143,7 +139,7 @@ pub fn conv3x3(
                             col_stride: cs,
                         },
                         Strided::rows(v.as_ptr().add(xi * c_in * nt), nt),
-                        inner,
+                        Parallelism::None,
                     );
                 }
             }

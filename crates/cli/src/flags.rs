@@ -4,7 +4,8 @@
 //! flags (`--size`) in errors and messages.
 
 use neural_style_core::Error;
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
 
 static FLAGS: OnceLock<Vec<String>> = OnceLock::new();
 
@@ -67,12 +68,53 @@ pub(crate) fn map(text: &str) -> String {
 }
 
 /// Messages on stderr, options spelled as flags; nothing when `quiet`.
+/// A message that cannot be written ([`err_line`]) stops the run in flight.
 pub(crate) fn logger(quiet: bool) -> impl FnMut(&str) {
     move |m| {
         if !quiet {
-            eprintln!("{}", map(m));
+            err_line(&map(m));
         }
     }
+}
+
+/// The first failure to write to stderr (a full disk, a closed pipe).
+static STDERR_FAILED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes `line` to stderr without ever panicking (`eprintln!` panics on a
+/// full disk or a closed pipe). The first failure is kept
+/// ([`stderr_failure`]) and asks the run in flight to stop, as a
+/// `--json-log` failure does: the run saves its best image and the command
+/// exits 1. Later lines are dropped.
+pub(crate) fn err_line(line: &str) {
+    let mut failed = STDERR_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    if failed.is_some() {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    if let Err(e) = writeln!(err, "{line}").and_then(|()| err.flush()) {
+        *failed = Some(e.to_string());
+        crate::signals::request_stop();
+    }
+}
+
+/// Why stderr could not be written, if it could not.
+pub(crate) fn stderr_failure() -> Option<String> {
+    STDERR_FAILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Writes `line` to stdout without ever panicking (`println!` panics when a
+/// reader such as `head -1` has gone): `Err` when it cannot.
+pub(crate) fn out_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush())
+}
+
+/// [`out_line`] for a command's result: a failure is an error of the command.
+pub(crate) fn print(line: &str) -> neural_style_core::Result<()> {
+    out_line(line).map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
 }
 
 #[cfg(test)]

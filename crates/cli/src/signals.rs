@@ -107,12 +107,15 @@ mod imp {
     pub(crate) fn install() {
         let _ = ctrlc::set_handler(|| {
             if STOP.swap(true, Ordering::SeqCst) && SIGNAL.load(Ordering::SeqCst) != 0 {
-                eprintln!("\ninterrupted again: quitting without saving");
+                crate::flags::err_line("\ninterrupted again: quitting without saving");
                 std::process::exit(130);
             }
             SIGNAL.store(2, Ordering::SeqCst);
             if let Some(m) = MESSAGE.get() {
-                eprint!("\ninterrupted{}", String::from_utf8_lossy(m));
+                crate::flags::err_line(&format!(
+                    "\ninterrupted{}",
+                    String::from_utf8_lossy(m).trim_end()
+                ));
             }
         });
     }

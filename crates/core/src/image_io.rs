@@ -138,15 +138,42 @@ fn output_dir(path: &Path) -> &Path {
 }
 
 /// Every temporary file this project writes starts with this, followed by
-/// the target's file name, a dot, six random characters and `.tmp`:
-/// `.neural-style-out.png.a1B2c3.tmp` beside `out.png`.
+/// the target's file name, a dot, the writing process's id, a dash, six
+/// random characters and `.tmp`: `.neural-style-out.png.4711-a1B2c3.tmp`
+/// beside `out.png` ([`temp_target`] reads one back).
 pub const TEMP_PREFIX: &str = ".neural-style-";
+
+/// The longest temporary file name of a target whose file name is
+/// `name_len` bytes: the prefix, the name, `.`, a pid of up to 10 digits,
+/// `-`, six random characters and `.tmp`. A target whose temporary name
+/// would pass the file system's limit (255 bytes on most) cannot be
+/// written atomically: the preflight refuses it before any work.
+pub fn temp_name_len(name_len: usize) -> usize {
+    TEMP_PREFIX.len() + name_len + 1 + 10 + 1 + 6 + 4
+}
+
+/// The target's file name and the writer's pid of a temporary file name
+/// this project writes (`.neural-style-NAME.PID-XXXXXX.tmp`), or `None`
+/// for any other name.
+pub fn temp_target(file_name: &str) -> Option<(&str, u32)> {
+    let rest = file_name.strip_prefix(TEMP_PREFIX)?.strip_suffix(".tmp")?;
+    let (name, tail) = rest.rsplit_once('.')?;
+    let (pid, random) = tail.split_once('-')?;
+    let ok = !name.is_empty()
+        && random.len() == 6
+        && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit());
+    Some((name, pid.parse().ok()?)).filter(|_| ok)
+}
 
 /// Writes `path` atomically: `write` fills a temporary file in the same
 /// directory ([`TEMP_PREFIX`]), which is synced and renamed over `path`. On
 /// any error the temporary file is removed and `path` is untouched. A
 /// temporary file of an earlier write to the same `path` that was killed
-/// before its rename (SIGKILL, power loss) is removed first. `mode` is the
+/// before its rename (SIGKILL, power loss) is removed first, but only once
+/// its owner is gone ([`remove_stale_temps`]): another process writing the
+/// same target at the same time keeps its temporary file. `mode` is the
 /// new file's permission bits before the umask (Unix).
 pub(crate) fn write_atomic(
     path: &Path,
@@ -158,8 +185,8 @@ pub(crate) fn write_atomic(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let prefix = format!("{TEMP_PREFIX}{name}.");
-    remove_stale_temps(dir, &prefix);
+    remove_stale_temps(dir, &name);
+    let prefix = format!("{TEMP_PREFIX}{name}.{}-", std::process::id());
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp").rand_bytes(6);
     #[cfg(unix)]
@@ -188,23 +215,59 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })
 }
 
-/// Removes `dir/{prefix}XXXXXX.tmp` files (six random characters): what a
-/// killed `write_atomic` of the same target left. Best effort.
-fn remove_stale_temps(dir: &Path, prefix: &str) {
+/// How old a temporary file of a process not running here must be before
+/// it is removed: the writer may run on another host sharing the directory
+/// (NFS), where its pid means nothing; no single write takes this long.
+const TEMP_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes what a killed `write_atomic` of `name` left in `dir`: the
+/// temporary files of `name` (`.neural-style-NAME.PID-XXXXXX.tmp`) whose
+/// process is not running on this host and that were not modified for
+/// [`TEMP_STALE_AFTER`], and those of older builds (no pid in the name)
+/// equally old. A temporary file of a live process is never removed. Best effort.
+fn remove_stale_temps(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let legacy = format!("{TEMP_PREFIX}{name}.");
     for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(".tmp"))
-            .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()));
-        if stale && e.file_type().is_ok_and(|t| t.is_file()) {
+        let file = e.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let owner = match temp_target(file) {
+            Some((n, pid)) if n == name => Some(pid),
+            Some(_) => continue,
+            None => {
+                let old = file
+                    .strip_prefix(&legacy)
+                    .and_then(|r| r.strip_suffix(".tmp"))
+                    .is_some_and(|r| r.len() == 6 && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+                if !old {
+                    continue;
+                }
+                None
+            }
+        };
+        if owner.is_some_and(process_runs) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| std::time::SystemTime::now().duration_since(m).ok());
+        if meta.is_file() && age.is_some_and(|a| a > TEMP_STALE_AFTER) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// Whether a process with this id runs here (`/proc/PID`; without `/proc`,
+/// assumed to run: nothing is removed on a guess).
+fn process_runs(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Error messages from the decoders can span lines; ours never do.
@@ -1340,24 +1403,68 @@ mod tests {
     }
 
     #[test]
-    fn temporary_files_are_recognisable_and_stale_ones_are_removed() {
+    fn temporary_files_are_recognisable_and_only_those_of_gone_owners_are_removed() {
         let dir = tmp();
         let out = dir.path().join("out.png");
-        // What a write killed before its rename left, and files that only look alike.
-        let stale = dir.path().join(".neural-style-out.png.Ab12Cd.tmp");
-        let other = dir.path().join(".neural-style-out.png.x.png.Ab12Cd.tmp");
-        let mine = dir.path().join(".neural-style-out.png.notmine.tmp");
-        for p in [&stale, &other, &mine] {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        // A process that has exited: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let f = |n: String| (dir.path().join(&n), n);
+        let files = [
+            // Left by a killed writer (gone, old), by an older build (old), and
+            // files that only look alike.
+            (
+                f(format!(".neural-style-out.png.{gone}-Ab12Cd.tmp")),
+                true,
+                false,
+            ),
+            (f(".neural-style-out.png.Ab12Cd.tmp".into()), true, false),
+            (
+                f(format!(".neural-style-out.png.x.png.{gone}-Ab12Cd.tmp")),
+                true,
+                true,
+            ),
+            (f(".neural-style-out.png.notmine.tmp".into()), true, true),
+            // A live writer's (this process), however old; a gone writer's, fresh.
+            (
+                f(format!(".neural-style-out.png.{me}-Zz99Yy.tmp")),
+                true,
+                true,
+            ),
+            (
+                f(format!(".neural-style-out.png.{gone}-Qq11Rr.tmp")),
+                false,
+                true,
+            ),
+        ];
+        for ((p, _), aged, _) in &files {
             std::fs::write(p, b"half an image").unwrap();
+            if *aged {
+                std::fs::File::options()
+                    .append(true)
+                    .open(p)
+                    .unwrap()
+                    .set_modified(old)
+                    .unwrap();
+            }
         }
         pattern8(4, 3).save(&out).unwrap();
         let left = names(dir.path());
-        assert!(
-            !left.contains(&".neural-style-out.png.Ab12Cd.tmp".to_string()),
-            "{left:?}"
-        );
-        assert!(left.contains(&".neural-style-out.png.x.png.Ab12Cd.tmp".to_string()));
-        assert!(left.contains(&".neural-style-out.png.notmine.tmp".to_string()));
+        for ((_, n), _, kept) in &files {
+            assert_eq!(left.contains(n), *kept, "{n}: {left:?}");
+        }
         assert!(left.contains(&"out.png".to_string()));
+        assert_eq!(
+            temp_target(&format!(".neural-style-a.b.png.{me}-Ab12Cd.tmp")),
+            Some(("a.b.png", me))
+        );
+        assert_eq!(temp_target(".neural-style-a.png.Ab12Cd.tmp"), None);
+        assert_eq!(
+            temp_name_len(7),
+            format!(".neural-style-out.png.{}-Ab12Cd.tmp", u32::MAX).len()
+        );
     }
 }

@@ -11,9 +11,12 @@
 //!   its hand-written gradient, written once over the backend traits.
 //! * [`optim`] — L-BFGS and Adam over the backend's vector operations.
 //! * [`run`] — the optimisation loop: progress, saving, best image; several
-//!   scales in a row (multi-resolution).
+//!   scales in a row (multi-resolution); [`stopping`] — when the picture is
+//!   done (the rule that ends a run before its cap).
 //! * [`color`] — `--original-colors` and `--color-match`; [`mask`] — spatial
 //!   style masks.
+//! * [`temporal`] — video's temporal consistency term (Ruder et al.), one
+//!   more part of the objective.
 //!
 //! With the `testing` feature (for the backends' and the front-end's tests
 //! only), the test kit under `testing`: `reference` (an independent f64
@@ -34,6 +37,8 @@ pub mod optim;
 pub mod pixel;
 pub mod rng;
 pub mod run;
+pub mod stopping;
+pub mod temporal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vgg;

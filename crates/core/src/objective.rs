@@ -27,6 +27,16 @@
 //! primitives: `G^m = k · gram(F ⊙ m)` with `k = H_l·W_l / Σ m_l`, and the
 //! gradient `dF = m ⊙ (k · gram_backward(F ⊙ m, dG))`.
 //!
+//! Video adds a temporal term ([`crate::temporal`], [`Objective::with_temporal`]):
+//!
+//! ```text
+//! temporal(x) = Σ_j Σ c_j ⊙ (x − ω_j(x_{t−j}))² / (C·H·W)
+//! total(x)   += temporal_weight · temporal(x)
+//! ```
+//!
+//! computed as `mean((√c ⊙ x − √c ⊙ ω)²)` with `Backend::mul_mask` and
+//! `Backend::mse_grad`, its gradient `√c ⊙ ∂mean/∂(√c ⊙ x)`.
+//!
 //! [`Normalization::Gatys`] (`--normalization gatys`) is the objective of
 //! Gatys et al. (CVPR 2016, eqs. 1–5) and of the project's Keras write-up,
 //! for a layer of `N` channels and `M = H·W` positions:
@@ -58,6 +68,7 @@ use crate::error::{Error, Result};
 use crate::layers::LayerId;
 use crate::mask::Mask;
 use crate::pixel::CaffeImage;
+use crate::temporal::Temporal;
 use crate::vgg::{Keep, LayerGrad, Vgg};
 
 /// How the loss parts are normalised (module documentation for both).
@@ -168,8 +179,17 @@ pub struct LossParts {
     pub style: f64,
     /// Unweighted total variation.
     pub tv: f64,
-    /// `α·content + β·style + tv_weight·tv`.
+    /// `α·content + β·style + tv_weight·tv` (`+ temporal_weight·temporal`
+    /// with a temporal term).
     pub total: f64,
+    /// Unweighted temporal consistency (video, [`crate::temporal`]); 0, and
+    /// absent from JSON, without a temporal term.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub temporal: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl LossParts {
@@ -179,6 +199,7 @@ impl LossParts {
             && self.style.is_finite()
             && self.tv.is_finite()
             && self.total.is_finite()
+            && self.temporal.is_finite()
     }
 }
 
@@ -230,6 +251,14 @@ pub struct Objective<'n, B: Backend> {
     layers: Vec<LayerId>,
     /// What the forward pass keeps for the backward pass.
     keep: Keep,
+    temporal: TemporalTarget<B::Tensor>,
+}
+
+/// The temporal term's weight and, per earlier frame, `√c` (`1×H×W`) and
+/// `√c ⊙ ω` (`3×H×W`).
+struct TemporalTarget<T> {
+    weight: f64,
+    frames: Vec<(T, T)>,
 }
 
 /// Gram matrices of one (whole) style image at each style layer of `spec`.
@@ -384,7 +413,33 @@ impl<'n, B: Backend> Objective<'n, B> {
             masked,
             layers,
             keep: Keep::Everything,
+            temporal: TemporalTarget {
+                weight: 0.0,
+                frames: Vec::new(),
+            },
         })
+    }
+
+    /// Add the temporal term of video ([`crate::temporal`]): the frame is
+    /// held to each earlier stylised frame warped into it, weighted by its
+    /// certainty. Replaces any temporal term set before.
+    pub fn with_temporal(mut self, t: &Temporal) -> Result<Self> {
+        let [_, h, w] = self.content_shape;
+        t.check(w, h)?;
+        let b = self.net.backend();
+        let mut frames = Vec::with_capacity(t.frames.len());
+        for f in &t.frames {
+            let root: Vec<f32> = f.certainty.data.iter().map(|c| c.sqrt()).collect();
+            let root = b.upload(&root, [1, h, w])?;
+            let warped = b.upload(&f.warped.data, f.warped.shape())?;
+            let target = b.mul_mask(&warped, &root)?;
+            frames.push((root, target));
+        }
+        self.temporal = TemporalTarget {
+            weight: t.weight,
+            frames,
+        };
+        Ok(self)
     }
 
     /// Recompute activations in the backward pass instead of keeping them
@@ -491,6 +546,7 @@ enum Part {
     Content,
     Style,
     Tv,
+    Temporal,
 }
 
 impl<B: Backend> Loss for Objective<'_, B> {
@@ -593,6 +649,15 @@ impl<B: Backend> Objective<'_, B> {
         if s.tv_weight != 0.0 {
             b.axpy(1.0, &tv_grad, &mut grad)?;
         }
+        let temporal_weight = self.temporal.weight;
+        for (root, target) in &self.temporal.frames {
+            let xr = b.mul_mask(x, root)?;
+            let (v, g) = b.mse_grad_deferred(&xr, target, temporal_weight)?;
+            terms.push((Part::Temporal, 1.0, 1.0, 0.0, v));
+            if temporal_weight != 0.0 {
+                b.axpy(1.0, &b.mul_mask(&g, root)?, &mut grad)?;
+            }
+        }
         let mut pending: Vec<Scalar> = terms.iter().map(|t| t.4).collect();
         if with_norm {
             pending.push(b.dot_deferred(&grad, &grad)?);
@@ -609,11 +674,13 @@ impl<B: Backend> Objective<'_, B> {
                 Part::Content => &mut parts.content,
                 Part::Style => &mut parts.style,
                 Part::Tv => &mut parts.tv,
+                Part::Temporal => &mut parts.temporal,
             } += k1 * (k2 * v + off);
         }
         parts.total = s.content_weight * parts.content
             + s.style_weight * parts.style
-            + s.tv_weight * parts.tv;
+            + s.tv_weight * parts.tv
+            + temporal_weight * parts.temporal;
         Ok((parts, grad, grad_norm))
     }
 }

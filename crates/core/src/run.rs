@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::objective::{LossParts, Objective};
 use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer, Step};
 use crate::pixel::CaffeImage;
+use crate::stopping::{StopRule, Watch};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub iterations: usize,
     /// The optimiser.
     pub optimizer: OptimizerKind,
+    /// Stop when the picture is done ([`crate::stopping`]); `None`: run
+    /// every iteration.
+    pub stop_rule: Option<StopRule>,
 }
 
 /// What one iteration produced.
@@ -56,10 +60,15 @@ pub struct IterationReport {
 pub enum StopReason {
     /// Every iteration ran.
     Completed,
-    /// The optimiser could not make progress (its reason).
+    /// The optimiser could not make progress, or the picture is done (the
+    /// stopping rule of [`crate::stopping`]): the reason, in words.
     Converged(String),
     /// The stop flag was raised (a signal, or an observer's request).
     Interrupted,
+    /// A loss or the gradient became non-finite after at least one good
+    /// iteration (the error, as a line): the best point so far is kept and
+    /// returned, and the run ends (later scales are not run).
+    Failed(String),
 }
 
 /// What a run returns.
@@ -130,23 +139,28 @@ pub fn run<B: Backend>(
     let mut best_iteration = 0;
     let mut stop = StopReason::Completed;
     let mut done = 0;
+    let mut watch = opts.stop_rule.map(Watch::new);
     for iteration in 1..=opts.iterations {
         if interrupt.load(Ordering::SeqCst) {
             stop = StopReason::Interrupted;
             break;
         }
         let (loss, grad, grad_norm) = objective.evaluate_with_norm(&x)?;
-        if !loss.is_finite() {
-            return Err(Error::NonFinite {
-                what: format!("total = {}", loss.total),
-                iteration,
-            });
-        }
-        if !grad_norm.is_finite() {
-            return Err(Error::NonFinite {
-                what: "gradient".into(),
-                iteration,
-            });
+        let bad = if !loss.is_finite() {
+            Some(format!("total = {}", loss.total))
+        } else if !grad_norm.is_finite() {
+            Some("gradient".to_string())
+        } else {
+            None
+        };
+        if let Some(what) = bad {
+            let e = Error::NonFinite { what, iteration };
+            if done == 0 {
+                return Err(e);
+            }
+            // The best point so far is good: keep it.
+            stop = StopReason::Failed(e.to_string());
+            break;
         }
         done = iteration;
         if loss.total < best_loss {
@@ -164,6 +178,12 @@ pub fn run<B: Backend>(
         observer.on_iteration(&report, &mut || download(b, &x))?;
         if iteration == opts.iterations {
             break; // the last evaluation is not followed by a move
+        }
+        if let Some(w) = watch.as_mut().filter(|w| w.due(iteration)) {
+            if let Some(why) = w.check(best_loss, &b.download(&best)?) {
+                stop = StopReason::Converged(why);
+                break;
+            }
         }
         if let Step::Stop(why) = optimizer.update(b, &mut x, loss.total, &grad)? {
             stop = StopReason::Converged(why);
@@ -214,13 +234,15 @@ impl Observer for Continued<'_> {
 /// first scale starting from `init` (resized to its size if needed), each
 /// later one from the previous scale's best image resized. Iterations and
 /// elapsed times are reported across scales; an optimiser that stops early
-/// ends its scale, not the run; an interrupt ends the run (the best image
+/// ends its scale, not the run, and so does the stopping rule `stop_rule`
+/// (applied at each scale afresh); an interrupt ends the run (the best image
 /// is then at the size of the scale reached).
 pub fn run_scales<'n, B: Backend>(
     iterations: &[usize],
     objective_at: &mut dyn FnMut(usize) -> Result<Objective<'n, B>>,
     init: &CaffeImage,
     optimizer: OptimizerKind,
+    stop_rule: Option<StopRule>,
     observer: &mut dyn Observer,
     interrupt: &AtomicBool,
 ) -> Result<RunOutcome> {
@@ -242,6 +264,7 @@ pub fn run_scales<'n, B: Backend>(
         let opts = RunOptions {
             iterations: n,
             optimizer,
+            stop_rule,
         };
         let mut out = run(&objective, &from, &opts, &mut cont, interrupt)?;
         out.best_iteration += done;
@@ -250,7 +273,7 @@ pub fn run_scales<'n, B: Backend>(
         current = out.best.clone();
         let stop = out.stop.clone();
         last = Some(out);
-        if stop == StopReason::Interrupted {
+        if matches!(stop, StopReason::Interrupted | StopReason::Failed(_)) {
             break;
         }
     }

@@ -29,14 +29,10 @@ use std::path::{Path, PathBuf};
 
 const VERSION: u32 = 1;
 
-/// `OUTPUT.ckpt.png` and `OUTPUT.ckpt.json` (the output's whole file name,
-/// so `a.png` and `a.jpg` never share a checkpoint).
+/// `OUTPUT.ckpt.png` and `OUTPUT.ckpt.json`, as the registry of written
+/// paths names them (`neural_style::run::written`).
 pub(crate) fn paths(output: &Path) -> (PathBuf, PathBuf) {
-    let name = output.file_name().unwrap_or_default().to_string_lossy();
-    (
-        output.with_file_name(format!("{name}.ckpt.png")),
-        output.with_file_name(format!("{name}.ckpt.json")),
-    )
+    neural_style::run::written::checkpoint_paths(output)
 }
 
 /// What a checkpoint must agree with to be used: every setting but those
@@ -44,27 +40,29 @@ pub(crate) fn paths(output: &Path) -> (PathBuf, PathBuf) {
 /// and the bytes of the content, styles, masks and init image (not their
 /// paths: a batch may run from another directory).
 pub(crate) fn fingerprint(s: &Settings) -> Result<String> {
-    let mut files: Vec<&Path> = vec![&s.content];
-    files.extend(s.styles.iter().map(PathBuf::as_path));
-    files.extend(s.masks.iter().flatten().map(PathBuf::as_path));
-    files.extend(s.init_image.as_deref());
+    let mut files: Vec<&Path> = vec![&s.files.content];
+    files.extend(s.files.styles.iter().map(PathBuf::as_path));
+    files.extend(s.files.masks.iter().flatten().map(PathBuf::as_path));
+    files.extend(s.files.init_image.as_deref());
     let mut neutral = s.clone();
-    neutral.threads = None;
-    neutral.backend = String::new();
-    neutral.device = None;
-    neutral.content = PathBuf::new();
-    neutral.styles = vec![PathBuf::new(); s.styles.len()];
-    neutral.masks = s
+    neutral.options.threads = None;
+    neutral.options.backend = String::new();
+    neutral.options.device = None;
+    neutral.files.content = PathBuf::new();
+    neutral.files.styles = vec![PathBuf::new(); s.files.styles.len()];
+    neutral.files.masks = s
+        .files
         .masks
         .iter()
         .map(|m| m.as_ref().map(|_| PathBuf::new()))
         .collect();
-    neutral.init_image = s.init_image.as_ref().map(|_| PathBuf::new());
+    neutral.files.init_image = s.files.init_image.as_ref().map(|_| PathBuf::new());
     // How much memory the run may use and what the memory plan chose from
     // it (recomputation, the L-BFGS history: it restarts on a resume
     // anyway) depend on the machine, not on the job.
-    neutral.memory = None;
-    neutral.recompute = None;
+    neutral.options.memory = None;
+    neutral.options.recompute = None;
+    neutral.options.lbfgs_history = 0;
     if let neural_style_core::run::OptimizerKind::Lbfgs(c) = &mut neutral.optimizer {
         c.history = 0;
     }
@@ -179,8 +177,17 @@ pub(crate) enum Found {
 }
 
 /// The checkpoint of `output`, if there is one and it belongs to a job with
-/// this fingerprint and these `scales` (`(size, iterations)` each).
-pub(crate) fn load(output: &Path, fingerprint: &str, scales: &[(u32, usize)]) -> Found {
+/// this fingerprint and these `scales` (`(size, iterations)` each), and its
+/// state is possible: its iteration is the iterations of the scales before
+/// its scale plus those done in it, its loss a number ≥ 0, its image the
+/// one its JSON names (sha256) at the size of its scale (`content`: the
+/// content image's size, when known).
+pub(crate) fn load(
+    output: &Path,
+    fingerprint: &str,
+    scales: &[(u32, usize)],
+    content: Option<(u32, u32)>,
+) -> Found {
     let (image, meta) = paths(output);
     let text = match std::fs::read(&meta) {
         Ok(t) => t,
@@ -213,6 +220,31 @@ pub(crate) fn load(output: &Path, fingerprint: &str, scales: &[(u32, usize)]) ->
             "iteration {} (scale {}, {} in it) does not fit this job's {total} iterations",
             m.iteration, m.scale, m.scale_iteration
         ));
+    }
+    let before: Option<usize> = scales[..m.scale]
+        .iter()
+        .try_fold(0usize, |a, s| a.checked_add(s.1));
+    if before.and_then(|b| b.checked_add(m.scale_iteration)) != Some(m.iteration) {
+        return ignored(format!(
+            "iteration {} is not the {} iterations before scale {} plus the {} done in it: \
+             an impossible state",
+            m.iteration,
+            before.unwrap_or(0),
+            m.scale,
+            m.scale_iteration
+        ));
+    }
+    if !(m.best_loss.is_finite() && m.best_loss >= 0.0) {
+        return ignored(format!("its loss {} is impossible", m.best_loss));
+    }
+    if let Some(c) = content {
+        let (w, h) = neural_style_core::image_io::size_longest(c, scales[m.scale].0);
+        if (w as usize, h as usize) != (m.width, m.height) {
+            return ignored(format!(
+                "its image is {}×{}, but scale {} of this job is {w}×{h}",
+                m.width, m.height, m.scale
+            ));
+        }
     }
     let bytes = match std::fs::read(&image) {
         Ok(b) => b,
@@ -484,7 +516,8 @@ pub(crate) fn paint_resumable(
         });
     };
     let fp = fingerprint(s)?;
-    let (start, from) = match load(output, &fp, &s.scales) {
+    let content = Picture::probe(&s.files.content).ok();
+    let (start, from) = match load(output, &fp, &s.scales, content) {
         Found::Nothing => (Start::default(), None),
         Found::Ignored(why) => {
             (hooks.log)(&format!(
@@ -600,8 +633,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let mut t = s.clone();
-        t.memory = Some(3.0);
-        t.recompute = Some(true);
+        t.options.memory = Some(3.0);
+        t.options.recompute = Some(true);
         if let neural_style_core::run::OptimizerKind::Lbfgs(c) = &mut t.optimizer {
             c.history = 7;
         }
@@ -617,8 +650,8 @@ mod tests {
         let f = fingerprint(&s).unwrap();
         assert_eq!(f.len(), 64);
         let mut t = s.clone();
-        t.threads = Some(7);
-        t.backend = "tch".into();
+        t.options.threads = Some(7);
+        t.options.backend = "tch".into();
         assert_eq!(
             fingerprint(&t).unwrap(),
             f,
@@ -626,26 +659,26 @@ mod tests {
         );
         // The same bytes under another name: the same job.
         let moved = dir.path().join("moved.png");
-        std::fs::copy(&s.content, &moved).unwrap();
+        std::fs::copy(&s.files.content, &moved).unwrap();
         let mut t = s.clone();
-        t.content = moved.clone();
+        t.files.content = moved.clone();
         assert_eq!(fingerprint(&t).unwrap(), f);
         // Any result-shaping setting, or other bytes, changes it.
         let mut t = s.clone();
         t.spec.style_weight *= 2.0;
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut t = s.clone();
-        t.seed += 1;
+        t.options.seed += 1;
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut t = s.clone();
-        t.iterations = 11;
+        t.options.iterations = 11;
         t.scales = vec![(4, 11)];
         assert_ne!(fingerprint(&t).unwrap(), f);
         let mut bytes = std::fs::read(&moved).unwrap();
         bytes.push(0); // trailing byte: another file
         std::fs::write(&moved, bytes).unwrap();
         let mut t = s.clone();
-        t.content = moved;
+        t.files.content = moved;
         assert_ne!(fingerprint(&t).unwrap(), f);
     }
 
@@ -653,13 +686,13 @@ mod tests {
     fn save_load_and_remove_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("o.jpg");
-        assert!(matches!(load(&out, "fp", &[(4, 10)]), Found::Nothing));
+        assert!(matches!(load(&out, "fp", &[(4, 10)], None), Found::Nothing));
         let img = image(4, 3, 12.0);
         save(&out, "fp", at(6), &img).unwrap();
         let (png, json) = paths(&out);
         assert_eq!(png, dir.path().join("o.jpg.ckpt.png"));
         assert_eq!(json, dir.path().join("o.jpg.ckpt.json"));
-        let Found::Resume(r) = load(&out, "fp", &[(4, 10)]) else {
+        let Found::Resume(r) = load(&out, "fp", &[(4, 10)], None) else {
             panic!("not resumable")
         };
         assert_eq!((r.meta.iteration, r.meta.scale_iteration), (6, 6));
@@ -681,14 +714,56 @@ mod tests {
             Found::Ignored(w) => w,
             other => panic!("{other:?}"),
         };
-        assert!(why(load(&out, "other", &[(4, 10)])).contains("other settings"));
-        assert!(why(load(&out, "fp", &[(4, 5)])).contains("does not fit"));
+        assert!(why(load(&out, "other", &[(4, 10)], None)).contains("other settings"));
+        assert!(why(load(&out, "fp", &[(4, 5)], None)).contains("does not fit"));
         // A newer image under an older JSON (crash between the two renames).
         let (png, json) = paths(&out);
         Picture::from_caffe(&image(4, 3, 50.0)).save(&png).unwrap();
-        assert!(why(load(&out, "fp", &[(4, 10)])).contains("not the one it describes"));
+        assert!(why(load(&out, "fp", &[(4, 10)], None)).contains("not the one it describes"));
         std::fs::write(&json, "{").unwrap();
-        assert!(why(load(&out, "fp", &[(4, 10)])).contains("not a checkpoint"));
+        assert!(why(load(&out, "fp", &[(4, 10)], None)).contains("not a checkpoint"));
+    }
+
+    #[test]
+    fn an_impossible_or_tampered_checkpoint_is_ignored_never_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.png");
+        save(&out, "fp", at(6), &image(4, 3, 1.0)).unwrap();
+        let (_, json) = paths(&out);
+        let good: Meta = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let why = |m: &Meta, content| {
+            std::fs::write(&json, serde_json::to_vec(m).unwrap()).unwrap();
+            match load(&out, "fp", &[(4, 10)], content) {
+                Found::Ignored(w) => w,
+                Found::Resume(r) => panic!("adopted: {:?}", r.meta),
+                Found::Nothing => panic!("nothing"),
+            }
+        };
+        // "Complete" although only 6 iterations of the scale were done (failed before:
+        // adopted as the result).
+        let done = Meta {
+            iteration: 10,
+            ..good.clone()
+        };
+        assert!(why(&done, None).contains("impossible state"));
+        let negative = Meta {
+            best_loss: -1.0,
+            ..good.clone()
+        };
+        assert!(why(&negative, None).contains("impossible"));
+        // The content is 8×6: at 4 px its image would be 4×3; at 8 px, 8×6.
+        assert!(matches!(
+            {
+                std::fs::write(&json, serde_json::to_vec(&good).unwrap()).unwrap();
+                load(&out, "fp", &[(4, 10)], Some((8, 6)))
+            },
+            Found::Resume(_)
+        ));
+        std::fs::write(&json, serde_json::to_vec(&good).unwrap()).unwrap();
+        let Found::Ignored(w) = load(&out, "fp", &[(8, 10)], Some((8, 6))) else {
+            panic!("a checkpoint of another size was adopted")
+        };
+        assert!(w.contains("scale 0 of this job is 8×6"), "{w}");
     }
 
     #[test]
@@ -709,6 +784,7 @@ mod tests {
                 style: 0.0,
                 tv: 0.0,
                 total,
+                ..LossParts::default()
             },
             grad_norm: 1.0,
             elapsed: 0.0,
@@ -750,7 +826,7 @@ mod tests {
             c.on_iteration(&report(k + 1, *l), &mut || Ok(image(4, 3, v)))
                 .unwrap();
         }
-        let Found::Resume(r) = load(&out, "fp", &[(4, 6), (8, 4)]) else {
+        let Found::Resume(r) = load(&out, "fp", &[(4, 6), (8, 4)], None) else {
             panic!("no checkpoint at 6")
         };
         assert_eq!(
@@ -771,7 +847,7 @@ mod tests {
             .unwrap();
         }
         // Iteration 9 = 3rd of scale 1.
-        let Found::Resume(r) = load(&out, "fp", &[(4, 6), (8, 4)]) else {
+        let Found::Resume(r) = load(&out, "fp", &[(4, 6), (8, 4)], None) else {
             panic!("no checkpoint at 9")
         };
         assert_eq!(
@@ -804,7 +880,10 @@ mod tests {
         );
         c.on_iteration(&report(3, 1.0), &mut || panic!("no download"))
             .unwrap();
-        assert!(matches!(load(&out2, "fp", &[(4, 10)]), Found::Nothing));
+        assert!(matches!(
+            load(&out2, "fp", &[(4, 10)], None),
+            Found::Nothing
+        ));
     }
 
     /// A stand-in for the run loop: `n` iterations of the given scales with
@@ -958,7 +1037,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.outcome.iterations, 4);
         assert!(matches!(
-            load(&out, &fingerprint(&s).unwrap(), &s.scales),
+            load(&out, &fingerprint(&s).unwrap(), &s.scales, None),
             Found::Nothing
         ));
     }

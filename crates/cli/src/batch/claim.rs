@@ -9,10 +9,12 @@
 //! a random token. While a job runs, a thread refreshes the file's mtime
 //! every `stale_after / 4`, so a long job keeps a fresh claim.
 //!
-//! A claim is stale when its process is gone (same host, checked through
-//! `/proc`) or, when its process cannot be checked (another host), when it
-//! was not refreshed for `stale_after` (the holder's node died). A claim
-//! whose process runs on this host is never stale. A stale claim is taken over under a second lock,
+//! A claim is stale when its process is gone (same host and same PID
+//! namespace, checked through `/proc`) or, when its process cannot be
+//! checked (another host, or another PID namespace: a container on this
+//! host, told apart by the inode of `/proc/self/ns/pid` recorded in the
+//! claim), when it was not refreshed for `stale_after` (the holder's node
+//! died). A claim whose process provably runs here is never stale. A stale claim is taken over under a second lock,
 //! `OUTPUT.claim.takeover` (also `O_EXCL`): its holder re-reads the claim,
 //! removes it only if it is still the very claim judged stale, and creates
 //! its own; a claimant racing in meanwhile simply wins. The takeover is
@@ -35,6 +37,11 @@ pub(crate) struct Holder {
     /// The process's start time in clock ticks since boot (`/proc/PID/stat`
     /// field 22), when known.
     pub(crate) proc_start: Option<u64>,
+    /// The inode of the claiming process's PID namespace
+    /// (`/proc/self/ns/pid`), when known: its pid means something here only
+    /// in the same namespace (containers on one host share its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pid_ns: Option<u64>,
     /// Unix seconds when the claim was made.
     pub(crate) since: u64,
     /// A random token that tells two claims apart.
@@ -78,11 +85,10 @@ pub(crate) struct Claim {
     heartbeat: Option<std::thread::JoinHandle<()>>,
 }
 
-/// `OUTPUT.claim`.
+/// `OUTPUT.claim`, as the registry of written paths names it
+/// (`neural_style::run::written`).
 pub(crate) fn claim_path(output: &Path) -> PathBuf {
-    let mut name = output.file_name().unwrap_or_default().to_os_string();
-    name.push(".claim");
-    output.with_file_name(name)
+    neural_style::run::written::claim_path(output)
 }
 
 /// This machine's host name (the kernel's), or `HOSTNAME`, or `unknown`.
@@ -103,11 +109,28 @@ pub(crate) fn proc_start(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether the holder's process runs, as far as this host can tell:
-/// `Some(false)` only when it is on this host and gone (or its pid now
-/// belongs to a process started at another time).
+/// The inode of this process's PID namespace (`/proc/self/ns/pid`).
+pub(crate) fn pid_namespace() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Whether the holder's process runs, as far as this process can tell:
+/// `Some(false)` only when its pid is provably one of ours (this host, this
+/// PID namespace) and gone (or now belongs to a process started at another
+/// time). A claim of another host or another PID namespace (a container on
+/// this host), or one that does not say its namespace, is `None`: judged by
+/// its heartbeat alone.
 fn holder_alive(h: &Holder, this_host: &str) -> Option<bool> {
     if h.host != this_host || !Path::new("/proc/self/stat").exists() {
+        return None;
+    }
+    if h.pid_ns.is_none() || h.pid_ns != pid_namespace() {
         return None;
     }
     match (proc_start(h.pid), h.proc_start) {
@@ -205,6 +228,7 @@ impl Claim {
             host: host.clone(),
             pid,
             proc_start: proc_start(pid),
+            pid_ns: pid_namespace(),
             since: unix_now(),
             token: new_token(),
         };
@@ -231,7 +255,7 @@ impl Claim {
             let Some(reason) = stale_reason(&seen, stale_after, &host) else {
                 return Ok(Acquired::Busy(seen.holder));
             };
-            if !take_over(&path, &seen, &line)? {
+            if !take_over(output, &path, &seen, &line)? {
                 return Ok(Acquired::Busy(seen.holder));
             }
             took_over = Some((seen.holder, reason));
@@ -288,10 +312,8 @@ fn holds(path: &Path, token: &str) -> bool {
 
 /// Replace the stale claim `seen` at `path` by `line`, under the takeover
 /// lock. `Ok(false)`: someone else is taking over, or got it first.
-fn take_over(path: &Path, seen: &Seen, line: &[u8]) -> Result<bool> {
-    let mut lock = path.as_os_str().to_os_string();
-    lock.push(".takeover");
-    let lock = PathBuf::from(lock);
+fn take_over(output: &Path, path: &Path, seen: &Seen, line: &[u8]) -> Result<bool> {
+    let lock = neural_style::run::written::takeover_path(output);
     if !create_exclusive(&lock, line)? {
         let abandoned = std::fs::metadata(&lock)
             .and_then(|m| m.modified())
@@ -386,6 +408,7 @@ mod tests {
             host: host_name(),
             pid,
             proc_start: start.or(Some(1)),
+            pid_ns: pid_namespace(),
             since: unix_now(),
             token: "dead".into(),
         };
@@ -399,6 +422,82 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_from_another_pid_namespace_is_judged_by_its_heartbeat_alone() {
+        // A live holder in another PID namespace on this host (a container):
+        // `unshare --pid --fork` runs a shell as pid 1 of a new namespace.
+        let mut child = match std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "sh", "-c"])
+            .arg("readlink /proc/self/ns/pid; echo $$; exec sleep 60")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return neural_style_core::testing::skip::skip(format!(
+                    "`unshare` cannot run here ({e})"
+                ))
+            }
+        };
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ns = String::new();
+        let mut pid = String::new();
+        use std::io::BufRead;
+        let _ = out.read_line(&mut ns);
+        let _ = out.read_line(&mut pid);
+        let inode = ns
+            .trim()
+            .strip_prefix("pid:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let (Some(inode), Ok(pid)) = (inode, pid.trim().parse::<u32>()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return neural_style_core::testing::skip::skip(format!(
+                "`unshare --pid --fork` needs privileges this test lacks (it said {ns:?})"
+            ));
+        };
+        assert_ne!(Some(inode), pid_namespace());
+        let dir = tempfile::tempdir().unwrap();
+        let out_png = dir.path().join("ns.png");
+        // Its pid (1 there) is, here, another process started at another
+        // time: judged by the pid, the claim looked "gone" and was taken over.
+        let theirs = Holder {
+            host: host_name(),
+            pid,
+            proc_start: Some(u64::MAX),
+            pid_ns: Some(inode),
+            since: unix_now(),
+            token: "container".into(),
+        };
+        let path = claim_path(&out_png);
+        write_holder(&path, &theirs);
+        let busy = Claim::acquire(&out_png, LONG);
+        let _ = child.kill();
+        let _ = child.wait();
+        match busy.unwrap() {
+            Acquired::Busy(Some(h)) => assert_eq!(h, theirs),
+            Acquired::Busy(None) => panic!("unreadable claim"),
+            Acquired::Mine(c) => panic!(
+                "a live claim of a container was taken over: {:?}",
+                c.took_over
+            ),
+        }
+        // The same claim without a heartbeat for longer than the limit: stale.
+        let seen = read_claim(&path).unwrap();
+        assert_eq!(stale_reason(&seen, LONG, &host_name()), None);
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        let seen = read_claim(&path).unwrap();
+        let why = stale_reason(&seen, LONG, &host_name()).unwrap();
+        assert!(why.contains("not refreshed"), "{why}");
+    }
+
+    #[test]
     fn a_live_claim_is_respected_and_an_old_one_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("c.png");
@@ -407,6 +506,7 @@ mod tests {
             host: "elsewhere-node-17".into(),
             pid: 4242,
             proc_start: Some(7),
+            pid_ns: None,
             since: unix_now(),
             token: "remote".into(),
         };
@@ -471,6 +571,7 @@ mod tests {
                     host: "gone-node".into(),
                     pid: 1,
                     proc_start: None,
+                    pid_ns: None,
                     since: 0,
                     token: "old".into(),
                 };
@@ -519,6 +620,7 @@ mod tests {
             host: "other".into(),
             pid: 9,
             proc_start: None,
+            pid_ns: None,
             since: unix_now(),
             token: "theirs".into(),
         };

@@ -65,13 +65,14 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
     if a.stale_claim_after == 0 {
         return Err(Error::config("stale-claim-after", "must be at least 1"));
     }
-    let jobs = plan::plan(&a.file, &a.style)?;
+    let checkpoints = a.checkpoint_every.is_some();
+    let jobs = plan::plan(&a.file, &a.style, checkpoints)?;
     let total = jobs.len();
     let (todo, done) = plan::todo(jobs, shard);
     let skipped = done.len();
-    // Every job of this shard, those already done included: a done job may still
-    // write another job's input.
-    plan::check(&a.file, &[todo.as_slice(), done.as_slice()].concat())?;
+    // The jobs to run only: a finished job writes nothing (and `plan` refused
+    // any job writing another's input, finished or not).
+    plan::check(&a.file, &todo, checkpoints)?;
     let quiet = a.quiet;
     let mut log = flags::logger(quiet);
     log(&format!(
@@ -82,7 +83,7 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
     ));
     if a.dry_run {
         for j in &todo {
-            println!("{}\t{}", j.index, j.output.display());
+            flags::print(&format!("{}\t{}", j.index, j.output.display()))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -113,8 +114,11 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let first = first.settings.clone();
-    job::set_threads(first.threads, &mut log)?;
-    let weights = std::sync::Arc::new(job::load_weights(first.weights.as_deref(), &mut log)?);
+    job::set_threads(first.options.threads, &mut log)?;
+    let weights = std::sync::Arc::new(job::load_weights(
+        first.options.weights.as_deref(),
+        &mut log,
+    )?);
     signals::install(
         quiet,
         if a.checkpoint_every.is_some() {
@@ -149,7 +153,11 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
     totals.interrupted = summary.interrupted;
     events.summary(&totals);
     for (j, e) in &summary.failed {
-        eprintln!("error: {} failed: {}", j.describe(), flags::map(&e.cited()));
+        flags::err_line(&format!(
+            "error: {} failed: {}",
+            j.describe(),
+            flags::map(&e.cited())
+        ));
     }
     log(&format!(
         "{} written, {} skipped (already there or claimed by another process), {} failed{}",
@@ -162,7 +170,12 @@ pub(crate) fn batch(a: &BatchArgs) -> Result<ExitCode> {
             String::new()
         }
     ));
-    Ok(if summary.interrupted {
+    Ok(if let Some(e) = flags::stderr_failure() {
+        // The messages could not be written: the batch stopped as on a
+        // signal (the job in flight saved as its partial output).
+        let _ = e;
+        ExitCode::FAILURE
+    } else if summary.interrupted {
         log("interrupted: rerun the same command to resume");
         signals::exit_code()
     } else if !summary.failed.is_empty() {

@@ -32,10 +32,11 @@
 //! `crate::preflight` on the jobs a shard will run, before any image is
 //! decoded or the weights are loaded. Running them is `crate::job::BatchRun`.
 
-use neural_style::options::{parse_toml, Settings, StyleArgs};
-use neural_style::run::preflight::{self, Input, Kind, Output};
+use neural_style::options::{parse_toml, InitName, Settings, StyleArgs};
+use neural_style::run::preflight::{self, Input};
+use neural_style::run::written::{self, Writes};
 use neural_style_core::error::cite;
-use neural_style_core::image_io::{check_output_path, OutputFormat};
+use neural_style_core::image_io::{check_output_path, OutputFormat, Picture};
 use neural_style_core::{Error, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -102,23 +103,26 @@ impl BatchJob {
     /// its last iteration: `NAME.partial.EXT` beside the output (the output
     /// itself is written only by a finished job, so a rerun redoes this one).
     pub(crate) fn partial(&self) -> PathBuf {
-        let stem = self
-            .output
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy();
-        let ext = self
-            .output
-            .extension()
-            .unwrap_or_default()
-            .to_string_lossy();
-        self.output.with_file_name(format!("{stem}.partial.{ext}"))
+        written::partial_path(&self.output)
+    }
+
+    /// What this job may write (`checkpoints`: with `--checkpoint-every`).
+    pub(crate) fn writes(&self, checkpoints: bool) -> Writes {
+        Writes {
+            role_prefix: format!("job {} ", self.index),
+            output: self.output.clone(),
+            iterations: self.settings.total_iterations(),
+            checkpoints,
+            batch: true,
+            ..Writes::default()
+        }
     }
 
     /// `job 3 (photos/a.jpg × art/x.jpg)`, for messages.
     pub(crate) fn describe(&self) -> String {
         let styles: Vec<String> = self
             .settings
+            .files
             .styles
             .iter()
             .map(|p| p.display().to_string())
@@ -126,7 +130,7 @@ impl BatchJob {
         format!(
             "job {} ({} × {})",
             self.index,
-            self.settings.content.display(),
+            self.settings.files.content.display(),
             styles.join(" + ")
         )
     }
@@ -135,8 +139,9 @@ impl BatchJob {
 /// The jobs of a file, each resolved, before any work. `cli` holds the
 /// options given on the batch command line: they override the file's
 /// `[defaults]` and every `[[job]]`'s keys. Two jobs that would write the
-/// same file are an error naming both.
-pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
+/// same file (any file of their registry, `neural_style::run::written`:
+/// with `checkpoints`, their checkpoint pairs too) are an error naming both.
+pub(crate) fn plan(path: &Path, cli: &StyleArgs, checkpoints: bool) -> Result<Vec<BatchJob>> {
     if cli.content.is_some()
         || !cli.style.is_empty()
         || !cli.style_mask.is_empty()
@@ -199,29 +204,15 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
         ));
     }
     let mut jobs = Vec::with_capacity(entries.len());
-    for (index, mut a) in entries.into_iter().enumerate() {
+    for (index, a) in entries.into_iter().enumerate() {
         if a.config.is_some() {
             return Err(fail(format!(
                 "job {index}: a config file (`config = ...`) is not a batch key"
             )));
         }
-        a.content = a.content.as_ref().map(rebase);
-        a.style = a.style.iter().map(rebase).collect();
-        a.style_mask = a
-            .style_mask
-            .iter()
-            .map(|p| {
-                if p.as_os_str() == "none" {
-                    p.clone()
-                } else {
-                    rebase(p)
-                }
-            })
-            .collect();
-        a.init_image = a.init_image.as_ref().map(rebase);
-        a.weights = a.weights.as_ref().map(rebase);
-        // Command-line options (their paths relative to the working directory) win.
-        let a = a.under(cli);
+        // Relative to the file's directory (as in `--config` files);
+        // command-line options (relative to the working directory) win.
+        let a = a.rebased(&base).under(cli);
         let output = a
             .output
             .as_ref()
@@ -237,13 +228,26 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             output,
         });
     }
-    let (b, w) = (&jobs[0].settings.backend, &jobs[0].settings.weights);
+    let first = &jobs[0].settings;
+    let (b, w, t) = (
+        &first.options.backend,
+        &first.options.weights,
+        first.options.threads,
+    );
     if let Some(j) = jobs
         .iter()
-        .find(|j| &j.settings.backend != b || &j.settings.weights != w)
+        .find(|j| &j.settings.options.backend != b || &j.settings.options.weights != w)
     {
         return Err(fail(format!(
             "job {}: every job must use the same backend and weights: set them in [defaults]",
+            j.index
+        )));
+    }
+    // One process, one thread pool: a job's own `threads` cannot be honoured.
+    if let Some(j) = jobs.iter().find(|j| j.settings.options.threads != t) {
+        return Err(fail(format!(
+            "job {}: `threads` is one for the whole batch (one process, one thread pool): \
+             set it in [defaults] or on the command line, not per job",
             j.index
         )));
     }
@@ -251,17 +255,32 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
     let mut read: HashMap<PathBuf, (usize, &str)> = HashMap::new();
     for (k, j) in jobs.iter().enumerate() {
         let s = &j.settings;
-        let inputs = std::iter::once((&s.content, "content"))
-            .chain(s.styles.iter().map(|p| (p, "style")))
-            .chain(s.masks.iter().flatten().map(|p| (p, "style-mask")))
-            .chain(s.init_image.iter().map(|p| (p, "init-image")));
+        let inputs = std::iter::once((&s.files.content, "content"))
+            .chain(s.files.styles.iter().map(|p| (p, "style")))
+            .chain(s.files.masks.iter().flatten().map(|p| (p, "style-mask")))
+            .chain(s.files.init_image.iter().map(|p| (p, "init-image")));
         for (p, flag) in inputs {
             read.entry(preflight::canonical(p)).or_insert((k, flag));
         }
     }
-    for j in &jobs {
-        for path in [&j.output, &j.partial()] {
-            if let Some(&(other, flag)) = read.get(&preflight::canonical(path)) {
+    let declared: Vec<Vec<(PathBuf, PathBuf, String)>> = jobs
+        .iter()
+        .map(|j| {
+            j.writes(checkpoints)
+                .declared()
+                .files
+                .into_iter()
+                .map(|o| {
+                    let what = o.role.split_once(' ').map_or(&o.role[..], |r| r.1);
+                    let what = what.split_once(' ').map_or(what, |r| r.1).to_string();
+                    (preflight::canonical(&o.path), o.path, what)
+                })
+                .collect()
+        })
+        .collect();
+    for (j, files) in jobs.iter().zip(&declared) {
+        for (key, path, _) in files {
+            if let Some(&(other, flag)) = read.get(key) {
                 return Err(fail(format!(
                     "{} writes {}, which is the {} of {}: a batch never writes over an input",
                     j.describe(),
@@ -272,16 +291,16 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
             }
         }
     }
-    // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a grid).
-    let mut writers: HashMap<PathBuf, (usize, &str)> = HashMap::new();
-    for (k, j) in jobs.iter().enumerate() {
-        for (path, what) in [
-            (j.output.clone(), "output"),
-            (j.partial(), "partial output"),
-        ] {
-            let key = preflight::canonical(&path);
-            if let Some(&(other, other_what)) = writers.get(&key) {
-                let o = &jobs[other];
+    // No two jobs may write one file (e.g. a/photo.jpg and b/photo.jpg on a
+    // grid, or `a.png.ckpt.png` beside `a.png`'s checkpoint).
+    let mut writers: HashMap<&PathBuf, (usize, &str)> = HashMap::new();
+    for (k, files) in declared.iter().enumerate() {
+        for (key, path, what) in files {
+            if let Some(&(other, other_what)) = writers.get(key) {
+                if other == k {
+                    continue;
+                }
+                let (o, j) = (&jobs[other], &jobs[k]);
                 return Err(fail(format!(
                     "{} and {} both write {} (the {other_what} of one, the {what} of the \
                      other): give one of them its own `output = \"FILE\"` in a [[job]]",
@@ -297,32 +316,53 @@ pub(crate) fn plan(path: &Path, cli: &StyleArgs) -> Result<Vec<BatchJob>> {
 }
 
 /// The preflight of every job to run (see `crate::preflight`): inputs exist
-/// and their headers decode, images are large enough, outputs are writable
-/// and are nobody's input, before any job starts. Errors name the job.
-pub(crate) fn check(file: &Path, jobs: &[BatchJob]) -> Result<()> {
+/// and their headers decode, images are large enough, everything a job may
+/// write (its registry, `neural_style::run::written`) is writable and is
+/// nobody's input, before any job starts. Errors name the job. Only the
+/// jobs to run are checked: a finished job is skipped without reading its
+/// inputs (one may have been deleted since), and `plan` has already refused
+/// any job writing another's input. O(n log n) in the number of jobs.
+pub(crate) fn check(file: &Path, jobs: &[BatchJob], checkpoints: bool) -> Result<()> {
     let mut inputs = vec![Input::new("the jobs file", file)];
-    let mut outputs = Vec::new();
+    let mut declared = Vec::with_capacity(jobs.len());
     for j in jobs {
         let name = format!("job {}", j.index);
         for i in preflight::inputs_of(&j.settings)? {
             inputs.push(Input::new(format!("{name} {}", cite(&i.role)), i.path));
         }
-        outputs.push(Output::new(
-            format!("{name} output"),
-            &j.output,
-            Kind::Image,
-        ));
-        outputs.push(Output::new(
-            format!("{name} partial output"),
-            j.partial(),
-            Kind::Image,
-        ));
+        declared.push(j.writes(checkpoints).declared());
     }
-    preflight::check_paths(&inputs, &outputs)?;
+    preflight::check_written(&inputs, &declared)?;
+    // Jobs of a grid share their input files: each header is read once.
+    let mut headers: HashMap<PathBuf, (u32, u32)> = HashMap::new();
+    let mut probe = |p: &Path| -> Result<(u32, u32)> {
+        if let Some(&d) = headers.get(p) {
+            return Ok(d);
+        }
+        let d = Picture::probe(p)?;
+        headers.insert(p.to_path_buf(), d);
+        Ok(d)
+    };
     for j in jobs {
         neural_style::backends::check_selection(&j.settings.selection())?;
-        preflight::check_sizes(&j.settings)
-            .map_err(|e| Error::config("batch", format!("{}: {}", j.describe(), e.cited())))?;
+        let s = &j.settings;
+        let sizes = (|| {
+            let content = probe(&s.files.content)?;
+            let styles = s
+                .files
+                .styles
+                .iter()
+                .map(|p| probe(p))
+                .collect::<Result<Vec<_>>>()?;
+            for m in s.files.masks.iter().flatten() {
+                probe(m)?;
+            }
+            if let (InitName::Image, Some(p)) = (s.init, &s.files.init_image) {
+                probe(p)?;
+            }
+            preflight::check_dimensions(s, content, &styles)
+        })();
+        sizes.map_err(|e| Error::config("batch", format!("{}: {}", j.describe(), e.cited())))?;
     }
     Ok(())
 }
@@ -362,13 +402,13 @@ mod tests {
              [defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstyle = [\"s.png\"]\noutput = \"o.png\"\nstyle-weight = 7\n",
         )
         .unwrap();
-        let jobs = plan(&f, &StyleArgs::default()).unwrap();
+        let jobs = plan(&f, &StyleArgs::default(), false).unwrap();
         assert_eq!(jobs.len(), 5);
         assert_eq!(jobs[0].settings.spec.style_weight, 7.0);
-        assert_eq!(jobs[0].settings.size, 64);
+        assert_eq!(jobs[0].settings.size(), 64);
         assert_eq!(jobs[0].output, dir.path().join("o.png"));
         assert_eq!(jobs[2].output, dir.path().join(".").join("a_y.jpg"));
-        assert_eq!(jobs[4].settings.content, dir.path().join("b.png"));
+        assert_eq!(jobs[4].settings.files.content, dir.path().join("b.png"));
         let (left, skipped) = todo(jobs, Some(Shard { index: 1, count: 2 }));
         assert_eq!((left.len(), skipped.len()), (2, 0));
         assert_eq!(left[0].index, 1);
@@ -378,7 +418,9 @@ mod tests {
             "[defaults]\nsize = 64\n\n[[job]]\ncontent = \"c.png\"\nstlye = [\"s.png\"]\n",
         )
         .unwrap();
-        let e = plan(&f, &StyleArgs::default()).unwrap_err().to_string();
+        let e = plan(&f, &StyleArgs::default(), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 6") && e.contains("stlye"), "{e}");
     }
 }

@@ -141,6 +141,18 @@ impl WithBackend for BatchRun<'_> {
             drop(claim);
             match ran {
                 Ok((out, Some(path), resumed_from)) => {
+                    if let StopReason::Failed(why) = &out.stop {
+                        // A non-finite loss: the best image so far is the
+                        // partial output, and the job failed (a rerun redoes it).
+                        let e = Error::config(
+                            "batch",
+                            format!("{why}; its best image so far is in {}", path.display()),
+                        );
+                        (self.log)(&format!("{} failed: {}", j.describe(), e.cited()));
+                        emit(Kind::Failed, Detail::reason(&e));
+                        summary.failed.push((j.clone(), e));
+                        continue;
+                    }
                     let done = out.stop != StopReason::Interrupted;
                     if done {
                         summary.written += 1;
@@ -251,7 +263,7 @@ fn run_job<B: Backend + Clone>(
     if !claim.still_held() {
         return Ok((out, None, painted.resumed_from));
     }
-    let path = if out.stop == StopReason::Interrupted {
+    let path = if matches!(out.stop, StopReason::Interrupted | StopReason::Failed(_)) {
         j.partial()
     } else {
         j.output.clone()

@@ -146,14 +146,19 @@ fn slurm(count_flag: Option<usize>, env: &dyn Fn(&str) -> Option<String>) -> Res
             ),
         )
     };
-    if count < 1 || step < 1 || id < min || (id - min) % step != 0 {
+    // Checked: garbage values are refused, never wrapped.
+    let offset = id.checked_sub(min);
+    if count < 1 || step < 1 || id < min || offset.is_none_or(|o| o % step != 0) {
         return Err(irregular());
     }
-    if max.is_some_and(|m| m != min + (count - 1) * step) {
+    let last = (count - 1)
+        .checked_mul(step)
+        .and_then(|span| min.checked_add(span));
+    if last.is_none() || max.is_some_and(|m| Some(m) != last) {
         return Err(irregular());
     }
-    let index = (id - min) / step;
-    if index >= count {
+    let index = offset.unwrap_or(0) / step;
+    if index >= count || usize::try_from(count).is_err() {
         return Err(irregular());
     }
     if let Some(n) = count_flag.filter(|&n| n as i64 != count) {
@@ -299,6 +304,34 @@ mod tests {
         let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (&k[..], &v[..])).collect();
         assert!(choose(None, Some(3), &env(&p)).is_err());
         assert_eq!(choose(None, Some(4), &env(&p)).unwrap().shard, s(1, 4));
+    }
+
+    #[test]
+    fn garbage_slurm_values_are_refused_naming_the_variable_never_wrapped() {
+        let big = i64::MAX.to_string();
+        let small = i64::MIN.to_string();
+        // Each of these wrapped (or overflowed) before: 0 jobs, exit 0.
+        for env in [
+            slurm_env(&big, &small, "3", "1", "4"),
+            slurm_env("1", "0", &big, &big, "4"),
+            slurm_env("0", &big, &big, "1", &big),
+            slurm_env(&big, "0", &big, "1", &big),
+            slurm_env("3", "0", "3", "1", "-4"),
+        ] {
+            let e = shard_of(&env, None).unwrap_err().to_string();
+            assert!(e.contains("SLURM_ARRAY_TASK_ID="), "{e}");
+        }
+        let e = shard_of(&slurm_env("1", "0", "3", "1", "99999999999999999999"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SLURM_ARRAY_TASK_COUNT=\"99999999999999999999\""),
+            "{e}"
+        );
+        let e = choose(None, Some(2), &env(&[("JOB_COMPLETION_INDEX", &small)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("JOB_COMPLETION_INDEX="), "{e}");
     }
 
     #[test]

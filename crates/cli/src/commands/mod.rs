@@ -5,3 +5,5 @@ pub(crate) mod compare;
 pub(crate) mod info;
 pub(crate) mod loss;
 pub(crate) mod paint;
+#[cfg(feature = "video")]
+pub(crate) mod video;

@@ -7,8 +7,9 @@ use crate::{pictures, signals};
 use clap::Args;
 use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Settings, StyleArgs};
-use neural_style::run::preflight::{self, Kind, Output};
-use neural_style::run::{self as job, prepare, Images, Session, Sources};
+use neural_style::run::preflight;
+use neural_style::run::written::{Writes, Written};
+use neural_style::run::{self as job, prepare_written, Images, Session, Sources};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::{self, Picture};
 use neural_style_core::pixel::CaffeImage;
@@ -74,41 +75,39 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             "the contact sheet shows the `save-every` frames: add `save-every` N",
         ));
     }
-    let frames_dir = run.save_every.map(|_| {
-        run.frames_dir.clone().unwrap_or_else(|| {
-            let stem = output.file_stem().unwrap_or_default().to_string_lossy();
-            output.with_file_name(format!("{stem}_frames"))
-        })
-    });
-    let mut outputs = vec![Output::new("output", &output, Kind::Image)];
-    if let Some(p) = &run.json_log {
-        outputs.push(Output::new("json-log", p, Kind::Text));
+    // Everything this run may create or delete, from one place: the
+    // preflight checks it, and every writer below takes its path from it.
+    let written = Writes {
+        output: output.clone(),
+        json_log: run.json_log.clone(),
+        plot: run.plot.clone(),
+        sheet: run.sheet.clone(),
+        frames: run.save_every.map(|_| run.frames_dir.clone()),
+        iterations: s.total_iterations(),
+        checkpoints: run.checkpoint_every.is_some(),
+        ..Writes::default()
     }
-    if let Some(p) = &run.plot {
-        outputs.push(Output::new("plot", p, Kind::Svg));
-    }
-    if let Some(p) = &run.sheet {
-        outputs.push(Output::new("sheet", p, Kind::Image));
-    }
-    if let Some(d) = &frames_dir {
-        outputs.push(Output::new("frames-dir", d, Kind::Dir));
-    }
+    .declared();
     let quiet = run.quiet;
     let mut log = flags::logger(quiet);
     if run.dry_run {
-        return dry_run(&s, &outputs);
+        return dry_run(&s, &written);
     }
-    let p = prepare(s, Images::files(), &outputs, None, &mut log)?;
+    let p = prepare_written(s, Images::files(), &written, None, &mut log)?;
     let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
-    let frames = match (run.save_every, frames_dir) {
-        (Some(n), Some(dir)) => {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            Some((n, dir))
+    let frames = match (run.save_every, written.frames.clone()) {
+        (Some(n), Some(frames)) => {
+            std::fs::create_dir_all(&frames.dir).map_err(|e| Error::io(&frames.dir, e))?;
+            Some((n, frames))
         }
         _ => None,
     };
-    let json_log = match &run.json_log {
+    // The writers below take their paths from the registry.
+    let json_log_path = written.file("json-log").map(Path::to_path_buf);
+    let plot_path = written.file("plot").map(Path::to_path_buf);
+    let sheet_path = written.file("sheet").map(Path::to_path_buf);
+    let json_log = match &json_log_path {
         Some(p) => Some((
             p.clone(),
             std::io::LineWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
@@ -121,15 +120,16 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let mut observer = CliObserver {
         bar: bar.clone(),
         print_every: if quiet { 0 } else { run.print_every },
+        heartbeat: (!quiet && bar.is_hidden()).then(|| {
+            let may_stop = s
+                .stop_rule
+                .is_some_and(|r| s.scales.iter().any(|x| x.1 >= r.earliest()));
+            observer::Heartbeat::new(observer::HEARTBEAT_SECONDS, may_stop)
+        }),
         frames,
-        stem: output
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
         json_log,
         log_error: None,
-        colors: s.original_colors.then(|| inputs.content.clone()),
+        colors: s.options.original_colors.then(|| inputs.content.clone()),
         plot: run.plot.as_ref().map(|_| Vec::new()),
         thumbs: run.sheet.as_ref().map(|_| Vec::new()),
     };
@@ -182,40 +182,59 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .log_error
         .take()
         .or_else(|| observer.flush_log().err());
-    let outcome = painted?.outcome;
+    let painted = painted?;
+    let outcome = painted.outcome;
     Picture::from_caffe(&job::finish(s, &outcome.best, &inputs.content)).save(&output)?;
     if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
         checkpoint::remove(&output)?;
     }
-    if let Some(e) = log_failed {
-        return Err(Error::config(
-            "json-log",
+    let stopped = |what: &str, e: &dyn std::fmt::Display| {
+        Error::config(
+            what,
             format!(
                 "{e}; the run stopped at iteration {} and the best image so far is in {}",
                 outcome.iterations,
                 output.display()
             ),
+        )
+    };
+    if let Some(e) = log_failed {
+        return Err(stopped("json-log", &e));
+    }
+    if let Some(e) = flags::stderr_failure() {
+        return Err(stopped(
+            "stderr",
+            &format!("writing a message to stderr failed ({e})"),
         ));
     }
-    if let (Some(path), Some(points)) = (&run.plot, &observer.plot) {
+    if let StopReason::Failed(e) = &outcome.stop {
+        return Err(stopped("learning-rate", e));
+    }
+    if let (Some(path), Some(points)) = (&plot_path, &observer.plot) {
         let w = [s.spec.content_weight, s.spec.style_weight, s.spec.tv_weight];
         image_io::write_file_atomic(path, pictures::plot_losses(points, w)?.as_bytes(), 0o666)?;
         log(&format!("wrote {}", path.display()));
     }
-    if let (Some(path), Some(thumbs)) = (&run.sheet, &observer.thumbs) {
+    if let (Some(path), Some(thumbs)) = (&sheet_path, &observer.thumbs) {
         let columns = if thumbs.len() <= 6 { thumbs.len() } else { 5 };
         pictures::sheet(thumbs, columns, SHEET_CELL).save(path)?;
         log(&format!("wrote {}", path.display()));
     }
     let secs = outcome.elapsed.as_secs_f64();
+    // The speed of this process: a resumed run's earlier iterations are not its.
+    let here = outcome.iterations - painted.resumed_from.unwrap_or(0).min(outcome.iterations);
+    let speed = if here > 0 && secs > 0.0 {
+        format!(", {:.2} it/s", here as f64 / secs)
+    } else {
+        String::new()
+    };
     log(&format!(
-        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s, {:.2} it/s)",
+        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s{speed})",
         output.display(),
         outcome.best_loss,
         outcome.best_iteration,
         outcome.iterations,
         secs,
-        outcome.iterations as f64 / secs.max(1e-9)
     ));
     Ok(match outcome.stop {
         StopReason::Completed => ExitCode::SUCCESS,
@@ -227,13 +246,14 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             log("interrupted: the best image so far was saved");
             signals::exit_code()
         }
+        StopReason::Failed(_) => ExitCode::FAILURE, // returned above
     })
 }
 
 /// `--dry-run`: the preflight (nothing written), the inputs' headers and
 /// pixels decoded, the memory plan printed on stdout; no weights loaded.
-fn dry_run(s: &Settings, outputs: &[Output]) -> Result<ExitCode> {
-    preflight::check_run(s, Vec::new(), outputs)?;
+fn dry_run(s: &Settings, written: &Written) -> Result<ExitCode> {
+    preflight::check_run_written(s, Vec::new(), written)?;
     let sources = job::load_sources(s)?;
     let plan = sources.plan();
     println!(
@@ -241,8 +261,9 @@ fn dry_run(s: &Settings, outputs: &[Output]) -> Result<ExitCode> {
         s.total_iterations(),
         plan.scales.len(),
         if plan.scales.len() == 1 { "" } else { "s" },
-        s.backend,
-        s.device
+        s.options.backend,
+        s.options
+            .device
             .as_deref()
             .map(|d| format!(" on {d}"))
             .unwrap_or_default(),

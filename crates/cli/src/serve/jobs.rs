@@ -5,8 +5,15 @@
 //! path, so a job painted here gives the command line's image. Its iteration
 //! callback publishes progress (every iteration) and a preview PNG (every
 //! `--preview-every` iterations) and stops the run when the job's stop flag
-//! is set. Every finished or stopped result goes to the gallery, which lives
-//! as long as the server (and, with `--gallery DIR`, is also saved there).
+//! is set. Every finished or stopped result goes to the gallery, which keeps
+//! the newest `--max-results` (and `--max-results-mib`) in memory (with
+//! `--gallery DIR`, every result is also saved there).
+//!
+//! Bounded: at most `--max-queue` jobs wait, at most `--max-queue-per-client`
+//! of one client (browser session) wait or paint; a job paints at most
+//! `--max-iterations` iterations, at most `--max-size` pixels a side (output,
+//! every scale, the style images). A result is kept in memory first: a full
+//! disk or a lack of file descriptors cannot lose it.
 
 use super::events::{Event, Hub};
 use super::uploads::{self, Upload};
@@ -19,7 +26,7 @@ use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// The options a page may not set: the server's own (its flags).
 const SERVER_KEYS: [(&str, &str); 4] = [
@@ -37,7 +44,18 @@ pub(crate) struct Engine {
     fixed: Map<String, Value>,
     weights: Arc<Vgg19Weights>,
     max_size: u32,
+    max_iterations: usize,
     preview_every: usize,
+    limits: Limits,
+}
+
+/// The queue's and the gallery's bounds.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_queue: usize,
+    max_queue_per_client: usize,
+    max_results: usize,
+    max_results_bytes: u64,
 }
 
 impl Engine {
@@ -66,7 +84,14 @@ impl Engine {
             fixed,
             weights,
             max_size: args.max_size,
+            max_iterations: args.max_iterations,
             preview_every: args.preview_every,
+            limits: Limits {
+                max_queue: args.max_queue,
+                max_queue_per_client: args.max_queue_per_client,
+                max_results: args.max_results,
+                max_results_bytes: args.max_results_mib.saturating_mul(1 << 20),
+            },
         })
     }
 
@@ -85,20 +110,42 @@ impl Engine {
         map.extend(self.fixed.clone());
         let o = from_json(map)?;
         o.validate().map_err(|e| e.to_string())?;
-        let v = serde_json::to_value(&o).map_err(|e| e.to_string())?;
-        let sizes = v.get("size").into_iter().chain(
-            v.get("scales")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        );
-        for s in sizes.filter_map(Value::as_u64) {
-            if s > u64::from(self.max_size) {
-                return Err(format!(
-                    "size {s} is more than this server allows ({} px: `neural-style serve --max-size`)",
-                    self.max_size
-                ));
+        let max = self.max_size;
+        let too_large = |what: &str, s: u64| {
+            format!(
+                "{what} {s} is more than this server allows ({max} px: `neural-style serve --max-size`)"
+            )
+        };
+        let scales = o.scales().map_err(|e| e.to_string())?;
+        let mut largest = 0u32;
+        for &(s, _) in std::iter::once(&(o.size, 0)).chain(&scales) {
+            if s > max {
+                return Err(too_large("size", s.into()));
             }
+            largest = largest.max(s);
+        }
+        if let Some(s) = o.style_size.filter(|&s| s > max) {
+            return Err(too_large("style-size", s.into()));
+        }
+        // A style image has the content's pixel count times style-scale: at
+        // most largest² × style-scale, which must fit in max².
+        if o.style_size.is_none()
+            && f64::from(largest) * f64::from(largest) * o.style_scale
+                > f64::from(max) * f64::from(max)
+        {
+            return Err(format!(
+                "style-scale {} makes the style images larger than this server allows ({max}×{max} pixels at size {largest}: `neural-style serve --max-size`)",
+                o.style_scale
+            ));
+        }
+        let iterations = scales
+            .iter()
+            .fold(0usize, |n, &(_, its)| n.saturating_add(its));
+        if iterations > self.max_iterations {
+            return Err(format!(
+                "iterations: {iterations} in all is more than this server allows ({}: `neural-style serve --max-iterations`)",
+                self.max_iterations
+            ));
         }
         Ok(o)
     }
@@ -199,6 +246,28 @@ pub(crate) enum InitRef {
 /// Most strengths one comparison may paint.
 pub(crate) const MAX_STRENGTHS: usize = 8;
 
+/// Most style images of one job.
+pub(crate) const MAX_STYLES: usize = 8;
+
+/// Why a request was not queued: a bad request, or a full queue (429).
+#[derive(Debug)]
+pub(crate) enum Refused {
+    Bad(String),
+    Busy(String),
+}
+
+impl From<String> for Refused {
+    fn from(m: String) -> Refused {
+        Refused::Bad(m)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(m: &str) -> Refused {
+        Refused::Bad(m.to_string())
+    }
+}
+
 /// One job, queued or painting.
 pub(crate) struct Job {
     pub(crate) id: u64,
@@ -206,9 +275,15 @@ pub(crate) struct Job {
     /// The comparison it belongs to (the id of its first job) and its strength.
     pub(crate) group: Option<u64>,
     pub(crate) strength: Option<f64>,
+    /// Who queued it (the per-client bound).
+    client: String,
     content: Arc<Upload>,
     styles: Vec<Arc<Upload>>,
     init: Option<(String, PathBuf)>,
+    /// The upload or gallery result it starts from: held, so that its file
+    /// stays until the job is done.
+    _init_upload: Option<Arc<Upload>>,
+    _init_item: Option<Arc<Item>>,
     options: Options,
     cli: String,
     stop: AtomicBool,
@@ -256,13 +331,28 @@ pub(crate) struct Item {
     /// The job's options (the options model's keys).
     pub(crate) options: Value,
     #[serde(skip)]
-    pub(crate) path: PathBuf,
-    #[serde(skip)]
     pub(crate) png: Vec<u8>,
     #[serde(skip)]
     pub(crate) thumb: Vec<u8>,
+    /// Its file in the private directory, written when a job first starts
+    /// from it ("use as init"); removed with the item.
     #[serde(skip)]
-    pub(crate) image: image::RgbImage,
+    file: OnceLock<PathBuf>,
+}
+
+impl Item {
+    /// Bytes it keeps in memory.
+    fn bytes(&self) -> u64 {
+        (self.png.len() + self.thumb.len() + self.cli.len() + self.label.len()) as u64 + 1024
+    }
+}
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        if let Some(p) = self.file.get() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -329,7 +419,8 @@ impl Jobs {
         &self,
         req: &JobRequest,
         uploads: &uploads::Uploads,
-    ) -> Result<Vec<u64>, String> {
+        client: &str,
+    ) -> Result<Vec<u64>, Refused> {
         let upload = |id: u64, what: &str| {
             uploads
                 .get(id)
@@ -339,12 +430,17 @@ impl Jobs {
         if req.styles.is_empty() {
             return Err("choose at least one style image".into());
         }
+        if req.styles.len() > MAX_STYLES {
+            return Err(format!("styles: at most {MAX_STYLES} style images per job").into());
+        }
         let styles = req
             .styles
             .iter()
             .map(|&id| upload(id, "style"))
             .collect::<Result<Vec<_>, _>>()?;
         let mut page = req.options.clone();
+        let mut init_item = None;
+        let mut init_upload = None;
         let init = match &req.init {
             None => {
                 if page.get("init").and_then(Value::as_str) == Some("image") {
@@ -356,13 +452,17 @@ impl Jobs {
                 let (name, path) = match *r {
                     InitRef::Upload(id) => {
                         let u = upload(id, "init")?;
-                        (u.name.clone(), u.path.clone())
+                        let r = (u.name.clone(), u.path.clone());
+                        init_upload = Some(u);
+                        r
                     }
                     InitRef::Gallery(id) => {
                         let item = self
                             .item(id)
                             .ok_or_else(|| format!("init: no gallery result {id}"))?;
-                        (format!("result-{id}.png"), item.path.clone())
+                        let path = self.item_file(&item)?;
+                        init_item = Some(item);
+                        (format!("result-{id}.png"), path)
                     }
                 };
                 page.insert("init".into(), "image".into());
@@ -370,10 +470,10 @@ impl Jobs {
             }
         };
         if req.strengths.len() > MAX_STRENGTHS {
-            return Err(format!("compare at most {MAX_STRENGTHS} strengths"));
+            return Err(format!("compare at most {MAX_STRENGTHS} strengths").into());
         }
         if let Some(bad) = req.strengths.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(format!("strengths must be positive numbers, not {bad}"));
+            return Err(format!("strengths must be positive numbers, not {bad}").into());
         }
         let base = self.engine.options(&page)?;
         let mut variants = Vec::new();
@@ -385,14 +485,41 @@ impl Jobs {
                 .and_then(|v| v.get("content-weight").and_then(Value::as_f64))
                 .ok_or("options: no content-weight")?;
             for &s in &req.strengths {
+                let style_weight = content_weight * s;
+                if !style_weight.is_finite() {
+                    return Err(format!(
+                        "strengths: {s} times the content weight {content_weight} is not a finite style weight"
+                    )
+                    .into());
+                }
                 let mut p = page.clone();
-                p.insert("style-weight".into(), (content_weight * s).into());
+                p.insert("style-weight".into(), style_weight.into());
                 variants.push((Some(s), self.engine.options(&p)?));
             }
         }
         let mut q = self.queue.lock().expect("queue lock");
         if q.shutting_down {
             return Err("the server is stopping".into());
+        }
+        let limits = self.engine.limits;
+        if q.waiting.len() + variants.len() > limits.max_queue {
+            return Err(Refused::Busy(format!(
+                "the queue is full ({} jobs waiting, at most {}: `neural-style serve --max-queue`); try again when it has room",
+                q.waiting.len(),
+                limits.max_queue
+            )));
+        }
+        let mine = q
+            .waiting
+            .iter()
+            .chain(&q.running)
+            .filter(|j| j.client == client)
+            .count();
+        if mine + variants.len() > limits.max_queue_per_client {
+            return Err(Refused::Busy(format!(
+                "you have {mine} jobs queued or painting, at most {} each (`neural-style serve --max-queue-per-client`); wait for them, or stop one",
+                limits.max_queue_per_client
+            )));
         }
         let group = (variants.len() > 1).then(|| self.next.load(Ordering::SeqCst));
         let mut ids = Vec::new();
@@ -419,9 +546,12 @@ impl Jobs {
                 label,
                 group,
                 strength,
+                client: client.to_string(),
                 content: content.clone(),
                 styles: styles.clone(),
                 init: init.clone(),
+                _init_upload: init_upload.clone(),
+                _init_item: init_item.clone(),
                 options,
                 cli,
                 stop: AtomicBool::new(false),
@@ -433,6 +563,23 @@ impl Jobs {
         drop(q);
         self.wake.notify_all();
         Ok(ids)
+    }
+
+    /// The file of a gallery result in the private directory (written on
+    /// first use). The error is a message for the page.
+    fn item_file(&self, item: &Arc<Item>) -> Result<PathBuf, String> {
+        if let Some(p) = item.file.get() {
+            return Ok(p.clone());
+        }
+        let path = self.private_dir.join(format!("result-{}.png", item.id));
+        neural_style_core::image_io::write_file_atomic(&path, &item.png, 0o600).map_err(|e| {
+            format!(
+                "init: cannot store result {} to start from: {}",
+                item.id,
+                self.clean_path(&e.to_string())
+            )
+        })?;
+        Ok(item.file.get_or_init(|| path).clone())
     }
 
     /// Stop: a queued job leaves the queue; a painting one stops after its
@@ -510,7 +657,7 @@ impl Jobs {
                 Ok(r) => r.map_err(|e| self.clean_error(&job, &e.to_string())),
                 Err(_) => Err("the painting failed unexpectedly (see the server's log)".into()),
             };
-            let result = result.and_then(|p| self.keep(&job, p));
+            let result = result.map(|p| self.keep(&job, p));
             let mut q = self.queue.lock().expect("queue lock");
             q.running = None;
             match result {
@@ -518,6 +665,7 @@ impl Jobs {
                     let item = Arc::new(item);
                     self.hub.send(Event::new("result", &*item));
                     q.gallery.push(item);
+                    evict(&mut q.gallery, &self.engine.limits);
                 }
                 Err(error) => {
                     let f = Failed {
@@ -546,15 +694,20 @@ impl Jobs {
         if let Some((name, path)) = &job.init {
             msg = msg.replace(&*path.to_string_lossy(), name);
         }
+        self.clean_path(&msg)
+    }
+
+    /// A message with the private directory's path replaced by "(upload)".
+    fn clean_path(&self, msg: &str) -> String {
         msg.replace(&*self.private_dir.to_string_lossy(), "(upload)")
     }
 
-    /// A painting made into a gallery item: saved as PNG (the command line's
-    /// writer) beside the uploads, and into `--gallery DIR` if given.
-    fn keep(&self, job: &Job, p: Painting) -> Result<Item, String> {
-        let path = self.private_dir.join(format!("result-{}.png", job.id));
-        p.save(&path).map_err(|e| e.to_string())?;
-        let png = std::fs::read(&path).map_err(|e| e.to_string())?;
+    /// A painting made into a gallery item, in memory: its PNG encoded as
+    /// the command line's writer encodes it (the same bytes), and saved into
+    /// `--gallery DIR` if given (a failure there is logged; the result stays
+    /// in the gallery).
+    fn keep(&self, job: &Job, p: Painting) -> Item {
+        let png = uploads::encode(&p.image, image::ImageFormat::Png);
         let picture = neural_style_core::image_io::Picture {
             width: p.image.width(),
             height: p.image.height(),
@@ -577,17 +730,35 @@ impl Jobs {
             elapsed: p.elapsed.as_secs_f64(),
             cli: job.cli.clone(),
             options: serde_json::to_value(&job.options).unwrap_or(Value::Null),
-            path,
             png,
             thumb,
-            image: p.image,
+            file: OnceLock::new(),
         };
         if let Some(dir) = &self.gallery_dir {
             if let Err(e) = save_to_gallery(dir, &item) {
-                eprintln!("error: saving to the gallery directory: {e}");
+                super::eprint_line(&format!("error: saving to the gallery directory: {e}"));
             }
         }
-        Ok(item)
+        item
+    }
+}
+
+/// Drops the oldest results until the gallery is within its bounds; a result
+/// a queued job starts from is kept until that job is done.
+fn evict(gallery: &mut Vec<Arc<Item>>, limits: &Limits) {
+    loop {
+        let bytes: u64 = gallery.iter().map(|i| i.bytes()).sum();
+        if gallery.len() <= limits.max_results && bytes <= limits.max_results_bytes {
+            return;
+        }
+        // Never the newest: a result always shows.
+        let Some(old) = gallery[..gallery.len().saturating_sub(1)]
+            .iter()
+            .position(|i| Arc::strong_count(i) == 1)
+        else {
+            return;
+        };
+        gallery.remove(old);
     }
 }
 
@@ -701,6 +872,65 @@ pub(crate) fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: u64, png_bytes: usize) -> Arc<Item> {
+        Arc::new(Item {
+            id,
+            job: id,
+            label: String::new(),
+            group: None,
+            strength: None,
+            content: String::new(),
+            styles: Vec::new(),
+            width: 1,
+            height: 1,
+            iterations: 1,
+            stopped: false,
+            best_loss: 0.0,
+            elapsed: 0.0,
+            cli: String::new(),
+            options: Value::Null,
+            png: vec![0; png_bytes],
+            thumb: Vec::new(),
+            file: OnceLock::new(),
+        })
+    }
+
+    fn ids(g: &[Arc<Item>]) -> Vec<u64> {
+        g.iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn the_gallery_keeps_the_newest_within_its_count_and_bytes() {
+        let limits = Limits {
+            max_queue: 1,
+            max_queue_per_client: 1,
+            max_results: 3,
+            max_results_bytes: 1 << 20,
+        };
+        let mut g: Vec<Arc<Item>> = (1..=5).map(|i| item(i, 100)).collect();
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [3, 4, 5]);
+        // Bytes: each result is about 300 KiB, so three do not fit in 1 MiB
+        // with a fourth; one a queued job holds stays.
+        let held = item(6, 300 << 10);
+        let mut g = vec![
+            held.clone(),
+            item(7, 300 << 10),
+            item(8, 300 << 10),
+            item(9, 300 << 10),
+        ];
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [6, 8, 9]);
+        drop(held);
+        g.push(item(10, 300 << 10));
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [8, 9, 10]);
+        // The newest always shows, whatever its size.
+        let mut g = vec![item(11, 2 << 20)];
+        evict(&mut g, &limits);
+        assert_eq!(ids(&g), [11]);
+    }
 
     #[test]
     fn quoting_survives_a_shell() {

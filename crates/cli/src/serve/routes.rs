@@ -15,18 +15,24 @@
 //!
 //! Every request must name this server in `Host` (an IP address, `localhost`
 //! or an `--allow-origin`, at this port): a page of another site that
-//! resolves its name to this machine (DNS rebinding) is refused. Every request
-//! that changes state (any method but GET/HEAD) must carry an `Origin` that is
-//! this server's; a form or script on another site is refused with 403.
-//! Errors are JSON `{"error": "..."}`.
+//! resolves its name to this machine (DNS rebinding) is refused (421). Every
+//! request must then carry the server's token (`auth.rs`; 401 without it or
+//! with a wrong one, unless `--no-token`); a GET with the right `?token=` is
+//! answered with the cookie and a redirect (303) to the same URL without it.
+//! Every request that changes state (any method but GET/HEAD) must carry an
+//! `Origin` that is this server's; a form or script on another site is
+//! refused with 403. Uploads are read at most [`READS`] at a time and decoded
+//! at most [`DECODES`] at a time (memory); a body that does not arrive within
+//! `--body-timeout` is answered 408. Errors are JSON `{"error": "..."}`.
 
 use super::assets;
-use super::jobs::JobRequest;
+use super::auth::Verdict;
+use super::jobs::{self, JobRequest};
 use super::uploads::Refused;
 use super::Studio;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +42,16 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 type St = State<Arc<Studio>>;
+
+/// Uploads whose bodies are read at once (each at most `--max-upload-mib`).
+pub(crate) const READS: usize = 4;
+/// Uploads decoded at once (each at most `--max-upload-megapixels`).
+pub(crate) const DECODES: usize = 2;
+
+/// Who sent a request (set by the guard): its browser session, or "token"
+/// for scripts, or its address with `--no-token`.
+#[derive(Clone, Debug)]
+pub(crate) struct Client(pub(crate) String);
 
 pub(crate) fn router(studio: Arc<Studio>) -> Router {
     let max = studio.uploads.max_bytes() as usize;
@@ -49,7 +65,9 @@ pub(crate) fn router(studio: Arc<Studio>) -> Router {
         .route("/api/events", get(events))
         .route(
             "/api/uploads",
-            post(upload).layer(DefaultBodyLimit::max(max)),
+            post(upload)
+                .layer(DefaultBodyLimit::max(max))
+                .layer(middleware::from_fn_with_state(studio.clone(), read_permit)),
         )
         .route("/api/uploads/{id}/thumb.png", get(upload_thumb))
         .route("/api/jobs", post(submit))
@@ -127,35 +145,78 @@ fn origin_ok(st: &Studio, origin: &str, host: &str) -> bool {
             .any(|o| o == origin)
 }
 
-async fn guard(State(st): St, req: Request, next: Next) -> Response {
+async fn guard(State(st): St, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return error(StatusCode::BAD_REQUEST, "no Host header");
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return with_headers(error(StatusCode::BAD_REQUEST, "no Host header"));
     };
+    let host = host.as_str();
     if !host_ok(&st, host) {
-        return error(
+        return with_headers(error(
             StatusCode::MISDIRECTED_REQUEST,
             format!("this studio does not answer to `{host}` (start it with --allow-origin http://{host})"),
-        );
+        ));
     }
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let verdict = st.auth.check(get, req.uri().query(), headers);
+    let client = match verdict {
+        Verdict::Allowed(c) if c.is_empty() => req
+            .extensions()
+            .get::<super::net::Peer>()
+            .map(|p| p.0.ip().to_string())
+            .unwrap_or_default(),
+        Verdict::Allowed(c) => c,
+        Verdict::Exchange => {
+            let to = super::auth::without_token(req.uri().path(), req.uri().query());
+            let mut res =
+                (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Some(c) = st.auth.set_cookie() {
+                res.headers_mut().insert(header::SET_COOKIE, c);
+            }
+            return with_headers(res);
+        }
+        Verdict::Missing => return with_headers(error(
+            StatusCode::UNAUTHORIZED,
+            "this studio needs its token: open the URL it printed at start-up (http://…/?token=…)",
+        )),
+        Verdict::Wrong => {
+            return with_headers(error(
+                StatusCode::UNAUTHORIZED,
+                "wrong token: open the URL this studio printed at start-up (http://…/?token=…)",
+            ))
+        }
+    };
+    req.extensions_mut().insert(Client(client));
+    let headers = req.headers();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             None => {
-                return error(
+                return with_headers(error(
                     StatusCode::FORBIDDEN,
                     "a request that changes state must carry this server's Origin",
-                )
+                ))
             }
             Some(o) if !origin_ok(&st, o, host) => {
-                return error(
+                return with_headers(error(
                     StatusCode::FORBIDDEN,
                     format!("Origin `{o}` is not this studio"),
-                )
+                ))
             }
             Some(_) => {}
         }
     }
-    let mut res = next.run(req).await;
+    with_headers(next.run(req).await)
+}
+
+/// The security headers of every response.
+fn with_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -223,6 +284,8 @@ async fn config(State(st): St) -> Response {
         "backend": st.args.backend.clone().unwrap_or_else(|| neural_style::backends::DEFAULT.to_string()),
         "preview_every": st.args.preview_every,
         "max_strengths": super::jobs::MAX_STRENGTHS,
+        "max_iterations": st.args.max_iterations,
+        "max_upload_megapixels": st.args.max_upload_megapixels,
         "defaults": defaults,
         "presets": presets,
         "samples": assets::SAMPLES.iter().map(|s| serde_json::json!({"name": s.name, "kind": s.kind, "title": s.title})).collect::<Vec<_>>(),
@@ -243,6 +306,30 @@ async fn events(State(st): St) -> Response {
 #[derive(Deserialize)]
 struct UploadQuery {
     name: Option<String>,
+}
+
+/// 408: the body did not arrive within `--body-timeout`.
+fn body_timeout(st: &Studio) -> Response {
+    error(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the request's body did not arrive within {} s (`neural-style serve --body-timeout`)",
+            st.args.body_timeout
+        ),
+    )
+}
+
+/// One of the [`READS`] permits to read an upload's body (waited for at most
+/// `--body-timeout`), held until the upload is answered.
+async fn read_permit(State(st): St, req: Request, next: Next) -> Response {
+    let wait = std::time::Duration::from_secs(st.args.body_timeout);
+    match tokio::time::timeout(wait, st.reads.acquire()).await {
+        Ok(Ok(_permit)) => next.run(req).await,
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the studio is busy with other uploads: try again",
+        ),
+    }
 }
 
 async fn upload(
@@ -271,18 +358,23 @@ async fn upload(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(e) if super::net::timed_out(&e) => return body_timeout(&st),
         Err(e) => return error(e.status(), e.body_text()),
     };
     if body.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the upload is empty");
     }
     let name = q.name.unwrap_or_default();
+    let Ok(_decoding) = st.decodes.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the studio is stopping");
+    };
     let studio = st.clone();
     let added = tokio::task::spawn_blocking(move || studio.uploads.add(&name, &body)).await;
     match added {
         Ok(Ok(u)) => (StatusCode::CREATED, Json(&*u)).into_response(),
         Ok(Err(Refused::TooLarge(m))) => error(StatusCode::PAYLOAD_TOO_LARGE, m),
         Ok(Err(Refused::NotAnImage(m))) => error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        Ok(Err(Refused::Full(m))) => error(StatusCode::INSUFFICIENT_STORAGE, m),
         Ok(Err(Refused::Io(m))) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the upload failed"),
     }
@@ -295,19 +387,27 @@ async fn upload_thumb(State(st): St, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn submit(State(st): St, req: Result<Json<JobRequest>, JsonRejection>) -> Response {
+async fn submit(
+    State(st): St,
+    Extension(client): Extension<Client>,
+    req: Result<Json<JobRequest>, JsonRejection>,
+) -> Response {
     let Json(req) = match req {
         Ok(r) => r,
+        Err(e) if super::net::timed_out(&e) => return body_timeout(&st),
         Err(e) => return error(e.status(), e.body_text()),
     };
     let studio = st.clone();
-    match tokio::task::spawn_blocking(move || studio.jobs.submit(&req, &studio.uploads)).await {
+    let submitted =
+        tokio::task::spawn_blocking(move || studio.jobs.submit(&req, &studio.uploads, &client.0));
+    match submitted.await {
         Ok(Ok(ids)) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "jobs": ids })),
         )
             .into_response(),
-        Ok(Err(m)) => error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(jobs::Refused::Bad(m))) => error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(jobs::Refused::Busy(m))) => error(StatusCode::TOO_MANY_REQUESTS, m),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the job could not be queued",
@@ -338,12 +438,16 @@ async fn gallery_file(State(st): St, Path((id, file)): Path<(String, String)>) -
         "image.png" => bytes("image/png", item.png.clone(), Some(format!("{name}.png"))),
         "thumb.png" => bytes("image/png", item.thumb.clone(), None),
         "image.jpg" => {
+            // Encoded when asked from the PNG (the gallery keeps one copy).
             let jpg = tokio::task::spawn_blocking(move || {
-                super::uploads::encode(&item.image, image::ImageFormat::Jpeg)
+                image::load_from_memory_with_format(&item.png, image::ImageFormat::Png)
+                    .map(|i| super::uploads::encode(&i.into_rgb8(), image::ImageFormat::Jpeg))
             })
-            .await
-            .unwrap_or_default();
-            bytes("image/jpeg", jpg, Some(format!("{name}.jpg")))
+            .await;
+            match jpg {
+                Ok(Ok(jpg)) => bytes("image/jpeg", jpg, Some(format!("{name}.jpg"))),
+                _ => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the JPEG"),
+            }
         }
         _ => error(StatusCode::NOT_FOUND, "no such file"),
     }

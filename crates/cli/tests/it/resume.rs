@@ -168,8 +168,14 @@ fn batch_respects_live_claims_and_takes_over_dead_ones() {
     .unwrap();
     let host = host_name();
     let me = std::process::id();
+    // Claims of this build say their PID namespace (the test's own: a pid is
+    // judged only in the namespace it belongs to).
+    let ns = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").unwrap().ino()
+    };
     let claim = |pid: u32, start: u64, token: &str| {
-        serde_json::json!({"host": host, "pid": pid, "proc_start": start, "since": 1, "token": token})
+        serde_json::json!({"host": host, "pid": pid, "proc_start": start, "pid_ns": ns, "since": 1, "token": token})
             .to_string()
     };
     // This test process is alive; the other pid has exited.

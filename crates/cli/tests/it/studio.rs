@@ -6,13 +6,21 @@
 //!   parameters), after which the server must still answer and paint;
 //! - two clients racing for the job slot, every client seeing the queue;
 //! - a client dropping its event stream (and an upload) mid-way;
-//! - Stop keeping the best image; SIGTERM saving the job in flight;
+//! - Stop keeping the best image; SIGTERM and SIGHUP saving the job in
+//!   flight, without waiting on a stalled client; a second signal quitting at
+//!   once and still removing the private directory;
+//! - the per-server token on every route; half-sent requests cut off under a
+//!   low open-files limit with a job painting; the upload pixel cap; the
+//!   bounds of the queue, the uploads and the gallery;
 //! - a page job and the command line giving the same image, byte for byte;
 //! - the page in a real browser (Chromium + chromedriver via WebDriver),
 //!   which saves a screenshot to `target/studio.png`.
 //!
 //! The HTTP client here is a few lines over `TcpStream`, so that a test can
 //! send exactly the bytes it means (bad headers, cut-off bodies).
+//!
+//! `NEURAL_STYLE_STUDIO_BIN=PATH` runs the servers of these tests from another
+//! build (how each defect's test was seen to fail before its fix).
 
 use image::{ImageFormat, Rgb, RgbImage};
 use serde_json::{json, Value};
@@ -29,6 +37,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
 struct Server {
     child: Child,
     port: u16,
+    /// The token of the URL it printed (none with `--no-token`).
+    token: Option<String>,
+    /// `name=value` of the cookie a browser got for that URL.
+    cookie: Option<String>,
     /// The private upload directory it reported.
     uploads: PathBuf,
     /// Everything it wrote to stderr.
@@ -37,7 +49,15 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        Server::start_with(extra, |_| {})
+    }
+
+    /// Starts it with `setup` applied to its command first.
+    fn start_with(extra: &[&str], setup: impl FnOnce(&mut Command)) -> Server {
+        let bin = std::env::var("NEURAL_STYLE_STUDIO_BIN").unwrap_or_else(|_| BIN.to_string());
+        let mut cmd = Command::new(bin);
+        setup(&mut cmd);
+        let mut child = cmd
             .args(["serve", "--bind", "127.0.0.1:0", "--threads", "1"])
             .args(extra)
             .stdin(Stdio::null())
@@ -55,7 +75,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut port, mut uploads) = (None, None);
+        let (mut port, mut uploads, mut token) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(120);
         while port.is_none() || uploads.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -66,17 +86,50 @@ impl Server {
             if let Some(rest) = line.strip_prefix("neural-style studio: http://127.0.0.1:") {
                 assert!(rest.contains("loopback only"), "start-up line: {line}");
                 port = rest.split('/').next().and_then(|p| p.parse().ok());
+                token = rest
+                    .split_once("/?token=")
+                    .map(|(_, t)| t.split(' ').next().unwrap().to_string());
             }
             if let Some(rest) = line.strip_prefix("uploads in ") {
                 uploads = rest.split(" (").next().map(PathBuf::from);
             }
         }
-        Server {
+        let mut server = Server {
             child,
             port: port.unwrap(),
+            token,
+            cookie: None,
             uploads: uploads.unwrap(),
             log,
+        };
+        if server.token.is_some() {
+            server.cookie = Some(server.exchange());
         }
+        server
+    }
+
+    /// The URL it printed: with its token, as a user opens it.
+    fn url(&self) -> String {
+        match &self.token {
+            Some(t) => format!("{}/?token={t}", self.origin()),
+            None => format!("{}/", self.origin()),
+        }
+    }
+
+    /// Opens the printed URL as a browser would: the answer is a redirect to
+    /// the URL without the token and a cookie; returns the cookie's `name=value`.
+    fn exchange(&self) -> String {
+        let token = self.token.as_ref().expect("a token");
+        let r = self.send_raw("GET", &format!("/?token={token}"), &[], b"");
+        assert_eq!(r.status, 303, "{}", r.text());
+        assert_eq!(r.header("location"), Some("/"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let set = r.header("set-cookie").expect("a cookie").to_string();
+        assert!(set.contains("HttpOnly"), "{set}");
+        assert!(set.contains("SameSite=Strict"), "{set}");
+        assert!(set.contains("Path=/"), "{set}");
+        assert!(set.contains(token.as_str()), "{set}");
+        set.split(';').next().unwrap().to_string()
     }
 
     fn origin(&self) -> String {
@@ -107,8 +160,39 @@ impl Server {
         )
     }
 
-    /// One request on a fresh connection; `Host` is this server's unless given.
+    /// One request on a fresh connection, with the cookie a browser has.
     fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        match &self.cookie {
+            Some(c) => {
+                let mut with = headers.to_vec();
+                with.push(("Cookie", c));
+                self.send_raw(method, path, &with, body)
+            }
+            None => self.send_raw(method, path, headers, body),
+        }
+    }
+
+    /// The request head `send` would write (without `Connection: close`).
+    fn head(&self, method: &str, path: &str, headers: &[(&str, &str)], length: usize) -> String {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host());
+        if let Some(c) = &self.cookie {
+            head.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+        head
+    }
+
+    /// One request on a fresh connection, nothing added but `Host` (unless given).
+    fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             head.push_str(&format!("Host: {}\r\n", self.host()));
@@ -301,9 +385,14 @@ struct Events {
 impl Events {
     fn open(server: &Server) -> Events {
         let mut s = server.connect();
+        let cookie = server
+            .cookie
+            .as_ref()
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET /api/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            "GET /api/events HTTP/1.1\r\nHost: {}\r\n{cookie}Accept: text/event-stream\r\n\r\n",
             server.host()
         )
         .unwrap();
@@ -615,6 +704,26 @@ fn every_endpoint_and_hostile_requests_leave_the_server_up() {
         (job(id, style, json!({"iterations": 0})), "iterations"),
         (job(id, style, json!({"size": 4096})), "--max-size"),
         (job(id, style, json!({"scales": [64, 4096]})), "--max-size"),
+        (
+            job(id, style, json!({"size": 64, "style-size": 4096})),
+            "--max-size",
+        ),
+        (
+            job(id, style, json!({"size": 128, "style-scale": 4})),
+            "--max-size",
+        ),
+        (
+            job(id, style, json!({"size": 64, "iterations": 1_000_000_000})),
+            "--max-iterations",
+        ),
+        (
+            job(
+                id,
+                style,
+                json!({"size": 64, "scales": [32, 64], "scale-iterations": [4000, 4000]}),
+            ),
+            "--max-iterations",
+        ),
         (job(id, style, json!({"backend": "tch"})), "backend"),
         (job(id, style, json!({"weights": "/etc/passwd"})), "weights"),
         (job(id, style, json!({"optimizer": "sgd"})), "optimizer"),
@@ -623,6 +732,12 @@ fn every_endpoint_and_hostile_requests_leave_the_server_up() {
         (json!({"content": id, "styles": [], "options": {}}), "style"),
         (
             json!({"content": id, "styles": [style], "strengths": [1, -2]}),
+            "strengths",
+        ),
+        // A strength whose style weight overflows is named (it said
+        // `invalid type: null`: the infinite weight became JSON's null).
+        (
+            json!({"content": id, "styles": [style], "strengths": [1e308]}),
             "strengths",
         ),
         (
@@ -787,12 +902,16 @@ fn a_client_leaving_mid_stream_or_mid_upload_stops_nothing() {
     // An upload cut off half-way: a Content-Length the client never fills.
     let mut half = server.connect();
     let p = png(&content_image());
-    write!(
-        half,
-        "POST /api/uploads?name=half.png HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\nContent-Length: {}\r\n\r\n",
-        server.host(),
-        server.origin(),
-        p.len()
+    let origin = server.origin();
+    half.write_all(
+        server
+            .head(
+                "POST",
+                "/api/uploads?name=half.png",
+                &[("Origin", &origin)],
+                p.len(),
+            )
+            .as_bytes(),
     )
     .unwrap();
     half.write_all(&p[..p.len() / 2]).unwrap();
@@ -993,9 +1112,34 @@ fn a_page_job_and_its_command_line_paint_the_same_image() {
     assert!(page_png == cli_png, "same pixels, but the PNG files differ");
 }
 
+/// Sends `sig` to the server.
 #[cfg(unix)]
-#[test]
-fn sigterm_saves_the_job_in_flight_to_the_gallery_directory() {
+fn signal(server: &Server, sig: i32) {
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, sig) }, 0);
+}
+
+/// A connection that sent an upload's head and a tenth of its body, then stalls.
+#[cfg(unix)]
+fn stalled_upload(server: &Server) -> TcpStream {
+    let mut s = server.connect();
+    let origin = server.origin();
+    let head = server.head(
+        "POST",
+        "/api/uploads?name=slow.png",
+        &[("Origin", &origin)],
+        10_000,
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&[0x89; 1000]).unwrap();
+    s
+}
+
+/// The first stop signal: the job in flight is stopped and saved to
+/// `--gallery`, the open event stream ends, the server exits 0 without
+/// waiting for a stalled client, and the private directory is gone.
+#[cfg(unix)]
+fn a_signal_saves_the_job_in_flight(sig: i32) {
     let gallery = tempfile::tempdir().unwrap();
     let mut server = Server::start(&["--gallery", gallery.path().to_str().unwrap()]);
     let (c, s) = upload_pair(&server);
@@ -1003,14 +1147,18 @@ fn sigterm_saves_the_job_in_flight_to_the_gallery_directory() {
     submit(&server, &job(c, s, json!({"size": 64, "iterations": 5000})));
     let mut tab = Events::open(&server);
     server.wait_for("iteration 2", 180, |s| running_iteration(s, id) >= 2);
-    // SAFETY: signalling our own child.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    server.poll("the server to exit after SIGTERM", 60, || {
+    // An upload that stalls half-way (the body timeout is 60 s by default).
+    let _stalled = stalled_upload(&server);
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    signal(&server, sig);
+    server.poll("the server to exit after the signal", 30, || {
         (!server.child_running()).then_some(())
     });
+    assert!(
+        sent.elapsed() < Duration::from_secs(30),
+        "waited on the stalled client"
+    );
     let status = server.child.wait().unwrap();
     assert!(
         status.success(),
@@ -1036,6 +1184,513 @@ fn sigterm_saves_the_job_in_flight_to_the_gallery_directory() {
         !server.uploads.exists(),
         "the private directory is removed on exit"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_the_job_in_flight_to_the_gallery_directory() {
+    a_signal_saves_the_job_in_flight(libc::SIGTERM);
+}
+
+/// SIGHUP (the terminal closed, a logout) stops as SIGTERM does: before, it
+/// killed the server, losing the job in flight and the private directory.
+#[cfg(unix)]
+#[test]
+fn sighup_saves_the_job_in_flight_as_sigterm_does() {
+    a_signal_saves_the_job_in_flight(libc::SIGHUP);
+}
+
+/// A second signal quits at once (130) and still removes the private
+/// directory; before, it left the uploads behind.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_quits_at_once_and_removes_the_private_directory() {
+    let mut server = Server::start(&[]);
+    let (c, s) = upload_pair(&server);
+    let id = submit(&server, &job(c, s, json!({"size": 64, "iterations": 5000})));
+    server.wait_for("iteration 2", 180, |s| running_iteration(s, id) >= 2);
+    let _stalled = stalled_upload(&server);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.uploads.exists());
+    signal(&server, libc::SIGTERM);
+    server.poll("the first signal to be seen", 30, || {
+        server
+            .log
+            .lock()
+            .unwrap()
+            .contains("SIGTERM: stopping")
+            .then_some(())
+    });
+    signal(&server, libc::SIGTERM);
+    server.poll("the server to exit", 30, || {
+        (!server.child_running()).then_some(())
+    });
+    let status = server.child.wait().unwrap();
+    assert!(
+        matches!(status.code(), Some(130) | Some(0)),
+        "{status:?}\n{}",
+        server.log.lock().unwrap()
+    );
+    assert!(
+        !server.uploads.exists(),
+        "the private directory is left behind: {:?}\n{}",
+        names_in(&server.uploads),
+        server.log.lock().unwrap()
+    );
+}
+
+/// Every route of `src/serve/routes.rs`, found in its source (a new route
+/// fails this test until it is listed here), refuses a request without the
+/// server's token or with a wrong one (401), and serves it with the token.
+#[test]
+fn every_route_needs_the_token() {
+    let server = Server::start(&[]);
+    let token = server.token.clone().expect("the start-up URL has a token");
+    assert!(
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    // Real ids behind the routes: uploads, a finished job, its result.
+    let (c, s) = upload_pair(&server);
+    let j = submit(&server, &job(c, s, json!({"size": 64, "iterations": 2})));
+    let st = server.wait_for("the job", 180, |st| gallery_item(st, j).is_some());
+    let item = gallery_item(&st, j).unwrap()["id"].as_u64().unwrap();
+    let job_body = job(c, s, json!({"size": 64, "iterations": 2}))
+        .to_string()
+        .into_bytes();
+    let image = png(&style_image());
+    let concrete = |pattern: &str| -> Option<(&'static str, String, Vec<u8>)> {
+        Some(match pattern {
+            "/" | "/studio.js" | "/studio.css" | "/api/config" | "/api/state" | "/api/events" => {
+                ("GET", pattern.to_string(), vec![])
+            }
+            "/samples/{name}" => ("GET", "/samples/tubingen.jpg".into(), vec![]),
+            "/api/uploads" => ("POST", "/api/uploads?name=x.png".into(), image.clone()),
+            "/api/uploads/{id}/thumb.png" => ("GET", format!("/api/uploads/{c}/thumb.png"), vec![]),
+            "/api/jobs" => ("POST", "/api/jobs".into(), job_body.clone()),
+            "/api/jobs/{id}/stop" => ("POST", format!("/api/jobs/{j}/stop"), vec![]),
+            "/api/jobs/{id}/preview.png" => ("GET", format!("/api/jobs/{j}/preview.png"), vec![]),
+            "/api/gallery/{id}/{file}" => ("GET", format!("/api/gallery/{item}/image.png"), vec![]),
+            _ => return None,
+        })
+    };
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/routes.rs"))
+            .unwrap();
+    let patterns: Vec<&str> = source
+        .match_indices(".route(")
+        .filter_map(|(i, m)| {
+            let rest = source[i + m.len()..].trim_start().strip_prefix('"')?;
+            Some(&rest[..rest.find('"')?])
+        })
+        .collect();
+    assert!(patterns.len() >= 13, "{patterns:?}");
+    let mut requests: Vec<(&str, String, Vec<u8>)> = patterns
+        .iter()
+        .map(|p| concrete(p).unwrap_or_else(|| panic!("route {p}: add it to this test")))
+        .collect();
+    for (m, p) in [
+        ("HEAD", "/"),
+        ("GET", "/no/such/page"),
+        ("GET", "/api/gallery/1/image.jpg"),
+        ("GET", "/api/gallery/1/thumb.png"),
+    ] {
+        requests.push((m, p.into(), vec![]));
+    }
+    let cookie = server.cookie.clone().unwrap();
+    let cookie_name = cookie.split('=').next().unwrap();
+    let mut wrong = token.clone().into_bytes();
+    wrong[7] = if wrong[7] == b'a' { b'b' } else { b'a' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let origin = server.origin();
+    for (method, path, body) in &requests {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let wrong_query = format!("{path}{sep}token={wrong}");
+        let wrong_cookie = format!("{cookie_name}={wrong}.x");
+        let other_port = format!("neural-style-studio-1={token}.x");
+        let wrong_bearer = format!("Bearer {wrong}");
+        for (what, url, header) in [
+            ("no token", path.as_str(), None),
+            ("a wrong ?token=", wrong_query.as_str(), None),
+            (
+                "a wrong cookie",
+                path,
+                Some(("Cookie", wrong_cookie.as_str())),
+            ),
+            (
+                "another port's cookie",
+                path,
+                Some(("Cookie", other_port.as_str())),
+            ),
+            (
+                "a wrong bearer token",
+                path,
+                Some(("Authorization", wrong_bearer.as_str())),
+            ),
+        ] {
+            let mut headers = vec![("Origin", origin.as_str())];
+            headers.extend(header);
+            let r = server.send_raw(method, url, &headers, body);
+            assert_eq!(r.status, 401, "{method} {url} with {what}: {}", r.text());
+            assert!(r.header("set-cookie").is_none(), "{method} {url}");
+            if *method != "HEAD" {
+                assert!(r.error().contains("token"), "{method} {url}: {}", r.error());
+            }
+        }
+        // With the token (the browser's cookie, or a script's bearer token).
+        if path != "/api/events" {
+            let json = ("Content-Type", "application/json");
+            let r = server.send(method, path, &[("Origin", &origin), json], body);
+            assert_ne!(r.status, 401, "{method} {path}: {}", r.text());
+            let bearer = format!("Bearer {token}");
+            let r = server.send_raw(
+                method,
+                path,
+                &[("Origin", &origin), json, ("Authorization", &bearer)],
+                body,
+            );
+            assert_ne!(r.status, 401, "{method} {path}: {}", r.text());
+            if path == "/api/jobs" {
+                assert_eq!(r.status, 202, "{}", r.text());
+            }
+        }
+    }
+    // Nothing the refused requests asked for happened: one upload and one
+    // job more, from the requests with the token.
+    let st = server.wait_for("the queue to drain", 180, |st| {
+        st["running"].is_null() && st["queue"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(st["gallery"].as_array().unwrap().len(), 3, "{st}");
+    server.assert_alive();
+
+    // --no-token: anyone, with a warning.
+    let open = Server::start(&["--no-token"]);
+    assert!(open.token.is_none());
+    assert_eq!(open.get("/api/state").status, 200);
+    assert!(open.log.lock().unwrap().contains("warning: --no-token"));
+}
+
+/// A complete, valid PNG of `w × h` black pixels (8-bit RGB) whose zlib data
+/// is written by hand as runs of 258 zeros (fixed Huffman codes): a file of
+/// a few MB that decodes to `w·h·3` bytes.
+fn black_png(w: u32, h: u32) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+    impl Bits {
+        fn put(&mut self, v: u64, n: u32) {
+            self.acc |= v << self.n;
+            self.n += n;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        /// A Huffman code: its most significant bit first.
+        fn code(&mut self, c: u32, n: u32) {
+            self.put(u64::from(c.reverse_bits() >> (32 - n)), n);
+        }
+    }
+    let raw = u64::from(h) * (1 + 3 * u64::from(w));
+    let mut z = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        n: 0,
+    };
+    z.put(1, 1); // the final block
+    z.put(1, 2); // fixed Huffman codes
+    z.code(0x30, 8); // literal 0
+    let mut left = raw - 1;
+    while left >= 258 {
+        z.code(0b1100_0101, 8); // length 258
+        z.code(0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        z.code(0x30, 8);
+    }
+    z.code(0, 7); // end of block
+    if z.n > 0 {
+        z.put(0, 8 - z.n);
+    }
+    // Adler-32 of zeros: a = 1, b = the count.
+    let adler = (((raw % 65521) as u32) << 16) | 1;
+    z.out.extend_from_slice(&adler.to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &z.out);
+    chunk(b"IEND", b"");
+    out
+}
+
+/// A small PNG declaring 11000×11000 (121 megapixels, within the command
+/// line's decoder limits) is refused from its header, before decoding;
+/// before, it was decoded (about 2.9 GB of memory) and accepted.
+#[test]
+fn an_upload_of_too_many_pixels_is_refused_from_its_header() {
+    // The file is right: a smaller one of the same making decodes.
+    let small = black_png(300, 200);
+    assert_eq!(decode(&small).dimensions(), (300, 200));
+    let huge = black_png(11_000, 11_000);
+    assert!(huge.len() < 3 << 20, "{} bytes", huge.len());
+    let server = Server::start(&[]);
+    let r = server.post("/api/uploads?name=huge.png", &huge);
+    assert_eq!(r.status, 413, "{}", r.text());
+    let m = r.error();
+    assert!(m.contains("huge.png") && m.contains("11000×11000"), "{m}");
+    assert!(m.contains("--max-upload-megapixels"), "{m}");
+    assert!(names_in(&server.uploads).is_empty());
+    assert_eq!(server.upload("small.png", &small)["width"], 300);
+    let tight = Server::start(&["--max-upload-megapixels", "1"]);
+    let big = black_png(1100, 1000);
+    let r = tight.post("/api/uploads?name=big.png", &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    server.assert_alive();
+}
+
+/// 300 half-sent requests (connections that send nothing, heads cut off,
+/// bodies cut off) are all closed within a bound, under a low open-files
+/// limit, while a job paints: the job's result is kept, and no page sees a
+/// private path. Before, they stayed open past 60 s, the server stopped
+/// answering and the job failed on `Too many open files`.
+#[cfg(unix)]
+#[test]
+fn half_sent_requests_are_cut_off_and_a_low_fd_limit_loses_no_job() {
+    use std::os::unix::process::CommandExt;
+    let server = Server::start_with(&["--header-timeout", "2", "--body-timeout", "3"], |cmd| {
+        // SAFETY: setrlimit between fork and exec is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let r = libc::rlimit {
+                    rlim_cur: 128,
+                    rlim_max: 128,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let (c, s) = upload_pair(&server);
+    let id = submit(&server, &job(c, s, json!({"size": 64, "iterations": 150})));
+    server.wait_for("the job to paint", 180, |st| running_iteration(st, id) >= 1);
+    let origin = server.origin();
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    for k in 0..300 {
+        let mut t = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        let _ = match k % 3 {
+            0 => Ok(()),
+            1 => t.write_all(
+                format!(
+                    "GET /api/state HTTP/1.1\r\nHost: {}\r\nX-Slow: ",
+                    server.host()
+                )
+                .as_bytes(),
+            ),
+            _ => t
+                .write_all(
+                    server
+                        .head(
+                            "POST",
+                            "/api/jobs",
+                            &[("Origin", &origin), ("Content-Type", "application/json")],
+                            1000,
+                        )
+                        .as_bytes(),
+                )
+                .and_then(|_| t.write_all(b"{\"content\": ")),
+        };
+        conns.push(t);
+    }
+    let bound = Duration::from_secs(45);
+    for (k, t) in conns.iter_mut().enumerate() {
+        let left = bound
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        t.set_read_timeout(Some(left)).unwrap();
+        let mut got = Vec::new();
+        match t.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "connection {k} still open {:?} after it was made: {e}\n{}",
+                started.elapsed(),
+                server.log.lock().unwrap()
+            ),
+        }
+        let head = String::from_utf8_lossy(&got);
+        if k % 3 == 2 && !got.is_empty() {
+            assert!(head.starts_with("HTTP/1.1 408"), "connection {k}: {head}");
+        }
+    }
+    drop(conns);
+    server.assert_alive();
+    let st = server.wait_for("the job's end", 300, |st| {
+        gallery_item(st, id).is_some() || !st["failed"].as_array().unwrap().is_empty()
+    });
+    let text = st.to_string();
+    assert!(
+        st["failed"].as_array().unwrap().is_empty(),
+        "the job failed: {text}"
+    );
+    assert_eq!(gallery_item(&st, id).unwrap()["iterations"], 150);
+    assert!(!text.contains(&*server.uploads.to_string_lossy()), "{text}");
+    // Still paints.
+    let next = submit(&server, &job(c, s, json!({"size": 64, "iterations": 2})));
+    server.wait_for("another job", 180, |st| gallery_item(st, next).is_some());
+}
+
+/// The queue is bounded per client (browser session) and in total; uploads
+/// and results are evicted oldest first past their bounds. Before, 500 jobs
+/// queued in 2 s and every upload and result was kept.
+#[test]
+fn the_queue_the_uploads_and_the_gallery_are_bounded() {
+    let server = Server::start(&[
+        "--max-queue",
+        "3",
+        "--max-queue-per-client",
+        "2",
+        "--max-uploads",
+        "3",
+        "--max-results",
+        "2",
+    ]);
+    let (c, s) = upload_pair(&server);
+    // The gallery keeps the two newest of three results.
+    let mut items = Vec::new();
+    for k in 0..3 {
+        let j = submit(
+            &server,
+            &job(c, s, json!({"size": 32, "iterations": 1, "seed": k})),
+        );
+        let st = server.wait_for("a result", 180, |st| gallery_item(st, j).is_some());
+        items.push(gallery_item(&st, j).unwrap()["id"].as_u64().unwrap());
+    }
+    let g = server.state()["gallery"].clone();
+    let kept: Vec<u64> = g
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, items[1..], "{g}");
+    assert_eq!(
+        server
+            .get(&format!("/api/gallery/{}/image.png", items[0]))
+            .status,
+        404
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/gallery/{}/image.png", items[2]))
+            .status,
+        200
+    );
+
+    // One client: one painting and one waiting is its share.
+    let long = |seed: u64| job(c, s, json!({"size": 64, "iterations": 5000, "seed": seed}));
+    let mut ids = vec![submit(&server, &long(1)), submit(&server, &long(2))];
+    let r = server.post_json("/api/jobs", &long(3));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.error().contains("--max-queue-per-client"),
+        "{}",
+        r.error()
+    );
+    // Another browser session has its own share, within the total.
+    let origin = server.origin();
+    let as_session = |cookie: &str, body: &Value| {
+        server.send_raw(
+            "POST",
+            "/api/jobs",
+            &[
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+                ("Cookie", cookie),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let other = server.exchange();
+    for seed in [4, 5] {
+        let r = as_session(&other, &long(seed));
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(r.json()["jobs"][0].as_u64().unwrap());
+    }
+    let third = server.exchange();
+    let r = as_session(&third, &long(6));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.error().contains("--max-queue"), "{}", r.error());
+    let st = server.state();
+    assert_eq!(st["queue"].as_array().unwrap().len(), 3, "{st}");
+    for id in ids.iter().rev() {
+        assert_eq!(
+            server.post(&format!("/api/jobs/{id}/stop"), b"").status,
+            200
+        );
+    }
+    server.wait_for("the queue to empty", 120, |st| {
+        st["running"].is_null() && st["queue"].as_array().unwrap().is_empty()
+    });
+
+    // Uploads: at most three kept. Those a job uses stay (an upload past the
+    // bound while a job holds all of them is refused); the oldest unused go first.
+    let small = |k: u8| png(&RgbImage::from_pixel(16, 16, Rgb([k * 60, 50, 50])));
+    let init = server.upload("init.png", &small(0))["id"].as_u64().unwrap();
+    let holding = submit(
+        &server,
+        &json!({"content": c, "styles": [s], "init": {"upload": init},
+                "options": {"size": 64, "iterations": 5000}}),
+    );
+    let r = server.post("/api/uploads?name=more.png", &small(1));
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert!(r.error().contains("--max-uploads"), "{}", r.error());
+    assert_eq!(names_in(&server.uploads).len(), 3);
+    server.wait_for("the job to paint from its uploads", 180, |st| {
+        running_iteration(st, holding) >= 2
+    });
+    assert_eq!(
+        server
+            .post(&format!("/api/jobs/{holding}/stop"), b"")
+            .status,
+        200
+    );
+    let st = server.wait_for("its result", 120, |st| gallery_item(st, holding).is_some());
+    assert!(st["failed"].as_array().unwrap().is_empty(), "{st}");
+    let more: Vec<u64> = (1..3)
+        .map(|k| server.upload("more.png", &small(k))["id"].as_u64().unwrap())
+        .collect();
+    let on_disk = names_in(&server.uploads);
+    assert_eq!(on_disk.len(), 3, "{on_disk:?}");
+    for (id, status) in [
+        (c, 404),
+        (s, 404),
+        (init, 200),
+        (more[0], 200),
+        (more[1], 200),
+    ] {
+        assert_eq!(
+            server.get(&format!("/api/uploads/{id}/thumb.png")).status,
+            status,
+            "upload {id}"
+        );
+    }
+    server.assert_alive();
 }
 
 /// Chromium and chromedriver, or why the browser test cannot run here.
@@ -1155,10 +1810,15 @@ async fn drive(server: &Server, chromium: &Path, port: u16) {
                 .await
                 .map_err(|x| x.to_string())
         };
+        // The URL the server printed, token and all, as a user opens it.
         client
-            .goto(&server.origin())
+            .goto(&server.url())
             .await
             .map_err(|x| x.to_string())?;
+        let at = client.current_url().await.map_err(|x| x.to_string())?;
+        if at.query().is_some_and(|q| q.contains("token")) {
+            return Err(format!("the token stayed in the address bar: {at}"));
+        }
         wait(
             client,
             "the page to connect",

@@ -13,6 +13,7 @@ use crate::objective::{
     style_grams, Loss, LossParts, Normalization, Objective, ObjectiveSpec, StyleTerm,
 };
 use crate::pixel::CaffeImage;
+use crate::temporal::{closest_first, Temporal, TemporalFrame};
 use crate::testing::reference;
 use crate::vgg::{FeatureExtractor, Vgg};
 use crate::weights::Vgg19Weights;
@@ -68,6 +69,8 @@ pub struct Case {
     pub styles: Vec<(CaffeImage, f64)>,
     /// One optional spatial mask per style (content-sized), or empty: none.
     pub masks: Vec<Option<Mask>>,
+    /// Video's temporal term (no earlier frame: none).
+    pub temporal: Temporal,
     /// The point at which the objective is evaluated.
     pub x: CaffeImage,
 }
@@ -75,6 +78,17 @@ pub struct Case {
 impl Case {
     /// The case's objective on `net` (masked styles as separate terms).
     pub fn objective<'n, B: Backend>(&self, net: &'n Vgg<B>) -> crate::Result<Objective<'n, B>> {
+        let objective = self.objective_without_temporal(net)?;
+        if self.temporal.frames.is_empty() {
+            return Ok(objective);
+        }
+        objective.with_temporal(&self.temporal)
+    }
+
+    fn objective_without_temporal<'n, B: Backend>(
+        &self,
+        net: &'n Vgg<B>,
+    ) -> crate::Result<Objective<'n, B>> {
         if self.masks.is_empty() {
             return Objective::new(net, self.spec.clone(), &self.content, &self.styles);
         }
@@ -126,6 +140,7 @@ pub fn tiny_cases() -> Vec<Case> {
                 (CaffeImage::noise(33, 35, seed + 200), 0.3),
             ],
             masks: Vec::new(),
+            temporal: Temporal::default(),
             x: CaffeImage::noise(37, 34, seed + 300),
         });
     }
@@ -164,7 +179,8 @@ pub fn tiny_cases() -> Vec<Case> {
             (CaffeImage::noise(33, 35, 212), 0.3),
             (CaffeImage::noise(30, 30, 312), 0.2),
         ],
-        masks: vec![Some(soft.clone()), None, Some(hard)],
+        masks: vec![Some(soft.clone()), None, Some(hard.clone())],
+        temporal: Temporal::default(),
         x: CaffeImage::noise(w, h, 412),
     });
     // The paper's normalisation (½Σ content, unnormalised Gram matrices,
@@ -190,8 +206,41 @@ pub fn tiny_cases() -> Vec<Case> {
             (CaffeImage::noise(40, 32, 113), 0.6),
             (CaffeImage::noise(33, 35, 213), 0.4),
         ],
-        masks: vec![None, Some(soft)],
+        masks: vec![None, Some(soft.clone())],
+        temporal: Temporal::default(),
         x: CaffeImage::noise(w, h, 413),
+    });
+    // Video: the temporal term over three earlier frames, their certainties
+    // (soft, hard, everywhere) taken closest first, with Ruder et al.'s weight.
+    let everywhere = Mask {
+        width: w,
+        height: h,
+        data: vec![1.0; w * h],
+    };
+    let certainties = closest_first(&[hard, soft, everywhere]);
+    cases.push(Case {
+        name: "synthetic Max, one style, temporal term over three earlier frames".into(),
+        weights: Vgg19Weights::synthetic(14, [6, 8, 8, 12, 12]),
+        spec: ObjectiveSpec {
+            content_layers: vec![(l("relu4_2"), 1.0)],
+            style_layers: vec![(l("relu1_1"), 1.0), (l("relu3_1"), 1.0)],
+            ..ObjectiveSpec::default()
+        },
+        content: CaffeImage::noise(w, h, 14),
+        styles: vec![(CaffeImage::noise(40, 32, 114), 1.0)],
+        masks: Vec::new(),
+        temporal: Temporal {
+            weight: 1e3,
+            frames: certainties
+                .into_iter()
+                .enumerate()
+                .map(|(i, certainty)| TemporalFrame {
+                    warped: CaffeImage::noise(w, h, 514 + i as u64),
+                    certainty,
+                })
+                .collect(),
+        },
+        x: CaffeImage::noise(w, h, 414),
     });
     cases
 }
@@ -221,6 +270,7 @@ impl Comparison {
             ("content", self.parts.content, self.reference.content),
             ("style", self.parts.style, self.reference.style),
             ("tv", self.parts.tv, self.reference.tv),
+            ("temporal", self.parts.temporal, self.reference.temporal),
             ("total", self.parts.total, self.reference.total),
         ] {
             if rel(a, b) > LOSS_TOL {
@@ -275,12 +325,13 @@ pub fn compare_with_weights<B: Backend>(
         rel(r_parts.total, parts.total),
         rel_l2(&b.download(&r_grad)?, &grad),
     );
-    let (reference, ref_grad) = reference::evaluate_masked(
+    let (reference, ref_grad) = reference::evaluate_temporal(
         &case.weights,
         &case.spec,
         &case.content,
         &case.styles,
         &case.masks,
+        &case.temporal,
         &case.x,
     );
 

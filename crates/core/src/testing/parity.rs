@@ -161,6 +161,11 @@ impl Parity {
             ),
             ("style loss", self.loss.style, self.reference_loss.style),
             ("tv loss", self.loss.tv, self.reference_loss.tv),
+            (
+                "temporal loss",
+                self.loss.temporal,
+                self.reference_loss.temporal,
+            ),
             ("total loss", self.loss.total, self.reference_loss.total),
         ] {
             over(what.to_string(), rel(a, b), LOSS_TOL);
@@ -489,6 +494,7 @@ pub fn real_cases(weights: Vgg19Weights) -> Vec<Case> {
         content: CaffeImage::noise(48, 40, 1),
         styles: vec![(CaffeImage::noise(44, 36, 2), 1.0)],
         masks: Vec::new(),
+        temporal: Default::default(),
         x: CaffeImage::noise(48, 40, 3),
     };
     let gatys = Case {
@@ -508,6 +514,7 @@ pub fn real_cases(weights: Vgg19Weights) -> Vec<Case> {
         content: CaffeImage::noise(48, 40, 4),
         styles: vec![(CaffeImage::noise(44, 36, 5), 1.0)],
         masks: Vec::new(),
+        temporal: Default::default(),
         x: CaffeImage::noise(48, 40, 6),
     };
     vec![default, gatys]

@@ -13,6 +13,7 @@ use crate::layers::{table, LayerKind};
 use crate::mask::Mask;
 use crate::objective::{LossParts, Normalization, ObjectiveSpec};
 use crate::pixel::CaffeImage;
+use crate::temporal::Temporal;
 use crate::weights::{ConvWeights, Vgg19Weights};
 
 #[derive(Clone, Debug)]
@@ -381,6 +382,37 @@ pub fn evaluate_masked(
     (parts, grad)
 }
 
+/// As [`evaluate_masked`], plus video's temporal term (`crate::temporal`)
+/// written out literally: `Σ_j Σ_{c,y,x} c_j[y,x] (x − ω_j)² / (C·H·W)`,
+/// times its weight in the total.
+pub fn evaluate_temporal(
+    weights: &Vgg19Weights,
+    spec: &ObjectiveSpec,
+    content: &CaffeImage,
+    styles: &[(CaffeImage, f64)],
+    masks: &[Option<Mask>],
+    temporal: &Temporal,
+    x: &CaffeImage,
+) -> (LossParts, Vec<f64>) {
+    let (mut parts, mut grad) = evaluate_masked(weights, spec, content, styles, masks, x);
+    let n = x.data.len() as f64;
+    for f in &temporal.frames {
+        for ch in 0..3 {
+            for y in 0..x.height {
+                for xx in 0..x.width {
+                    let i = (ch * x.height + y) * x.width + xx;
+                    let c = f.certainty.data[y * x.width + xx] as f64;
+                    let d = x.data[i] as f64 - f.warped.data[i] as f64;
+                    parts.temporal += c * d * d / n;
+                    grad[i] += temporal.weight * 2.0 * c * d / n;
+                }
+            }
+        }
+    }
+    parts.total += temporal.weight * parts.temporal;
+    (parts, grad)
+}
+
 /// Outputs of the given layers (flattened `C×H×W`), for activation parity.
 pub fn features(
     weights: &Vgg19Weights,
@@ -461,6 +493,73 @@ mod tests {
         };
         let all = evaluate_masked(&weights, &spec, &content, &styles, &[Some(white), None], &x).0;
         assert!((all.style - plain.style).abs() <= 1e-9 * plain.style.abs());
+    }
+
+    /// The temporal term's reference gradient matches finite differences
+    /// (two earlier frames, soft certainties with zeros), and a certainty of
+    /// zeros adds nothing.
+    #[test]
+    fn temporal_gradient_matches_finite_differences() {
+        use crate::temporal::{Temporal, TemporalFrame};
+        let weights = Vgg19Weights::synthetic(7, [3, 4, 4, 4, 4]);
+        let l = |n: &str| LayerId::parse(n).unwrap();
+        let spec = ObjectiveSpec {
+            content_layers: vec![(l("relu2_1"), 1.0)],
+            style_layers: vec![(l("relu1_1"), 1.0)],
+            tv_weight: 0.1,
+            ..ObjectiveSpec::default()
+        };
+        let (w, h) = (9, 10);
+        let content = img(w, h, 1);
+        let styles = [(img(8, 12, 2), 1.0)];
+        let certainty = |k: usize| Mask {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|i| (((i + k) % w) as f32 / 5.0 - 0.3).clamp(0.0, 1.0))
+                .collect(),
+        };
+        let temporal = Temporal {
+            weight: 1e3,
+            frames: vec![
+                TemporalFrame {
+                    warped: img(w, h, 5),
+                    certainty: certainty(0),
+                },
+                TemporalFrame {
+                    warped: img(w, h, 6),
+                    certainty: certainty(4),
+                },
+            ],
+        };
+        let x = img(w, h, 4);
+        let f = |x: &CaffeImage| {
+            evaluate_temporal(&weights, &spec, &content, &styles, &[], &temporal, x)
+        };
+        let (parts, grad) = f(&x);
+        let plain = evaluate(&weights, &spec, &content, &styles, &x).0;
+        assert!(parts.temporal > 0.0);
+        assert!((parts.total - plain.total - 1e3 * parts.temporal).abs() < 1e-9 * parts.total);
+        let mut rng = crate::rng::Rng::new(12);
+        let scale = grad.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        for _ in 0..12 {
+            let i = (rng.next_u64() % x.data.len() as u64) as usize;
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp.data[i] += 1e-2;
+            xm.data[i] -= 1e-2;
+            let fd = (f(&xp).0.total - f(&xm).0.total) / (xp.data[i] - xm.data[i]) as f64;
+            assert!(
+                (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
+                "element {i}: finite difference {fd}, gradient {}",
+                grad[i]
+            );
+        }
+        let mut none = temporal.clone();
+        for fr in &mut none.frames {
+            fr.certainty.data.fill(0.0);
+        }
+        let zero = evaluate_temporal(&weights, &spec, &content, &styles, &[], &none, &x).0;
+        assert_eq!((zero.temporal, zero.total), (0.0, plain.total));
     }
 
     /// The reference gradient matches central finite differences, through

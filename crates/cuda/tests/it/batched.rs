@@ -87,6 +87,7 @@ fn ten_lbfgs_iterations_batched_vs_per_operation() {
         let opts = RunOptions {
             iterations: 10,
             optimizer: OptimizerKind::Lbfgs(LbfgsConfig::default()),
+            stop_rule: None,
         };
         let out = run(&obj, x0, &opts, &mut Silent, &AtomicBool::new(false)).unwrap();
         (out.best_loss, out.best.data)
