@@ -553,6 +553,7 @@ impl Options {
                 init: Some(InitName::Randn),
                 lbfgs_first_step: FirstStepName::Torch,
                 iterations: 1000,
+                early_stop: false,
                 ..d
             },
         }

@@ -737,7 +737,7 @@ fn every_endpoint_and_hostile_requests_leave_the_server_up() {
         // A strength whose style weight overflows is named (it said
         // `invalid type: null`: the infinite weight became JSON's null).
         (
-            json!({"content": id, "styles": [style], "strengths": [1e308]}),
+            json!({"content": id, "styles": [style], "options": {"size": 64}, "strengths": [1e308]}),
             "strengths",
         ),
         (
