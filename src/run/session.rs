@@ -237,6 +237,9 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
             optimizer: s.optimizer,
             masked: sources.masks.iter().any(Option::is_some),
             threads,
+            // Measured, not assumed: the libraries this build links (libtorch
+            // with the tch backend) are part of the peak whichever backend runs.
+            process: memory::process_bytes(),
         },
         scales,
         recompute: s.options.recompute,

@@ -100,6 +100,25 @@ impl Budget {
     }
 }
 
+/// What this process holds now besides a run's buffers: its resident set
+/// (Linux `VmRSS`: the code and the libraries in memory — libtorch's are
+/// some hundreds of MiB when the tch backend is compiled in, whichever
+/// backend runs —, the allocator's pages, the decoded inputs), and at least
+/// [`PROCESS_BYTES`] (what a process that has not yet decoded anything
+/// grows to).
+pub fn process_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_status_rss(&s))
+        .map_or(PROCESS_BYTES, |rss| rss.max(PROCESS_BYTES))
+}
+
+fn parse_status_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
 /// Memory the system can give us now (Linux `MemAvailable`), if known.
 pub fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -187,6 +206,9 @@ pub struct Job<'a> {
     pub masked: bool,
     /// CPU threads (per-thread convolution workspace).
     pub threads: usize,
+    /// What the process holds besides the run's buffers ([`process_bytes`]
+    /// for the running process, [`PROCESS_BYTES`] for a generic one).
+    pub process: u64,
 }
 
 /// `a · b · …`, checked.
@@ -470,7 +492,7 @@ pub fn scale_peak(job: &Job<'_>, scale: &Scale, pairs: usize, keep: Keep) -> Opt
         history,
         images,
         weights: (host_w + prepared_w) * F32,
-        process: PROCESS_BYTES,
+        process: job.process,
     })
 }
 
@@ -763,6 +785,7 @@ mod tests {
             }),
             masked: false,
             threads: 2,
+            process: PROCESS_BYTES,
         }
     }
 
@@ -863,6 +886,10 @@ mod tests {
         let info = "MemTotal:       24000000 kB\nMemAvailable:   1000 kB\n";
         assert_eq!(parse_meminfo(info), Some(1_024_000));
         assert_eq!(parse_meminfo("MemAvailable: 99999999999999999999 kB"), None);
+        let status = "Name:\tneural-style\nVmPeak:\t  900000 kB\nVmRSS:\t  300000 kB\n";
+        assert_eq!(parse_status_rss(status), Some(307_200_000));
+        assert_eq!(parse_status_rss("VmRSS: lots kB"), None);
+        assert!(process_bytes() >= PROCESS_BYTES);
         assert!(Budget::given(-1.0).is_err());
         assert!(Budget::given(f64::NAN).is_err());
         assert!(Budget::given(1e30).is_err());
