@@ -55,6 +55,12 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
         s.files.styles.len(),
         s.options.style_blend_weights.as_deref(),
     )?;
+    let (styles, masks) = load_styles(s)?;
+    Sources::new(s, content, styles, masks)
+}
+
+/// Decode the style images of `s` and their optional masks (one per style).
+pub fn load_styles(s: &Settings) -> Result<(Vec<Picture>, Vec<Option<Picture>>)> {
     let styles = s
         .files
         .styles
@@ -67,7 +73,7 @@ pub fn load_sources(s: &Settings) -> Result<Sources> {
         .iter()
         .map(|m| m.as_deref().map(Picture::load).transpose())
         .collect::<Result<Vec<_>>>()?;
-    Sources::new(s, content, styles, masks)
+    Ok((styles, masks))
 }
 
 impl Sources {

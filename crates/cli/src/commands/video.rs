@@ -17,7 +17,7 @@ use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Preset, Settings, StyleArgs};
 use neural_style::run::preflight::{self, Input, Kind, Output};
 use neural_style::run::written::{Frames, Written};
-use neural_style::run::{finish, initial_image, prepare, Images};
+use neural_style::run::{finish, initial_image, load_styles, prepare, Images};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::Picture;
 use neural_style_core::mask::Mask;
@@ -268,18 +268,7 @@ pub(crate) fn video(a: &VideoArgs) -> Result<ExitCode> {
     preflight_video(&s, &plan, a.report.as_deref())?;
     let mut log = flags::logger(a.quiet);
     let (fps, audio, frames) = read_clip(&s.files.content, s.size(), &a.fps, a.max_frames)?;
-    let styles = s
-        .files
-        .styles
-        .iter()
-        .map(|p| Picture::load(p))
-        .collect::<Result<Vec<_>>>()?;
-    let masks = s
-        .files
-        .masks
-        .iter()
-        .map(|m| m.as_deref().map(Picture::load).transpose())
-        .collect::<Result<Vec<_>>>()?;
+    let (styles, masks) = load_styles(&s)?;
     let init = match (&s.files.init_image, s.init) {
         (Some(p), neural_style::options::InitName::Image) => Some(Picture::load(p)?),
         _ => None,

@@ -434,6 +434,31 @@ mod tests {
         CaffeImage::noise(w, h, seed)
     }
 
+    /// Twelve seeded elements of `grad` against central differences of
+    /// `total` (step 1e-2), within 1e-4 of the gradient's largest element.
+    fn check_finite_differences(
+        x: &CaffeImage,
+        grad: &[f64],
+        seed: u64,
+        what: &str,
+        total: impl Fn(&CaffeImage) -> f64,
+    ) {
+        let mut rng = crate::rng::Rng::new(seed);
+        let scale = grad.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        for _ in 0..12 {
+            let i = (rng.next_u64() % x.data.len() as u64) as usize;
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp.data[i] += 1e-2;
+            xm.data[i] -= 1e-2;
+            let fd = (total(&xp) - total(&xm)) / (xp.data[i] - xm.data[i]) as f64;
+            assert!(
+                (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
+                "{what}element {i}: finite difference {fd}, gradient {}",
+                grad[i]
+            );
+        }
+    }
+
     /// Masked styles: the reference gradient matches finite differences too
     /// (soft mask with a black region, one masked and one unmasked style), and
     /// an all-white mask gives exactly the unmasked loss.
@@ -472,20 +497,9 @@ mod tests {
         let (parts, grad) = f(&x);
         let plain = evaluate(&weights, &spec, &content, &styles, &x).0;
         assert!((parts.style - plain.style).abs() > 1e-6 * plain.style.abs());
-        let mut rng = crate::rng::Rng::new(11);
-        let scale = grad.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        for _ in 0..12 {
-            let i = (rng.next_u64() % x.data.len() as u64) as usize;
-            let (mut xp, mut xm) = (x.clone(), x.clone());
-            xp.data[i] += 1e-2;
-            xm.data[i] -= 1e-2;
-            let fd = (f(&xp).0.total - f(&xm).0.total) / (xp.data[i] - xm.data[i]) as f64;
-            assert!(
-                (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
-                "{normalization:?} element {i}: finite difference {fd}, gradient {}",
-                grad[i]
-            );
-        }
+        check_finite_differences(&x, &grad, 11, &format!("{normalization:?} "), |x| {
+            f(x).0.total
+        });
         let white = Mask {
             width: w,
             height: h,
@@ -540,20 +554,7 @@ mod tests {
         let plain = evaluate(&weights, &spec, &content, &styles, &x).0;
         assert!(parts.temporal > 0.0);
         assert!((parts.total - plain.total - 1e3 * parts.temporal).abs() < 1e-9 * parts.total);
-        let mut rng = crate::rng::Rng::new(12);
-        let scale = grad.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        for _ in 0..12 {
-            let i = (rng.next_u64() % x.data.len() as u64) as usize;
-            let (mut xp, mut xm) = (x.clone(), x.clone());
-            xp.data[i] += 1e-2;
-            xm.data[i] -= 1e-2;
-            let fd = (f(&xp).0.total - f(&xm).0.total) / (xp.data[i] - xm.data[i]) as f64;
-            assert!(
-                (fd - grad[i]).abs() <= 1e-4 * scale + 1e-6 * fd.abs(),
-                "element {i}: finite difference {fd}, gradient {}",
-                grad[i]
-            );
-        }
+        check_finite_differences(&x, &grad, 12, "", |x| f(x).0.total);
         let mut none = temporal.clone();
         for fr in &mut none.frames {
             fr.certainty.data.fill(0.0);
