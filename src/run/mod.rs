@@ -15,5 +15,5 @@ pub mod written;
 pub use prepare::{prepare, prepare_written, set_threads, Images, Prepared};
 pub use session::{
     evaluate_loss, finish, initial_image, initial_image_with, load_at_size, load_sources,
-    load_styles, load_weights, Inputs, LossReport, Session, Sources,
+    load_sources_with, load_styles, load_weights, Inputs, LossReport, Session, Sources,
 };

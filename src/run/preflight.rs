@@ -84,7 +84,7 @@ impl Output {
 pub fn check_run(s: &Settings, extra: Vec<Input>, outputs: &[Output]) -> Result<()> {
     let written = Written {
         files: outputs.to_vec(),
-        frames: None,
+        frames: Vec::new(),
     };
     check_run_written(s, extra, &written)
 }
@@ -187,7 +187,7 @@ pub fn check_paths(inputs: &[Input], outputs: &[Output]) -> Result<()> {
         inputs,
         &[Written {
             files: outputs.to_vec(),
-            frames: None,
+            frames: Vec::new(),
         }],
     )
 }
@@ -272,6 +272,11 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
             *e = (len, o);
         }
     }
+    let made: Vec<&Path> = outputs
+        .iter()
+        .filter(|o| o.kind == Kind::Dir)
+        .map(|o| o.path.as_path())
+        .collect();
     for &o in &outputs {
         let id = identity(&o.path);
         let input = read_path
@@ -304,7 +309,7 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
                 ),
             ));
         }
-        let dir = check_output_here(o)?;
+        let dir = check_output_here(o, &made)?;
         if o.kind != Kind::Dir {
             let name_len = o.path.file_name().map_or(0, |n| n.len());
             check_temp_len(&o.role, &o.path, name_len)?;
@@ -313,15 +318,17 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
                 temps.insert((d.clone(), name.clone()), o);
                 written_at.push((o, d, name));
             }
-        } else if let Some(f) = jobs
-            .iter()
-            .filter_map(|j| j.frames.as_ref())
-            .find(|f| f.dir == o.path)
-        {
-            let len = f.longest_name();
-            let like = f.dir.join(format!("{}_NNNNN.png", f.stem));
-            check_temp_len(&f.role, &like, len)?;
-            probe(&mut probes, dir, image_io::temp_name_len(len), o);
+        } else {
+            for f in jobs
+                .iter()
+                .flat_map(|j| &j.frames)
+                .filter(|f| f.dir == o.path)
+            {
+                let len = f.longest_name();
+                let like = f.dir.join(format!("{}_NNNNN.png", f.stem));
+                check_temp_len(&f.role, &like, len)?;
+                probe(&mut probes, dir.clone(), image_io::temp_name_len(len), o);
+            }
         }
         written_path.insert(id.path, o);
         if let Some(f) = id.file {
@@ -330,7 +337,7 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
     }
     // The frames, by the canonical form of their directory.
     let mut frames: HashMap<PathBuf, Vec<&Frames>> = HashMap::new();
-    for f in jobs.iter().filter_map(|j| j.frames.as_ref()) {
+    for f in jobs.iter().flat_map(|j| &j.frames) {
         frames.entry(identity(&f.dir).path).or_default().push(f);
     }
     let frame_of = |dir: &Path, name: &str| {
@@ -441,7 +448,7 @@ fn check_temp_len(role: &str, path: &Path, name_len: usize) -> Result<()> {
 /// special file (nor a file, for a directory); its directory exists and a
 /// file can be created there.
 pub fn check_output(o: &Output) -> Result<()> {
-    let dir = check_output_here(o)?;
+    let dir = check_output_here(o, &[])?;
     let len = o.path.file_name().map_or(0, |n| n.len());
     check_temp_len(&o.role, &o.path, len)?;
     probe_writable(&dir, image_io::temp_name_len(len)).map_err(|e| {
@@ -456,8 +463,11 @@ pub fn check_output(o: &Output) -> Result<()> {
     })
 }
 
-/// [`check_output`] without the probe: returns the directory to probe.
-fn check_output_here(o: &Output) -> Result<PathBuf> {
+/// [`check_output`] without the probe: returns the directory to probe. A
+/// file whose directory is one of `made` (directories the same run
+/// creates: a video's manifest in its frames directory) may be in a
+/// directory that does not exist yet.
+fn check_output_here(o: &Output, made: &[&Path]) -> Result<PathBuf> {
     let bad = |msg: String| Error::config(&o.role, format!("{}: {msg}", o.path.display()));
     match o.kind {
         Kind::Image => {
@@ -499,6 +509,10 @@ fn check_output_here(o: &Output) -> Result<PathBuf> {
             d
         }
         (_, Some(m)) if !m.is_file() => return Err(bad(image_io::not_regular(m))),
+        _ if !parent(&o.path).exists() && made.contains(&parent(&o.path)) => {
+            let made = Output::new(o.role.clone(), parent(&o.path), Kind::Dir);
+            return check_output_here(&made, &[]);
+        }
         _ => {
             let d = parent(&o.path);
             if !d.is_dir() {

@@ -36,6 +36,17 @@ pub enum Images {
         /// The initial image (with `init = "image"`).
         init: Option<Picture>,
     },
+    /// A content that is not one image file (a video's clip or directory
+    /// of frames) and the settings' other files: the preflight checks
+    /// `content` (the files it is read from) in place of the settings'
+    /// `content`, then `decode` gives the content image (a video: its first
+    /// frame); styles, masks and init are decoded as with [`Images::Files`].
+    Clip {
+        /// The files the content is read from, each with its role.
+        content: Vec<Input>,
+        /// Decodes the content, once the preflight has passed.
+        decode: Box<dyn FnOnce() -> Result<Picture> + Send>,
+    },
 }
 
 impl Images {
@@ -72,7 +83,7 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let written = Written {
         files: outputs.to_vec(),
-        frames: None,
+        frames: Vec::new(),
     };
     prepare_written(settings, images, &written, weights, log)
 }
@@ -105,6 +116,24 @@ pub fn prepare_written(
             preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
             set_threads(s.options.threads, log)?;
             (Sources::new(&s, content, styles, masks)?, init)
+        }
+        Images::Clip { content, decode } => {
+            let inputs: Vec<Input> = preflight::inputs_of(&s)?
+                .into_iter()
+                .filter(|i| i.role != "content")
+                .chain(content)
+                .collect();
+            preflight::check_written(&inputs, std::slice::from_ref(written))?;
+            let dims = s
+                .files
+                .styles
+                .iter()
+                .map(|p| Picture::probe(p))
+                .collect::<Result<Vec<_>>>()?;
+            let content = decode()?;
+            preflight::check_dimensions(&s, (content.width, content.height), &dims)?;
+            set_threads(s.options.threads, log)?;
+            (job::load_sources_with(&s, content)?, None)
         }
     };
     // The memory plan's L-BFGS history (never more than the iterations;

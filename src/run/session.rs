@@ -50,7 +50,11 @@ pub struct Sources {
 /// Decode the content, styles and masks, refusing (before any resampling) a
 /// run that would not fit in memory and a mask that is all black.
 pub fn load_sources(s: &Settings) -> Result<Sources> {
-    let content = Picture::load(&s.files.content)?;
+    load_sources_with(s, Picture::load(&s.files.content)?)
+}
+
+/// [`load_sources`] with the content already decoded (a video's frame).
+pub fn load_sources_with(s: &Settings, content: Picture) -> Result<Sources> {
     normalise_blend(
         s.files.styles.len(),
         s.options.style_blend_weights.as_deref(),

@@ -82,9 +82,9 @@ impl Frames {
 pub struct Written {
     /// The fixed paths (a directory the job creates among them).
     pub files: Vec<Output>,
-    /// The frames, a pattern in their directory (declared in `files` as a
-    /// directory).
-    pub frames: Option<Frames>,
+    /// The frames, each a pattern in its directory (declared in `files` as
+    /// a directory): `--save-every`'s, or a video's.
+    pub frames: Vec<Frames>,
 }
 
 /// `OUTPUT.ckpt.png` and `OUTPUT.ckpt.json` (the output's whole file name,
@@ -118,6 +118,82 @@ pub fn partial_path(output: &Path) -> PathBuf {
 pub fn default_frames_dir(output: &Path) -> PathBuf {
     let stem = output.file_stem().unwrap_or_default().to_string_lossy();
     output.with_file_name(format!("{stem}_frames"))
+}
+
+/// What `neural-style video` writes. In its frames directory: the styled
+/// frames ([`video_frame`]: `frame_NNNNNN.png`, from 1), the best image of
+/// a frame a signal stopped ([`interrupted_frame`]:
+/// `interrupted_NNNNNN.png`), the manifest that ties them to their clip and
+/// settings ([`video_manifest`]) and, with `--baseline`, the frames styled
+/// one by one ([`baseline_dir`], the same names); beside: the video and the
+/// report.
+#[derive(Clone, Debug, Default)]
+pub struct VideoWrites {
+    /// `--frames-dir` (or its default).
+    pub frames_dir: PathBuf,
+    /// The encoded video, when the output is not a directory of frames.
+    pub video: Option<PathBuf>,
+    /// `--report`.
+    pub report: Option<PathBuf>,
+    /// `--baseline`.
+    pub baseline: bool,
+}
+
+/// Styled video frame `index` (from 0) in `dir`: `frame_000001.png` for
+/// the first (the names the encoder reads as `frame_%06d.png`).
+pub fn video_frame(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("frame_{:06}.png", index + 1))
+}
+
+/// The best image so far of video frame `index` (from 0) when a signal
+/// stopped it: `interrupted_000001.png` for the first.
+pub fn interrupted_frame(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("interrupted_{:06}.png", index + 1))
+}
+
+/// The manifest of a video's frames directory (`video.json`): which clip
+/// and settings its frames were made with.
+pub fn video_manifest(frames_dir: &Path) -> PathBuf {
+    frames_dir.join("video.json")
+}
+
+/// Where `--baseline` puts the frames styled one by one: `baseline/` in
+/// the frames directory.
+pub fn baseline_dir(frames_dir: &Path) -> PathBuf {
+    frames_dir.join("baseline")
+}
+
+impl VideoWrites {
+    /// The complete set of what the video job may create or delete.
+    pub fn declared(&self) -> Written {
+        let dir = &self.frames_dir;
+        let pattern = |role: &str, dir: &Path, stem: &str| Frames {
+            role: role.into(),
+            dir: dir.to_path_buf(),
+            stem: stem.into(),
+            digits: 6,
+        };
+        let mut files = vec![
+            Output::new("frames-dir", dir, Kind::Dir),
+            Output::new("frames-dir manifest", video_manifest(dir), Kind::Text),
+        ];
+        let mut frames = vec![
+            pattern("frames-dir", dir, "frame"),
+            pattern("frames-dir", dir, "interrupted"),
+        ];
+        if self.baseline {
+            let b = baseline_dir(dir);
+            files.push(Output::new("baseline", &b, Kind::Dir));
+            frames.push(pattern("baseline", &b, "frame"));
+        }
+        if let Some(v) = &self.video {
+            files.push(Output::new("output", v, Kind::Text));
+        }
+        if let Some(r) = &self.report {
+            files.push(Output::new("report", r, Kind::Text));
+        }
+        Written { files, frames }
+    }
 }
 
 fn suffixed(output: &Path, suffix: &str) -> PathBuf {
@@ -163,12 +239,13 @@ impl Writes {
                 Kind::Text,
             ));
         }
-        let frames = self.frames.as_ref().map(|dir| {
+        let mut frames = Vec::new();
+        if let Some(dir) = &self.frames {
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| default_frames_dir(&self.output));
             files.push(Output::new(role("frames-dir"), &dir, Kind::Dir));
-            Frames {
+            frames.push(Frames {
                 role: role("save-every"),
                 dir,
                 stem: self
@@ -178,8 +255,8 @@ impl Writes {
                     .to_string_lossy()
                     .into_owned(),
                 digits: self.iterations.max(1).to_string().len(),
-            }
-        });
+            });
+        }
         Written { files, frames }
     }
 }
@@ -230,7 +307,7 @@ impl Written {
                 return true;
             }
         }
-        if let Some(f) = &self.frames {
+        for f in &self.frames {
             if normal(&abs(&f.dir)) == normal(dir)
                 && (f.matches_name(name) || temp_of.is_some_and(|t| f.matches_name(t)))
             {
@@ -295,7 +372,7 @@ mod tests {
                 "d/out_frames",
             ]
         );
-        let f = w.frames.clone().unwrap();
+        let f = w.frames[0].clone();
         assert_eq!(f.path(7), Path::new("d/out_frames/out_00007.png"));
         assert_eq!(w.file("json-log"), Some(Path::new("log.jsonl")));
         assert_eq!(w.file("checkpoint"), Some(Path::new("d/out.png.ckpt.json")));
@@ -328,5 +405,56 @@ mod tests {
         ] {
             assert!(!w.covers(root, Path::new(no)), "{no}");
         }
+    }
+
+    #[test]
+    fn the_video_declares_its_frames_interrupted_frames_manifest_and_baseline() {
+        let w = VideoWrites {
+            frames_dir: "d/v_frames".into(),
+            video: Some("d/v.mp4".into()),
+            report: Some("r.json".into()),
+            baseline: true,
+        }
+        .declared();
+        let dir = Path::new("d/v_frames");
+        assert_eq!(
+            video_frame(dir, 0),
+            Path::new("d/v_frames/frame_000001.png")
+        );
+        assert_eq!(
+            interrupted_frame(dir, 2),
+            Path::new("d/v_frames/interrupted_000003.png")
+        );
+        let root = Path::new("/r");
+        let me = std::process::id();
+        for yes in [
+            "d/v_frames",
+            "d/v_frames/frame_000001.png",
+            "d/v_frames/interrupted_000003.png",
+            "d/v_frames/video.json",
+            "d/v_frames/baseline",
+            "d/v_frames/baseline/frame_000012.png",
+            &format!("d/v_frames/.neural-style-interrupted_000003.png.{me}-aB3dE5.tmp"),
+            &format!("d/v_frames/.neural-style-video.json.{me}-aB3dE5.tmp"),
+            &format!("d/.neural-style-v.mp4.{me}-aB3dE5.tmp"),
+            "d/v.mp4",
+            "r.json",
+        ] {
+            assert!(w.covers(root, Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "d/v_frames/other.png",
+            "d/v_frames/baseline/interrupted_000001.png",
+            "d/v_frames/baseline/video.json",
+            "d/frame_000001.png",
+        ] {
+            assert!(!w.covers(root, Path::new(no)), "{no}");
+        }
+        let no_baseline = VideoWrites {
+            frames_dir: dir.into(),
+            ..VideoWrites::default()
+        }
+        .declared();
+        assert!(!no_baseline.covers(root, Path::new("d/v_frames/baseline/frame_000001.png")));
     }
 }

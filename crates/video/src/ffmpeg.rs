@@ -286,6 +286,44 @@ fn last_number(stem: &str) -> Option<u64> {
     stem[start..end].parse().ok()
 }
 
+/// What identifies a clip: its size in bytes and the sha256 of its bytes;
+/// for a directory of frames, their total size and the sha256 of each
+/// numbered frame's sha256, in order (the names do not count).
+pub fn identify(content: &Path) -> Result<(u64, String)> {
+    use sha2::Digest;
+    let hash_file = |path: &Path| -> Result<(u64, sha2::Sha256)> {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    h.update(&buf[..k]);
+                    bytes += k as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok((bytes, h))
+    };
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if !content.is_dir() {
+        let (bytes, h) = hash_file(content)?;
+        return Ok((bytes, hex(&h.finalize())));
+    }
+    let mut all = sha2::Sha256::new();
+    let mut total = 0u64;
+    for f in numbered_frames(content)? {
+        let (bytes, h) = hash_file(&f)?;
+        all.update(h.finalize());
+        total += bytes;
+    }
+    Ok((total, hex(&all.finalize())))
+}
+
 /// The name of output frame `index` (from 0) in a frames directory:
 /// `frame_000001.png` for the first.
 pub fn frame_name(index: usize) -> String {
@@ -311,10 +349,24 @@ pub fn encode(
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("mp4")
-        .to_string();
+        .to_ascii_lowercase();
+    // The container by name, since the temporary file's name is the one
+    // every atomic write of this project uses (`.neural-style-NAME.PID-XXXXXX.tmp`,
+    // `neural_style_core::image_io::temp_target`), which the preflight knows.
+    let format = match ext.as_str() {
+        "mkv" => "matroska",
+        "mov" => "mov",
+        _ => "mp4",
+    };
+    let name = output.file_name().unwrap_or_default().to_string_lossy();
     let tmp = tempfile::Builder::new()
-        .prefix(".neural-style-video-")
-        .suffix(&format!(".{ext}"))
+        .prefix(&format!(
+            "{}{name}.{}-",
+            neural_style_core::image_io::TEMP_PREFIX,
+            std::process::id()
+        ))
+        .suffix(".tmp")
+        .rand_bytes(6)
         .tempfile_in(dir)
         .map_err(|e| Error::io(output, e))?;
     let run = |audio_codec: &str| -> Result<(bool, String)> {
@@ -337,6 +389,8 @@ pub fn encode(
             "pad=ceil(iw/2)*2:ceil(ih/2)*2",
             "-r",
             fps,
+            "-f",
+            format,
         ])
         .arg(tmp.path())
         .stdin(Stdio::null());
@@ -377,5 +431,39 @@ mod tests {
         assert_eq!(last_number("00031"), Some(31));
         assert_eq!(last_number("cover"), None);
         assert_eq!(frame_name(0), "frame_000001.png");
+    }
+
+    #[test]
+    fn a_clip_is_identified_by_its_bytes_and_frames_by_theirs_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::write(p.join("a.mp4"), b"one clip").unwrap();
+        std::fs::write(p.join("b.mp4"), b"one clip").unwrap();
+        std::fs::write(p.join("c.mp4"), b"one clib").unwrap();
+        let a = identify(&p.join("a.mp4")).unwrap();
+        assert_eq!(a.0, 8);
+        assert_eq!(
+            a,
+            identify(&p.join("b.mp4")).unwrap(),
+            "the name does not count"
+        );
+        assert_ne!(a, identify(&p.join("c.mp4")).unwrap(), "one byte does");
+        let frames = |dir: &str, names: [&str; 2], bytes: [&[u8]; 2]| {
+            let f = p.join(dir);
+            std::fs::create_dir(&f).unwrap();
+            for (n, b) in names.iter().zip(bytes) {
+                std::fs::write(f.join(n), b).unwrap();
+            }
+            identify(&f).unwrap()
+        };
+        let x = frames("x", ["f_1.png", "f_2.png"], [b"12", b"345"]);
+        assert_eq!(x.0, 5);
+        assert_eq!(x, frames("y", ["img1.png", "img2.png"], [b"12", b"345"]));
+        assert_ne!(
+            x,
+            frames("z", ["f_1.png", "f_2.png"], [b"345", b"12"]),
+            "the order does"
+        );
+        assert!(identify(&p.join("missing.mp4")).is_err());
     }
 }

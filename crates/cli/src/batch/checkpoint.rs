@@ -40,7 +40,13 @@ pub(crate) fn paths(output: &Path) -> (PathBuf, PathBuf) {
 /// and the bytes of the content, styles, masks and init image (not their
 /// paths: a batch may run from another directory).
 pub(crate) fn fingerprint(s: &Settings) -> Result<String> {
-    let mut files: Vec<&Path> = vec![&s.files.content];
+    fingerprint_with(s, Some(&s.files.content))
+}
+
+/// [`fingerprint`] with the content's bytes left out when `content` is
+/// `None` (a video's clip, which its manifest identifies itself).
+pub(crate) fn fingerprint_with(s: &Settings, content: Option<&Path>) -> Result<String> {
+    let mut files: Vec<&Path> = content.into_iter().collect();
     files.extend(s.files.styles.iter().map(PathBuf::as_path));
     files.extend(s.files.masks.iter().flatten().map(PathBuf::as_path));
     files.extend(s.files.init_image.as_deref());

@@ -96,7 +96,7 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     let p = prepare_written(s, Images::files(), &written, None, &mut log)?;
     let (s, inputs) = (&p.settings, &p.inputs);
     // Inputs are good: only now create the frames directory and the log.
-    let frames = match (run.save_every, written.frames.clone()) {
+    let frames = match (run.save_every, written.frames.first().cloned()) {
         (Some(n), Some(frames)) => {
             std::fs::create_dir_all(&frames.dir).map_err(|e| Error::io(&frames.dir, e))?;
             Some((n, frames))

@@ -15,9 +15,9 @@ use crate::{flags, signals};
 use clap::Args;
 use neural_style::backends::{self, WithBackend};
 use neural_style::options::{Preset, Settings, StyleArgs};
-use neural_style::run::preflight::{self, Input, Kind, Output};
-use neural_style::run::written::{Frames, Written};
-use neural_style::run::{finish, initial_image, load_styles, prepare, Images};
+use neural_style::run::preflight::{self, Input};
+use neural_style::run::written::{self, VideoWrites, Written};
+use neural_style::run::{finish, initial_image, prepare_written, Images};
 use neural_style_core::backend::Backend;
 use neural_style_core::image_io::Picture;
 use neural_style_core::mask::Mask;
@@ -32,9 +32,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("content", |a| a
+        .value_name("CLIP|DIR")
+        .help("The clip (anything ffmpeg reads: .mp4, .mkv, .mov…), or a directory of numbered frames")),
+    // One size per frame: refused by `video`, so not offered.
+    mut_arg("scales", |a| a.hide(true)),
+    mut_arg("multires", |a| a.hide(true)),
+    mut_arg("scale_iterations", |a| a.hide(true)),
+)]
 pub(crate) struct VideoArgs {
     #[command(flatten)]
     style: StyleArgs,
@@ -42,8 +52,10 @@ pub(crate) struct VideoArgs {
     /// or a directory: numbered frames only, no video.
     #[arg(long, short = 'o', value_name = "FILE|DIR")]
     output: PathBuf,
-    /// Where finished frames are kept; a rerun resumes at the first missing one
-    /// [default: <output stem>_frames next to the output].
+    /// Where finished frames are kept (with video.json, which names the clip and the
+    /// settings); a rerun with the same clip and settings resumes at the first missing frame
+    /// [default: <output stem>_frames next to the output; the output itself when it is a
+    /// directory].
     #[arg(long, value_name = "DIR")]
     frames_dir: Option<PathBuf>,
     /// Frame rate of the output when --content is a directory of frames.
@@ -54,9 +66,15 @@ pub(crate) struct VideoArgs {
     temporal_weight: f64,
     /// The earlier frames each frame is held to, counted back from it, comma-separated
     /// (the long-term loss; 1 alone: the short-term loss only).
-    #[arg(long, value_delimiter = ',', value_name = "J,J,...", default_values_t = [1usize, 2, 4])]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "J,J,...",
+        default_value = "1,2,4"
+    )]
     long_term: Vec<usize>,
-    /// Iterations on the first frame [default: --iterations; 2000 with --preset ruder].
+    /// Iterations on the first frame [default: --iterations; 2000 with --preset ruder
+    /// when --iterations is not given].
     #[arg(long, value_name = "N")]
     first_frame_iterations: Option<usize>,
     /// Style only the first N frames.
@@ -66,9 +84,16 @@ pub(crate) struct VideoArgs {
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
     /// Also style every frame on its own (same settings and iterations, no temporal
-    /// term; into <frames dir>/baseline) and report its warping error: the ceiling.
+    /// term; into <frames dir>/baseline, each right after the video's frame of the same
+    /// number) and report its warping error, style loss and time: the ceiling.
     #[arg(long)]
     baseline: bool,
+    /// Start over: delete the frames an earlier run left in the frames directory
+    /// (frame_NNNNNN.png, interrupted_NNNNNN.png, baseline/frame_NNNNNN.png) instead of
+    /// resuming. Without it a rerun resumes only the same clip with the same settings
+    /// (as its video.json says) and refuses frames made otherwise.
+    #[arg(long)]
+    restart: bool,
     /// No messages (errors still go to stderr).
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -115,46 +140,10 @@ fn plan(a: &VideoArgs) -> Result<Plan> {
     })
 }
 
-/// The video command's preflight, in one place for the run registry to
-/// take in: the clip (a file) or frames directory, the styles, masks, init
-/// image, config and weights are read; the frames directory, the video
-/// (whose temporary file is made beside it) and the report are written —
-/// each checked as the main job checks its paths
-/// (`neural_style::run::preflight::check_paths`), and the frames directory
-/// must not be the input frames' directory.
-fn preflight_video(s: &Settings, plan: &Plan, report: Option<&Path>) -> Result<()> {
-    let mut inputs: Vec<Input> = preflight::inputs_of(s)?
-        .into_iter()
-        .filter(|i| i.role != "content")
-        .collect();
-    let content_is_dir = s.files.content.is_dir();
-    if !content_is_dir {
-        inputs.push(Input::new("content", &s.files.content));
-    }
-    let mut outputs = vec![Output::new("frames-dir", &plan.frames_dir, Kind::Dir)];
-    if let Some(v) = &plan.video {
-        outputs.push(Output::new("output", v, Kind::Text));
-    }
-    if let Some(r) = report {
-        outputs.push(Output::new("report", r, Kind::Text));
-    }
-    // The registry's check (`neural_style::run::written`): the styled frames
-    // are a pattern (`frame_NNNNNN.png`, `ffmpeg::frame_name`) that no input
-    // may match, and every temporary name must fit.
-    let frames = Frames {
-        role: "frames-dir".into(),
-        dir: plan.frames_dir.clone(),
-        stem: "frame".into(),
-        digits: 6,
-    };
-    preflight::check_written(
-        &inputs,
-        &[Written {
-            files: outputs,
-            frames: Some(frames),
-        }],
-    )?;
-    if content_is_dir
+/// What the video job writes (`neural_style::run::written::VideoWrites`),
+/// refusing a frames directory that is the input frames' own.
+fn declared(a: &VideoArgs, s: &Settings, plan: &Plan) -> Result<Written> {
+    if s.files.content.is_dir()
         && preflight::canonical(&s.files.content) == preflight::canonical(&plan.frames_dir)
     {
         return Err(Error::config(
@@ -165,8 +154,150 @@ fn preflight_video(s: &Settings, plan: &Plan, report: Option<&Path>) -> Result<(
             ),
         ));
     }
-    Ok(())
+    Ok(VideoWrites {
+        frames_dir: plan.frames_dir.clone(),
+        video: plan.video.clone(),
+        report: a.report.clone(),
+        baseline: a.baseline,
+    }
+    .declared())
 }
+
+/// The files the content is read from: the clip, or the numbered frames of
+/// its directory (listed, not decoded).
+fn content_inputs(content: &Path) -> Result<Vec<Input>> {
+    if content.is_dir() {
+        Ok(ffmpeg::numbered_frames(content)?
+            .into_iter()
+            .map(|f| Input::new("content", f))
+            .collect())
+    } else {
+        Ok(vec![Input::new("content", content)])
+    }
+}
+
+/// The manifest of a frames directory (`written::video_manifest`): the clip
+/// and the settings its frames were made with. A rerun resumes only when
+/// both are the same; otherwise it is refused before any work (or, with
+/// `--restart`, the old frames are deleted).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    version: u32,
+    /// The clip's size in bytes and sha256 (`ffmpeg::identify`).
+    clip_bytes: u64,
+    clip_sha256: String,
+    /// Every setting that shapes a frame: the job's (the checkpoints'
+    /// fingerprint, without the content) and the video's own.
+    settings: String,
+}
+
+const MANIFEST_VERSION: u32 = 1;
+
+impl Manifest {
+    fn new(s: &Settings, video: &VideoSettings) -> Result<Manifest> {
+        let (clip_bytes, clip_sha256) = ffmpeg::identify(&s.files.content)?;
+        let job = crate::batch::checkpoint::fingerprint_with(s, None)?;
+        let text = format!(
+            "neural-style video v{MANIFEST_VERSION}\n{job}\ntemporal weight {:e}\n\
+             long term {:?}\nfirst-frame iterations {}\n",
+            video.temporal_weight, video.long_term, video.first_iterations
+        );
+        Ok(Manifest {
+            version: MANIFEST_VERSION,
+            clip_bytes,
+            clip_sha256,
+            settings: neural_style_weights::sha256_hex(text.as_bytes()),
+        })
+    }
+}
+
+/// The video's own settings that shape its frames (in the manifest).
+struct VideoSettings {
+    temporal_weight: f64,
+    long_term: Vec<usize>,
+    first_iterations: usize,
+}
+
+/// What an earlier run left in the frames directory `dir`: its frames,
+/// interrupted frames and baseline frames (the registry's names, temporary
+/// files aside; the manifest aside).
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let all = VideoWrites {
+        frames_dir: dir.to_path_buf(),
+        baseline: true,
+        ..VideoWrites::default()
+    }
+    .declared();
+    let manifest = written::video_manifest(dir);
+    let mut found: Vec<PathBuf> = [dir.to_path_buf(), written::baseline_dir(dir)]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let temp = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(neural_style_core::image_io::temp_target)
+                .is_some();
+            p.is_file() && !temp && *p != manifest && all.covers(dir, p)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Checks that the frames in the frames directory `dir` were made from
+/// this clip with these settings (its manifest says `want`), or that there
+/// are none, or that `restart` deletes them. Frames made otherwise, or by
+/// no known run, are refused, naming the directory and the ways on.
+fn check_manifest(dir: &Path, want: &Manifest, restart: bool) -> Result<()> {
+    let path = written::video_manifest(dir);
+    let old = leftovers(dir);
+    let Some(first) = old.first() else {
+        return Ok(());
+    };
+    let why = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "holds frames ({}) but no {} saying which clip and settings made them",
+            first.display(),
+            path.display()
+        ),
+        Err(e) => return Err(Error::io(&path, e)),
+        Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) if &m == want => return Ok(()),
+            Ok(m) if (m.clip_bytes, &m.clip_sha256) != (want.clip_bytes, &want.clip_sha256) => {
+                let short = |h: &str| h.chars().take(12).collect::<String>();
+                format!(
+                    "holds the frames of another clip ({} bytes, sha256 {}…; `content` is \
+                     {} bytes, sha256 {}…)",
+                    m.clip_bytes,
+                    short(&m.clip_sha256),
+                    want.clip_bytes,
+                    short(&want.clip_sha256)
+                )
+            }
+            Ok(_) => "holds frames made with other settings".to_string(),
+            Err(e) => format!("has a manifest this version cannot read ({e})"),
+        },
+    };
+    if restart {
+        return Ok(());
+    }
+    Err(Error::config(
+        "frames-dir",
+        format!(
+            "{} {why}: a rerun resumes only the same clip with the same settings and never \
+             writes over other frames; choose another `frames-dir`, or add --restart to \
+             delete them and start over",
+            dir.display()
+        ),
+    ))
+}
+
+/// A decoded clip: its frame rate, whether it has audio, its frames.
+type Clip = (String, bool, Vec<Picture>);
 
 /// The clip's frames at the working size, its frame rate and whether it has
 /// audio (to copy). The whole clip is decoded before any styling, so a bad
@@ -265,29 +396,76 @@ pub(crate) fn video(a: &VideoArgs) -> Result<ExitCode> {
     // Refused before anything is read or written.
     flow::require()?;
     let plan = plan(a)?;
-    preflight_video(&s, &plan, a.report.as_deref())?;
+    let written = declared(a, &s, &plan)?;
     let mut log = flags::logger(a.quiet);
-    let (fps, audio, frames) = read_clip(&s.files.content, s.size(), &a.fps, a.max_frames)?;
-    let (styles, masks) = load_styles(&s)?;
-    let init = match (&s.files.init_image, s.init) {
-        (Some(p), neural_style::options::InitName::Image) => Some(Picture::load(p)?),
-        _ => None,
+    // One preflight (the registry's, by `prepare_written`) before the clip
+    // is decoded; the decoded frames come back through `clip`.
+    let video_settings = VideoSettings {
+        temporal_weight: a.temporal_weight,
+        long_term: long_term.clone(),
+        first_iterations,
     };
-    let p = prepare(
+    let clip: Arc<Mutex<Option<Clip>>> = Arc::default();
+    let manifest: Arc<Mutex<Option<Manifest>>> = Arc::default();
+    let decode = {
+        let (clip, manifest, settings) = (clip.clone(), manifest.clone(), s.clone());
+        let (dir, restart) = (plan.frames_dir.clone(), a.restart);
+        let (fps, max) = (a.fps.clone(), a.max_frames);
+        move || {
+            // The frames already there must be this clip's with these
+            // settings (refused before anything is decoded).
+            let m = Manifest::new(&settings, &video_settings)?;
+            check_manifest(&dir, &m, restart)?;
+            *manifest.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+            let c = read_clip(&settings.files.content, settings.size(), &fps, max)?;
+            let first = c.2[0].clone();
+            *clip.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+            Ok(first)
+        }
+    };
+    let content = content_inputs(&s.files.content)?;
+    let p = prepare_written(
         s,
-        Images::Decoded {
-            content: frames[0].clone(),
-            styles,
-            masks,
-            init,
+        Images::Clip {
+            content,
+            decode: Box::new(decode),
         },
-        &[],
+        &written,
         None,
         &mut log,
     )?;
+    let (fps, audio, frames) = clip
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("prepare_written decodes the clip");
+    let manifest = manifest
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .expect("prepare_written checks the manifest");
+    if a.restart {
+        let old = leftovers(&plan.frames_dir);
+        if !old.is_empty() {
+            log(&format!(
+                "--restart: deleting {} frames in {}",
+                old.len(),
+                plan.frames_dir.display()
+            ));
+        }
+        for f in old {
+            std::fs::remove_file(&f).map_err(|e| Error::io(&f, e))?;
+        }
+    }
     std::fs::create_dir_all(&plan.frames_dir).map_err(|e| Error::io(&plan.frames_dir, e))?;
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+    neural_style_core::image_io::write_file_atomic(
+        &written::video_manifest(&plan.frames_dir),
+        text.as_bytes(),
+        0o666,
+    )?;
     let start = (0..frames.len())
-        .find(|t| !plan.frames_dir.join(ffmpeg::frame_name(*t)).is_file())
+        .find(|t| !written::video_frame(&plan.frames_dir, *t).is_file())
         .unwrap_or(frames.len());
     if start > 0 {
         log(&format!(
@@ -348,10 +526,15 @@ pub(crate) fn video(a: &VideoArgs) -> Result<ExitCode> {
                 "baseline": (!outcome.style_baseline.is_empty()).then(|| mean(&outcome.style_baseline)),
             },
             "seconds_per_frame": {
-                "first": outcome.seconds.first(),
-                "after_first": (outcome.seconds.len() > 1).then(|| mean(&outcome.seconds[1..])),
-                "baseline_after_first": (outcome.baseline_seconds.len() > 1)
-                    .then(|| mean(&outcome.baseline_seconds[1..])),
+                "first": first_frame(&outcome.seconds),
+                "after_first": after_first(&outcome.seconds),
+                "flow_and_warping_after_first": after_first(&outcome.prep_seconds),
+                "baseline_first": first_frame(&outcome.baseline_seconds),
+                "baseline_after_first": after_first(&outcome.baseline_seconds),
+            },
+            "iterations_after_first": {
+                "output": after_first(&outcome.iterations),
+                "baseline": after_first(&outcome.baseline_iterations),
             },
             "temporal_weight": a.temporal_weight,
             "long_term": long_term,
@@ -374,6 +557,21 @@ pub(crate) fn video(a: &VideoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The seconds of the first frame, when this run styled it.
+fn first_frame(seconds: &[(usize, f64)]) -> Option<f64> {
+    seconds.iter().find(|(t, _)| *t == 0).map(|s| s.1)
+}
+
+/// The mean seconds per frame after the first, of the frames this run styled.
+fn after_first(seconds: &[(usize, f64)]) -> Option<f64> {
+    let v: Vec<f64> = seconds
+        .iter()
+        .filter(|(t, _)| *t > 0)
+        .map(|s| s.1)
+        .collect();
+    (!v.is_empty()).then(|| mean(&v))
+}
+
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         f64::NAN
@@ -394,12 +592,12 @@ struct Flicker {
 fn flicker(frames: &[Picture], dir: &Path, baseline: bool) -> Result<Flicker> {
     let load = |d: &Path| {
         (0..frames.len())
-            .map(|t| Picture::load(&d.join(ffmpeg::frame_name(t))))
+            .map(|t| Picture::load(&written::video_frame(d, t)))
             .collect::<Result<Vec<_>>>()
     };
     let out = load(dir)?;
     let base = if baseline {
-        Some(load(&dir.join("baseline"))?)
+        Some(load(&written::baseline_dir(dir))?)
     } else {
         None
     };
@@ -447,9 +645,16 @@ struct VideoRun<'a> {
 /// What the run measured.
 struct VideoOutcome {
     interrupted: bool,
-    /// Seconds per frame styled in this run (flow and warping included).
-    seconds: Vec<f64>,
-    baseline_seconds: Vec<f64>,
+    /// Seconds per frame styled in this run, by frame (flow and warping included).
+    seconds: Vec<(usize, f64)>,
+    /// Of those, the seconds before the optimisation (flow, certainty,
+    /// warping, the objective's targets).
+    prep_seconds: Vec<(usize, f64)>,
+    baseline_seconds: Vec<(usize, f64)>,
+    /// Iterations run per frame (fewer than asked when the stopping rule
+    /// ended a frame), of the video and of `--baseline`.
+    iterations: Vec<(usize, f64)>,
+    baseline_iterations: Vec<(usize, f64)>,
     /// The style loss of each output frame (with `--report`).
     style_output: Vec<f64>,
     style_baseline: Vec<f64>,
@@ -483,13 +688,64 @@ impl WithBackend for VideoRun<'_> {
         let mut out = VideoOutcome {
             interrupted: false,
             seconds: Vec::new(),
+            prep_seconds: Vec::new(),
             baseline_seconds: Vec::new(),
+            iterations: Vec::new(),
+            baseline_iterations: Vec::new(),
             style_output: Vec::new(),
             style_baseline: Vec::new(),
         };
         // The stylised frames (before original colours) the next ones need.
         let mut styled: HashMap<usize, CaffeImage> = HashMap::new();
         let deepest = *self.long_term.last().unwrap_or(&1);
+        // `--baseline`: frame `t` styled on its own (same settings and
+        // iterations, no temporal term), right after the video's frame `t`
+        // so that both see the same machine load.
+        let baseline_dir = written::baseline_dir(self.frames_dir);
+        if self.baseline {
+            std::fs::create_dir_all(&baseline_dir).map_err(|e| Error::io(&baseline_dir, e))?;
+        }
+        // The first frame has no temporal term: the video's own (`same`,
+        // with its seconds), when this run styled it, is the independent one.
+        let independent =
+            |t: usize, same: Option<(&CaffeImage, f64)>| -> Result<Option<(f64, f64, usize)>> {
+                let started = Instant::now();
+                let content = self.frames[t].to_caffe();
+                let obj = objective(&content)?;
+                if let (0, Some((best, seconds))) = (t, same) {
+                    Picture::from_caffe(&finish(s, best, &content))
+                        .save(&written::video_frame(&baseline_dir, t))?;
+                    let x = net.backend().upload(&best.data, best.shape())?;
+                    return Ok(Some((
+                        seconds,
+                        obj.evaluate(&x)?.0.style,
+                        self.first_iterations,
+                    )));
+                }
+                let init = if t == 0 {
+                    self.first_init.clone()
+                } else {
+                    initial_image(s, &content)?
+                };
+                let opts = RunOptions {
+                    iterations: if t == 0 {
+                        self.first_iterations
+                    } else {
+                        s.options.iterations
+                    },
+                    optimizer: s.optimizer,
+                    stop_rule: s.stop_rule,
+                };
+                let r = run(&obj, &init, &opts, &mut Silent, self.interrupt)?;
+                if r.stop == StopReason::Interrupted {
+                    return Ok(None);
+                }
+                Picture::from_caffe(&finish(s, &r.best, &content))
+                    .save(&written::video_frame(&baseline_dir, t))?;
+                let seconds = started.elapsed().as_secs_f64();
+                let x = net.backend().upload(&r.best.data, r.best.shape())?;
+                Ok(Some((seconds, obj.evaluate(&x)?.0.style, r.iterations)))
+            };
         for t in self.start..n {
             let started = Instant::now();
             let content = self.frames[t].to_caffe();
@@ -506,8 +762,9 @@ impl WithBackend for VideoRun<'_> {
                     let c = warp::certainty(&back, &fwd);
                     let prev = match styled.get(&(t - j)) {
                         Some(p) => p.clone(),
-                        None => Picture::load(&self.frames_dir.join(ffmpeg::frame_name(t - j)))?
-                            .to_caffe(),
+                        None => {
+                            Picture::load(&written::video_frame(self.frames_dir, t - j))?.to_caffe()
+                        }
                     };
                     let w = warp::warp_caffe(&prev, &back);
                     if j == 1 {
@@ -527,6 +784,8 @@ impl WithBackend for VideoRun<'_> {
                 })?;
                 (init.expect("long-term includes 1"), s.options.iterations)
             };
+            // Flow, certainty, warping and the objective, before the optimisation.
+            out.prep_seconds.push((t, started.elapsed().as_secs_f64()));
             let opts = RunOptions {
                 iterations,
                 optimizer: s.optimizer,
@@ -535,9 +794,7 @@ impl WithBackend for VideoRun<'_> {
             let r = run(&obj, &init, &opts, &mut Silent, self.interrupt)?;
             let finished = Picture::from_caffe(&finish(s, &r.best, &content));
             if r.stop == StopReason::Interrupted {
-                let partial = self
-                    .frames_dir
-                    .join(format!("interrupted_{:06}.png", t + 1));
+                let partial = written::interrupted_frame(self.frames_dir, t);
                 finished.save(&partial)?;
                 (self.log)(&format!(
                     "frame {} interrupted: its best image is {}; a rerun resumes there",
@@ -547,9 +804,10 @@ impl WithBackend for VideoRun<'_> {
                 out.interrupted = true;
                 return Ok(out);
             }
-            finished.save(&self.frames_dir.join(ffmpeg::frame_name(t)))?;
+            finished.save(&written::video_frame(self.frames_dir, t))?;
             let seconds = started.elapsed().as_secs_f64();
-            out.seconds.push(seconds);
+            out.seconds.push((t, seconds));
+            out.iterations.push((t, r.iterations as f64));
             (self.log)(&format!(
                 "frame {}/{n}: loss {:.4e}, {seconds:.1} s",
                 t + 1,
@@ -562,38 +820,28 @@ impl WithBackend for VideoRun<'_> {
             }
             styled.insert(t, r.best);
             styled.retain(|k, _| k + deepest > t);
-        }
-        if self.baseline {
-            let dir = self.frames_dir.join("baseline");
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            for t in 0..n {
-                let started = Instant::now();
-                let content = self.frames[t].to_caffe();
-                let obj = objective(&content)?;
-                let init = if t == 0 {
-                    self.first_init.clone()
-                } else {
-                    initial_image(s, &content)?
-                };
-                let opts = RunOptions {
-                    iterations: if t == 0 {
-                        self.first_iterations
-                    } else {
-                        s.options.iterations
-                    },
-                    optimizer: s.optimizer,
-                    stop_rule: s.stop_rule,
-                };
-                let r = run(&obj, &init, &opts, &mut Silent, self.interrupt)?;
-                if r.stop == StopReason::Interrupted {
+            if self.baseline {
+                let same = styled.get(&t).map(|b| (b, seconds));
+                let Some((seconds, style, iterations)) = independent(t, same)? else {
                     out.interrupted = true;
                     return Ok(out);
-                }
-                Picture::from_caffe(&finish(s, &r.best, &content))
-                    .save(&dir.join(ffmpeg::frame_name(t)))?;
-                out.baseline_seconds.push(started.elapsed().as_secs_f64());
-                let x = net.backend().upload(&r.best.data, r.best.shape())?;
-                out.style_baseline.push(obj.evaluate(&x)?.0.style);
+                };
+                out.baseline_seconds.push((t, seconds));
+                out.baseline_iterations.push((t, iterations as f64));
+                out.style_baseline.push(style);
+                (self.log)(&format!("independent frame {}/{n}: {seconds:.1} s", t + 1));
+            }
+        }
+        if self.baseline {
+            // The frames a resumed run had styled before it.
+            for t in 0..self.start.min(n) {
+                let Some((seconds, style, iterations)) = independent(t, None)? else {
+                    out.interrupted = true;
+                    return Ok(out);
+                };
+                out.baseline_seconds.push((t, seconds));
+                out.baseline_iterations.push((t, iterations as f64));
+                out.style_baseline.push(style);
                 (self.log)(&format!("independent frame {}/{n}", t + 1));
             }
         }
@@ -615,5 +863,21 @@ fn fill_uncertain(warped: &CaffeImage, content: &CaffeImage, c: &Mask) -> CaffeI
         width: warped.width,
         height: warped.height,
         data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry's frame names are the ones the encoder reads.
+    #[test]
+    fn the_registrys_frame_names_are_the_encoders() {
+        for k in [0, 8, 999_998] {
+            assert_eq!(
+                written::video_frame(Path::new("d"), k),
+                Path::new("d").join(ffmpeg::frame_name(k))
+            );
+        }
     }
 }

@@ -13,7 +13,8 @@ fn video_needs_the_video_feature() {
 
 #[cfg(feature = "video")]
 mod with_feature {
-    use crate::support::{assert_fails, describe, run, text, ROOT};
+    use crate::support::{assert_fails, describe, listing, run, text, ROOT};
+    use neural_style::run::written::VideoWrites;
     use neural_style_core::testing::skip::skip;
     use serde_json::Value;
     use std::path::{Path, PathBuf};
@@ -29,6 +30,11 @@ mod with_feature {
     /// A 12-frame, 12 fps pan over the photo with a tone, in `dir/pan.mp4`;
     /// false (skipped) without ffmpeg.
     fn pan_clip(dir: &Path) -> bool {
+        pan_clip_from(dir, "pan.mp4", 40)
+    }
+
+    /// The pan starting `x` px from the left, in `dir/name`.
+    fn pan_clip_from(dir: &Path, name: &str, x: u32) -> bool {
         if !neural_style_video::ffmpeg::available() {
             skip("ffmpeg and ffprobe are not installed (apt-get install ffmpeg)");
             return false;
@@ -47,7 +53,7 @@ mod with_feature {
             ])
             .arg(sample("tubingen.jpg"))
             .args(["-f", "lavfi", "-i", "sine=duration=1", "-filter_complex"])
-            .arg("[0:v]scale=320:-2,crop=96:64:x='40+3*n':y=30[v]")
+            .arg(format!("[0:v]scale=320:-2,crop=96:64:x='{x}+3*n':y=30[v]"))
             .args([
                 "-map",
                 "[v]",
@@ -59,7 +65,7 @@ mod with_feature {
                 "libx264",
             ])
             .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
-            .arg(dir.join("pan.mp4"))
+            .arg(dir.join(name))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -109,12 +115,45 @@ mod with_feature {
         v
     }
 
+    /// Every path under `d` that is not in `before` is one the video job
+    /// declares (`neural_style::run::written::VideoWrites`).
+    #[track_caller]
+    fn only_declared(d: &Path, before: &std::collections::BTreeSet<String>, w: &VideoWrites) {
+        let declared = w.declared();
+        for p in listing(d).difference(before) {
+            assert!(declared.covers(d, Path::new(p)), "{p} is not declared");
+        }
+    }
+
+    fn writes(d: &Path, report: bool, baseline: bool) -> VideoWrites {
+        VideoWrites {
+            frames_dir: d.join("out_frames"),
+            video: Some(d.join("out.mp4")),
+            report: report.then(|| d.join("r.json")),
+            baseline,
+        }
+    }
+
+    /// sha256 of every file under `dir`.
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        listing(dir)
+            .into_iter()
+            .filter(|p| dir.join(p).is_file())
+            .map(|p| {
+                let b = std::fs::read(dir.join(&p)).unwrap();
+                (p, b)
+            })
+            .collect()
+    }
+
     #[test]
     fn a_clip_is_styled_encoded_and_measured() {
         let Some(dir) = setup() else { return };
         let d = dir.path();
+        let before = listing(d);
         let out = run(&video_args("5", &["--report", "r.json", "--baseline"]), d);
         assert!(out.status.success(), "{}", describe(&out));
+        only_declared(d, &before, &writes(d, true, true));
         let stdout = text(&out.stdout);
         assert!(stdout.starts_with("warping error: "), "{stdout}");
         assert_eq!(frames(&d.join("out_frames")).len(), 12);
@@ -143,7 +182,9 @@ mod with_feature {
         let Some(dir) = setup() else { return };
         let d = dir.path();
         let frames_dir = d.join("out_frames");
-        let mut child = crate::support::command(&video_args("30", &[]), d)
+        let start = listing(d);
+        // The same settings in both runs: a rerun resumes only those.
+        let mut child = crate::support::command(&video_args("12", &[]), d)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -178,8 +219,9 @@ mod with_feature {
             "{:?}",
             std::fs::read_dir(&frames_dir).unwrap().collect::<Vec<_>>()
         );
+        only_declared(d, &start, &writes(d, false, false));
 
-        let out = run(&video_args("3", &[]), d);
+        let out = run(&video_args("12", &[]), d);
         assert!(out.status.success(), "{}", describe(&out));
         let err = text(&out.stderr);
         assert!(
@@ -283,5 +325,94 @@ mod with_feature {
             d,
             &["--long-term"],
         );
+    }
+
+    /// The registry declares the interrupted frames, the manifest and the
+    /// baseline's frames (issue 24): an input named like one is refused
+    /// before any work. Before, `interrupted_NNNNNN.png` and the baseline's
+    /// frames were not declared and such a run went ahead.
+    #[test]
+    fn an_input_named_like_a_frame_the_video_writes_is_refused_before_any_work() {
+        let Some(dir) = setup() else { return };
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("out_frames/baseline")).unwrap();
+        for name in [
+            "out_frames/interrupted_000003.png",
+            "out_frames/baseline/frame_000001.png",
+            "out_frames/frame_000002.png",
+        ] {
+            std::fs::copy(d.join("starry.jpg"), d.join(name)).unwrap();
+        }
+        for (style, extra) in [
+            ("out_frames/interrupted_000003.png", vec![]),
+            ("out_frames/baseline/frame_000001.png", vec!["--baseline"]),
+            ("out_frames/frame_000002.png", vec![]),
+        ] {
+            let before = snapshot(d);
+            let mut args = video_args("3", &extra);
+            args[4] = style;
+            let line = assert_fails(&args, d, &[style, "style"]);
+            assert!(line.contains("would be written there"), "{line}");
+            assert!(snapshot(d) == before, "files changed: {line}");
+        }
+    }
+
+    /// A rerun resumes only the frames of the same clip with the same
+    /// settings (the frames directory's manifest, video.json); otherwise it
+    /// is refused before any work, naming the directory and the ways on,
+    /// every file as it was; `--restart` starts over. Before, a rerun with
+    /// another clip or other settings resumed over the old frames.
+    #[test]
+    fn a_rerun_with_another_clip_or_other_settings_is_refused() {
+        let Some(dir) = setup() else { return };
+        let d = dir.path();
+        assert!(pan_clip_from(d, "other.mp4", 120));
+        let first = run(&video_args("3", &["--max-frames", "3"]), d);
+        assert!(first.status.success(), "{}", describe(&first));
+        let manifest = d.join("out_frames/video.json");
+        let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        assert_eq!(
+            m["clip_bytes"].as_u64(),
+            Some(std::fs::metadata(d.join("pan.mp4")).unwrap().len())
+        );
+        let refused = |args: &[&str], why: &str| {
+            let before = snapshot(d);
+            let line = assert_fails(args, d, &["out_frames", why, "--restart", "--frames-dir"]);
+            assert!(snapshot(d) == before, "files changed: {line}");
+        };
+        let mut other_clip = video_args("3", &["--max-frames", "3"]);
+        other_clip[2] = "other.mp4";
+        refused(&other_clip, "another clip");
+        refused(
+            &video_args("3", &["--max-frames", "3", "--temporal-weight", "10"]),
+            "other settings",
+        );
+        refused(&video_args("4", &["--max-frames", "3"]), "other settings");
+        // The same clip and settings resume, with more frames too.
+        let more = run(&video_args("3", &["--max-frames", "4"]), d);
+        assert!(more.status.success(), "{}", describe(&more));
+        assert!(
+            text(&more.stderr).contains("resuming at frame 4 of 4"),
+            "{}",
+            describe(&more)
+        );
+        // Frames with no manifest are no known run's.
+        std::fs::remove_file(&manifest).unwrap();
+        refused(&video_args("3", &["--max-frames", "4"]), "video.json");
+        // --restart deletes them and starts over with the other clip.
+        other_clip.push("--restart");
+        let again = run(&other_clip, d);
+        assert!(again.status.success(), "{}", describe(&again));
+        assert!(
+            !text(&again.stderr).contains("resuming"),
+            "{}",
+            describe(&again)
+        );
+        let m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        assert_eq!(
+            m["clip_bytes"].as_u64(),
+            Some(std::fs::metadata(d.join("other.mp4")).unwrap().len())
+        );
+        assert_eq!(frames(&d.join("out_frames")).len(), 3);
     }
 }
