@@ -74,12 +74,13 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert!(stdout.contains("predicted peak"), "{stdout}");
     assert_eq!(listing(d), before, "a dry run writes nothing");
 
-    // History 100 at 2048 px in 6 GiB: recomputation and a smaller history.
+    // History 100 at 2048 px in 6 GiB: recomputation and a smaller history
+    // (one scale: the iterations given per scale, so no default chain).
     let out = run(
         &job(&[
             "--size",
             "2048",
-            "--iterations",
+            "--scale-iterations",
             "200",
             "--memory",
             "6",
@@ -98,7 +99,18 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(listing(d), before, "a dry run writes nothing");
 
     // Too little memory for any plan: refused, naming the option.
-    let out = run(&job(&["--size", "2048", "--memory", "0.5", "--dry-run"]), d);
+    let out = run(
+        &job(&[
+            "--size",
+            "2048",
+            "--scale-iterations",
+            "1000",
+            "--memory",
+            "0.5",
+            "--dry-run",
+        ]),
+        d,
+    );
     check_failure(&out, d, &before, &["--size", "2048 px"]);
 }
 
