@@ -11,6 +11,7 @@ use super::written::Written;
 use crate::backends;
 use crate::options::{InitName, Settings};
 use neural_style_core::image_io::Picture;
+use neural_style_core::memory;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::OptimizerKind;
 use neural_style_core::Result;
@@ -136,6 +137,25 @@ pub fn prepare_written(
             (job::load_sources_with(&s, content)?, None)
         }
     };
+    // A large output becomes coarse-to-fine by itself (the same iterations
+    // in all), said with the plan's time.
+    if let Some(chain) = sources.chain() {
+        s.scales = chain.to_vec();
+        log(&format!(
+            "coarse-to-fine above {} px (`scales` or `scale-iterations` choose another schedule): {}{}",
+            memory::COARSE_TO_FINE_ABOVE,
+            chain
+                .iter()
+                .map(|(px, n)| format!("{px} px × {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sources
+                .plan()
+                .seconds()
+                .map(|t| format!("; about {} in all", memory::duration(t)))
+                .unwrap_or_default()
+        ));
+    }
     // The memory plan's L-BFGS history (never more than the iterations;
     // smaller when the asked one does not fit, with a warning).
     if let (OptimizerKind::Lbfgs(c), Some(h)) = (&mut s.optimizer, sources.plan().history) {

@@ -45,6 +45,7 @@ pub struct Sources {
     masks: Vec<Option<Picture>>,
     blend: Vec<f64>,
     plan: Plan,
+    chain: Option<Vec<(u32, usize)>>,
 }
 
 /// Decode the content, styles and masks, refusing (before any resampling) a
@@ -116,8 +117,9 @@ impl Sources {
                 budget: None,
                 changes: Vec::new(),
             },
+            chain: None,
         };
-        sources.plan = plan_memory(s, &sources)?;
+        (sources.plan, sources.chain) = plan_memory(s, &sources)?;
         Ok(sources)
     }
 
@@ -125,6 +127,13 @@ impl Sources {
     /// decoded: the L-BFGS history and the recomputation it chose.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The coarse-to-fine schedule the plan chose for a large output given
+    /// as one size (`neural_style_core::memory::coarse_to_fine`), which the
+    /// run takes as its `scales` (the prepared settings have it).
+    pub fn chain(&self) -> Option<&[(u32, usize)]> {
+        self.chain.as_deref()
     }
 
     fn style_size(&self, s: &Settings, i: usize, content: (u32, u32)) -> (u32, u32) {
@@ -208,9 +217,28 @@ pub fn load_at_size(path: &Path, w: usize, h: usize) -> Result<CaffeImage> {
 
 /// Plan the run's memory over every scale (`neural_style_core::memory`),
 /// refusing, before starting, a run that would not fit.
-fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
-    let scales = s
-        .scales
+fn plan_memory(s: &Settings, sources: &Sources) -> Result<(Plan, Option<Vec<(u32, usize)>>)> {
+    // A large output given as one size becomes coarse-to-fine by itself.
+    let o = &s.options;
+    let chain = (o.scales.is_none() && !o.multires && o.scale_iterations.is_none())
+        .then(|| memory::coarse_to_fine(s.size(), s.total_iterations()))
+        .filter(|c| c.len() > 1);
+    let plan = match &chain {
+        Some(c) => plan_scales(s, sources, c, Some("size"))?,
+        None => plan_scales(s, sources, &s.scales, None)?,
+    };
+    Ok((plan, chain))
+}
+
+/// [`plan_memory`] of the schedule `schedule`, a refusal naming `option`
+/// (by default `scales` or `size`).
+fn plan_scales(
+    s: &Settings,
+    sources: &Sources,
+    schedule: &[(u32, usize)],
+    option: Option<&'static str>,
+) -> Result<Plan> {
+    let scales = schedule
         .iter()
         .map(|&(size, iterations)| {
             let (cw, ch) = sources.content.size_longest(size);
@@ -247,6 +275,8 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
             optimizer: s.optimizer,
             masked: sources.masks.iter().any(Option::is_some),
             threads,
+            // The candle backend masks and accumulates gradients in place.
+            in_place: s.options.backend == "candle",
             // Measured, not assumed: the libraries this build links (libtorch
             // with the tch backend) are part of the peak whichever backend runs.
             process: memory::process_bytes(),
@@ -255,6 +285,7 @@ fn plan_memory(s: &Settings, sources: &Sources) -> Result<Plan> {
         recompute: s.options.recompute,
         budget,
         rate: (s.options.backend == "candle" && !on_gpu).then(|| memory::candle_rate(threads)),
+        option,
     })
 }
 

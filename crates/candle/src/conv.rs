@@ -169,6 +169,38 @@ pub fn gram(f: &[f32], c: usize, m: usize, n: f64) -> Vec<f32> {
 /// single-threaded GEMM writing its own columns of the (not zero-filled)
 /// output.
 pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f32> {
+    let len = c * m;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: `out` has room for `len` elements; not accumulating, the
+    // product writes every one of them before they are read.
+    unsafe {
+        gram_backward_raw(f, c, m, dg, n, out.as_mut_ptr(), false);
+        out.set_len(len);
+    }
+    out
+}
+
+/// `acc += (dG + dGᵀ) F / n` in place: [`gram_backward`]'s product with the
+/// GEMM accumulating into `acc` (its old value plus the product, as an
+/// `axpy` with 1 would add them), so that no gradient-sized buffer is made.
+pub fn gram_backward_add(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64, acc: &mut [f32]) {
+    assert_eq!(acc.len(), c * m);
+    // SAFETY: `acc` holds the `c × m` elements, initialised.
+    unsafe { gram_backward_raw(f, c, m, dg, n, acc.as_mut_ptr(), true) }
+}
+
+/// # Safety
+/// `dst` must address `c × m` writable elements, initialised when
+/// `accumulate`, overlapping neither input.
+unsafe fn gram_backward_raw(
+    f: &[f32],
+    c: usize,
+    m: usize,
+    dg: &[f32],
+    n: f64,
+    dst: *mut f32,
+    accumulate: bool,
+) {
     assert_eq!(f.len(), c * m);
     assert_eq!(dg.len(), c * c);
     let mut s = vec![0.0f32; c * c];
@@ -177,13 +209,11 @@ pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f
             s[a * c + b] = ((dg[a * c + b] as f64 + dg[b * c + a] as f64) / n) as f32;
         }
     }
-    let len = c * m;
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    if len == 0 {
-        return out;
+    if c * m == 0 {
+        return;
     }
     let chunk = pixel_chunk(m);
-    let dst = SendPtr(out.as_mut_ptr());
+    let dst = SendPtr(dst);
     let dst = &dst;
     (0..m.div_ceil(chunk)).into_par_iter().for_each(|t| {
         let (k0, k1) = (t * chunk, ((t + 1) * chunk).min(m));
@@ -193,16 +223,13 @@ pub fn gram_backward(f: &[f32], c: usize, m: usize, dg: &[f32], n: f64) -> Vec<f
             gemm(
                 (c, k1 - k0, c),
                 Strided::rows(dst.0.add(k0), m),
-                false,
+                accumulate,
                 Strided::rows(s.as_ptr(), c),
                 Strided::rows(f.as_ptr().add(k0), m),
                 Parallelism::None,
             );
         }
     });
-    // SAFETY: the tasks together wrote all `c × m` elements.
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// im2col for output rows `r0..r1`: row `(i·9 + ky·3 + kx)` of `col` holds

@@ -168,6 +168,23 @@ impl Backend for CandleBackend {
     fn relu_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         y.apply_op2_no_bwd(dy, &ops::ReluBackward).map_err(err)
     }
+    fn relu_backward_owned(&self, y: &Tensor, dy: Tensor) -> Result<Tensor> {
+        // `dy` is the caller's alone (the trait's rule): masked in place.
+        dy.inplace_op2(y, &ops::ReluBackwardInPlace).map_err(err)?;
+        Ok(dy)
+    }
+    fn relu_conv3x3_backward_owned(
+        &self,
+        y: &Tensor,
+        dy: Tensor,
+        k: &CandleConv,
+    ) -> Result<Tensor> {
+        self.conv3x3_backward(&self.relu_backward_owned(y, dy)?, k)
+    }
+    fn gram_backward_add(&self, f: &Tensor, dg: &Tensor, acc: Tensor) -> Result<Tensor> {
+        acc.inplace_op3(f, dg, &ops::GramBackwardAdd).map_err(err)?;
+        Ok(acc)
+    }
     fn pool(&self, x: &Tensor, kind: Pooling) -> Result<Tensor> {
         x.apply_op1_no_bwd(&ops::Pool(kind)).map_err(err)
     }

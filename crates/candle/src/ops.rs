@@ -50,7 +50,9 @@
 
 use crate::conv::{self, Epilogue};
 use crate::{loops, winograd};
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor,
+};
 pub use neural_style_core::backend::Pooling;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -64,6 +66,17 @@ fn f32s<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
         bail!("{op}: expected a contiguous tensor")
     };
     Ok(&v[a..b])
+}
+
+/// The contiguous f32 data of a CPU tensor's storage, to write in place.
+fn f32s_mut<'a>(op: &str, s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        bail!("{op}: expected an f32 tensor")
+    };
+    let Some((a, b)) = l.contiguous_offsets() else {
+        bail!("{op}: expected a contiguous tensor")
+    };
+    Ok(&mut v[a..b])
 }
 
 /// The `[C, H, W]` of a rank-3 layout.
@@ -446,6 +459,68 @@ impl CustomOp2 for ReluBackward {
         let dy = f32s("relu-backward", s2, l2)?;
         let g = loops::zip_map(y, dy, |y, d| if y > 0.0 { d } else { 0.0 });
         out(g, l1.shape().clone())
+    }
+}
+
+/// The gradient through a ReLU written into the gradient's own memory, as
+/// an [`InplaceOp2`] on `(dy, y)`: `dy` stays where `y > 0`, else 0 (the
+/// values of [`ReluBackward`], without a second gradient-sized buffer).
+#[derive(Clone, Copy, Debug)]
+pub struct ReluBackwardInPlace;
+
+impl InplaceOp2 for ReluBackwardInPlace {
+    fn name(&self) -> &'static str {
+        "relu-backward-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        same_len("relu-backward-in-place", l1, l2)?;
+        let dy = f32s_mut("relu-backward-in-place", s1, l1)?;
+        let y = f32s("relu-backward-in-place", s2, l2)?;
+        loops::zip_apply(dy, y, |d, y| if y > 0.0 { d } else { 0.0 });
+        Ok(())
+    }
+}
+
+/// `acc + (dG + dGᵀ) F / (C·H·W)` accumulated into `acc`'s memory, as an
+/// [`InplaceOp3`] on `(acc, F, dG)` ([`GramBackward`] plus an `axpy`,
+/// without the gradient-sized intermediate).
+#[derive(Clone, Copy, Debug)]
+pub struct GramBackwardAdd;
+
+impl InplaceOp3 for GramBackwardAdd {
+    fn name(&self) -> &'static str {
+        "gram-backward-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let [c, h, w] = chw("gram-backward-add", l2)?;
+        same_len("gram-backward-add", l1, l2)?;
+        if l3.shape().elem_count() != c * c {
+            bail!(
+                "gram-backward-add: a {c}-channel map has a {c}×{c} Gram matrix, got {:?}",
+                l3.dims()
+            )
+        }
+        let f = f32s("gram-backward-add", s2, l2)?;
+        let dg = f32s("gram-backward-add", s3, l3)?;
+        let acc = f32s_mut("gram-backward-add", s1, l1)?;
+        conv::gram_backward_add(f, c, h * w, dg, (c * h * w) as f64, acc);
+        Ok(())
     }
 }
 

@@ -274,3 +274,46 @@ fn a_candle_error_is_kept_as_the_backend_errors_source() {
         "source is not candle's error: {source:?}"
     );
 }
+
+/// The in-place ops the backward pass uses on its own gradients give the
+/// values of the out-of-place ones: the ReLU mask exactly, the style
+/// gradient accumulated by the GEMM as the product then `axpy` add it (to
+/// rounding: the GEMM may add in another order for wide layers), and they
+/// write into the tensor they are given, not a copy.
+#[test]
+fn in_place_relu_mask_and_gram_accumulation_match_the_out_of_place_ops() {
+    use neural_style_candle::CandleBackend;
+    use neural_style_core::backend::{Backend, VecOps};
+    let b = CandleBackend::cpu();
+    let y = randn(&[5, 7, 9], 1).relu().unwrap();
+    let dy = randn(&[5, 7, 9], 2);
+    let want = b.relu_backward(&y, &dy).unwrap();
+    // A copy of dy's values in storage of its own (no one else holds it).
+    let mine = Tensor::from_vec(values(&dy), (5, 7, 9), &Device::Cpu).unwrap();
+    // A second handle, only to see where the result was written.
+    let seen = mine.clone();
+    let got = b.relu_backward_owned(&y, mine).unwrap();
+    assert_eq!(values(&got), values(&want));
+    assert_eq!(values(&seen), values(&want), "written in place");
+    assert_ne!(values(&got), values(&dy), "the mask zeroed something");
+
+    for (c, seed) in [(4usize, 3u64), (64, 5), (300, 7)] {
+        let f = randn(&[c, 6, 11], seed).relu().unwrap();
+        let dg = randn(&[1, c, c], seed + 1);
+        let acc = randn(&[c, 6, 11], seed + 2);
+        let mut want = acc.clone();
+        b.axpy(1.0, &b.gram_backward(&f, &dg).unwrap(), &mut want)
+            .unwrap();
+        let mine = Tensor::from_vec(values(&acc), (c, 6, 11), &Device::Cpu).unwrap();
+        let got = b.gram_backward_add(&f, &dg, mine).unwrap();
+        let scale = values(&want).iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max_diff(&got, &want) <= 1e-6 * scale,
+            "{c} channels: {} (scale {scale})",
+            max_diff(&got, &want)
+        );
+        if c <= 64 {
+            assert_eq!(values(&got), values(&want), "{c} channels: same bytes");
+        }
+    }
+}

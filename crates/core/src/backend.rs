@@ -248,6 +248,18 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     ) -> Result<Self::Tensor> {
         self.conv3x3_backward(&self.relu_backward(y, dy)?, conv)
     }
+    /// [`Backend::relu_conv3x3_backward`] taking `dy` by value (the rule of
+    /// [`Backend::relu_backward_owned`]): a backend that does not fuse the
+    /// two may mask `dy` in place. Default: the borrowed one (fused where a
+    /// backend fuses it).
+    fn relu_conv3x3_backward_owned(
+        &self,
+        y: &Self::Tensor,
+        dy: Self::Tensor,
+        conv: &Self::Conv,
+    ) -> Result<Self::Tensor> {
+        self.relu_conv3x3_backward(y, &dy, conv)
+    }
     /// Backward through pooling and then the ReLU before it (`x`, the pooling
     /// input, is that ReLU's output): `relu_backward(x, pool_backward(x, dy))`;
     /// override to fuse.
@@ -257,7 +269,32 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         dy: &Self::Tensor,
         kind: Pooling,
     ) -> Result<Self::Tensor> {
-        self.relu_backward(x, &self.pool_backward(x, dy, kind)?)
+        // The pooling gradient is this call's own: the ReLU may reuse it.
+        self.relu_backward_owned(x, self.pool_backward(x, dy, kind)?)
+    }
+    /// [`Backend::relu_backward`] taking `dy` by value, so that a backend may
+    /// write the result into `dy`'s memory (the candle backend does: one
+    /// gradient-sized buffer fewer at the peak of a large picture). The
+    /// caller must hold no other handle to `dy`'s data: core's backward pass
+    /// passes only gradients it made itself. Default: out of place.
+    fn relu_backward_owned(&self, y: &Self::Tensor, dy: Self::Tensor) -> Result<Self::Tensor> {
+        self.relu_backward(y, &dy)
+    }
+    /// `acc + gram_backward(f, dg)` (the sum in that order, as
+    /// [`VecOps::axpy`] with 1 makes it), taking `acc` by value so that a
+    /// backend may accumulate into its memory (the candle backend does); the
+    /// same rule as [`Backend::relu_backward_owned`] for `acc`. Default: the
+    /// gradient, then `axpy`.
+    fn gram_backward_add(
+        &self,
+        f: &Self::Tensor,
+        dg: &Self::Tensor,
+        acc: Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let mut acc = acc;
+        let d = self.gram_backward(f, dg)?;
+        self.axpy(1.0, &d, &mut acc)?;
+        Ok(acc)
     }
     /// `x ⊙ m`: every channel of a `C×H×W` tensor multiplied by a `1×H×W`
     /// mask (spatial style masks, [`crate::mask`]), on the device. Being

@@ -640,13 +640,8 @@ impl Picture {
             .collect()
     }
 
-    /// Writes 8-bit RGB in the format named by the extension (see
-    /// [`check_output_path`]); JPEG at quality `JPEG_QUALITY` (95), WebP
-    /// lossless. The write is atomic: the image is encoded into a temporary
-    /// file in the same directory and renamed over `path`; on any error
-    /// neither a partial image nor the temporary file is left behind.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let format = check_output_path(path)?;
+    /// A picture that can be written: not empty, as many values as pixels.
+    fn check_pixels(&self, path: &Path) -> Result<()> {
         if self.width == 0 || self.height == 0 {
             return Err(Error::image(
                 path,
@@ -664,6 +659,27 @@ impl Picture {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Out of the network's pixel space without rounding (clamped to 0–255
+    /// only when written): the picture a 16-bit file is made from.
+    pub fn from_caffe_exact(img: &CaffeImage) -> Picture {
+        Picture {
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.to_rgb(),
+        }
+    }
+
+    /// Writes 8-bit RGB in the format named by the extension (see
+    /// [`check_output_path`]); JPEG at quality `JPEG_QUALITY` (95), WebP
+    /// lossless. The write is atomic: the image is encoded into a temporary
+    /// file in the same directory and renamed over `path`; on any error
+    /// neither a partial image nor the temporary file is left behind.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let format = check_output_path(path)?;
+        self.check_pixels(path)?;
         let bytes = self.to_rgb8();
         write_atomic(path, 0o666, |out| {
             encode(out, format, &bytes, self.width, self.height).map_err(|e| match e {
@@ -671,6 +687,141 @@ impl Picture {
                 e => Error::image(path, format!("cannot encode: {}", one_line(e))),
             })
         })
+    }
+
+    /// [`Picture::save`] with `options`: 16 bits per channel and the
+    /// resolution in dots per inch (PNG `pHYs`, TIFF `XResolution`,
+    /// `YResolution` and `ResolutionUnit`), for `.png` and `.tif` (a
+    /// poster's print size); [`SaveOptions::check`]ed first. Atomic as
+    /// [`Picture::save`] is; without options, exactly [`Picture::save`].
+    pub fn save_with(&self, path: &Path, options: SaveOptions) -> Result<()> {
+        if options == SaveOptions::default() {
+            return self.save(path);
+        }
+        let format = options.check(path)?;
+        self.check_pixels(path)?;
+        let (w, h) = (self.width, self.height);
+        let sixteen = options.bit_depth == 16;
+        let wide: Vec<u16> = if sixteen {
+            // 0–255 to 0–65535: 257 per step, so an 8-bit value v is v·257.
+            self.rgb
+                .iter()
+                .map(|v| (v.clamp(0.0, 255.0) * 257.0).round() as u16)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let narrow = if sixteen { Vec::new() } else { self.to_rgb8() };
+        let fail = |e: String| Error::image(path, format!("cannot encode: {e}"));
+        write_atomic(path, 0o666, |out| match format {
+            OutputFormat::Png => {
+                let mut enc = png::Encoder::new(&mut *out, w, h);
+                enc.set_color(png::ColorType::Rgb);
+                if let Some(dpi) = options.dpi {
+                    // pHYs counts pixels per metre.
+                    let ppm = (dpi as f64 / 0.0254).round() as u32;
+                    enc.set_pixel_dims(Some(png::PixelDimensions {
+                        xppu: ppm,
+                        yppu: ppm,
+                        unit: png::Unit::Meter,
+                    }));
+                }
+                let data: Vec<u8> = if sixteen {
+                    enc.set_depth(png::BitDepth::Sixteen);
+                    // PNG samples are big-endian.
+                    wide.iter().flat_map(|v| v.to_be_bytes()).collect()
+                } else {
+                    enc.set_depth(png::BitDepth::Eight);
+                    narrow.clone()
+                };
+                let mut writer = enc.write_header().map_err(|e| fail(e.to_string()))?;
+                writer
+                    .write_image_data(&data)
+                    .and_then(|()| writer.finish())
+                    .map_err(|e| match e {
+                        png::EncodingError::IoError(e) => Error::io(path, e),
+                        e => fail(e.to_string()),
+                    })
+            }
+            OutputFormat::Tiff => {
+                use tiff::encoder::{colortype, Rational, TiffEncoder};
+                let tiff_err = |e: tiff::TiffError| match e {
+                    tiff::TiffError::IoError(e) => Error::io(path, e),
+                    e => fail(e.to_string()),
+                };
+                let mut enc = TiffEncoder::new(&mut *out).map_err(tiff_err)?;
+                let dpi = |img: &mut dyn FnMut(Rational)| {
+                    if let Some(d) = options.dpi {
+                        img(Rational { n: d, d: 1 });
+                    }
+                };
+                if sixteen {
+                    let mut img = enc.new_image::<colortype::RGB16>(w, h).map_err(tiff_err)?;
+                    dpi(&mut |r| img.resolution(tiff::tags::ResolutionUnit::Inch, r));
+                    img.write_data(&wide).map_err(tiff_err)
+                } else {
+                    let mut img = enc.new_image::<colortype::RGB8>(w, h).map_err(tiff_err)?;
+                    dpi(&mut |r| img.resolution(tiff::tags::ResolutionUnit::Inch, r));
+                    img.write_data(&narrow).map_err(tiff_err)
+                }
+            }
+            OutputFormat::Jpeg | OutputFormat::WebP => unreachable!("checked above"),
+        })
+    }
+}
+
+/// How [`Picture::save_with`] writes a file besides its format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// Bits per channel: 8 (every format) or 16 (`.png`, `.tif`).
+    pub bit_depth: u8,
+    /// Dots per inch recorded in the file (`.png`, `.tif`): the size it
+    /// prints at. `None`: none recorded.
+    pub dpi: Option<u32>,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        SaveOptions {
+            bit_depth: 8,
+            dpi: None,
+        }
+    }
+}
+
+impl SaveOptions {
+    /// Checks the options against the output `path` before any work: a
+    /// bit depth of 8 or 16, 16 bits and a DPI only for `.png` and `.tif`,
+    /// a DPI of at least 1. Returns the format ([`check_output_path`]).
+    pub fn check(&self, path: &Path) -> Result<OutputFormat> {
+        let format = check_output_path(path)?;
+        if !matches!(self.bit_depth, 8 | 16) {
+            return Err(Error::config(
+                "bit-depth",
+                format!("must be 8 or 16, not {}", self.bit_depth),
+            ));
+        }
+        let rich = matches!(format, OutputFormat::Png | OutputFormat::Tiff);
+        if self.bit_depth == 16 && !rich {
+            return Err(Error::config(
+                "bit-depth",
+                format!(
+                    "16 bits per channel are written to .png and .tif, not .{}",
+                    format.extension()
+                ),
+            ));
+        }
+        match self.dpi {
+            Some(0) => Err(Error::config("dpi", "must be at least 1")),
+            Some(_) if !rich => Err(Error::config(
+                "dpi",
+                format!(
+                    "the resolution is recorded in .png and .tif files, not .{}",
+                    format.extension()
+                ),
+            )),
+            _ => Ok(format),
+        }
     }
 }
 
@@ -1465,6 +1616,152 @@ mod tests {
         assert_eq!(
             temp_name_len(7),
             format!(".neural-style-out.png.{}-Ab12Cd.tmp", u32::MAX).len()
+        );
+    }
+
+    /// A PNG's bit depth and pixels per metre (pHYs), read with `png`.
+    fn png_header(path: &Path) -> (png::BitDepth, Option<(u32, u32, png::Unit)>) {
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let reader = png::Decoder::new(file).read_info().unwrap();
+        let info = reader.info();
+        (
+            info.bit_depth,
+            info.pixel_dims.map(|d| (d.xppu, d.yppu, d.unit)),
+        )
+    }
+
+    /// A TIFF's resolution tags and bits per sample, read with `tiff`.
+    fn tiff_header(path: &Path) -> (Vec<u16>, Option<[u32; 4]>, Option<u16>) {
+        use tiff::decoder::ifd::Value;
+        use tiff::tags::Tag;
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let mut d = tiff::decoder::Decoder::new(file).unwrap();
+        let bits = d.get_tag_u16_vec(Tag::BitsPerSample).unwrap();
+        let rational = |v: Value| match v {
+            Value::Rational(n, d) => (n, d),
+            v => panic!("not a rational: {v:?}"),
+        };
+        let x = d.find_tag(Tag::XResolution).unwrap().map(rational);
+        let y = d.find_tag(Tag::YResolution).unwrap().map(rational);
+        let res = x.zip(y).map(|(x, y)| [x.0, x.1, y.0, y.1]);
+        let unit = d
+            .find_tag(Tag::ResolutionUnit)
+            .unwrap()
+            .map(|v| v.into_u16().unwrap());
+        (bits, res, unit)
+    }
+
+    #[test]
+    fn sixteen_bits_and_dpi_are_written_to_png_and_tiff_and_read_back() {
+        let dir = tmp();
+        // Not rounded: 16 bits keep what 8 would round away.
+        let p = pattern(37, 23);
+        let want: Vec<u16> = p
+            .rgb
+            .iter()
+            .map(|v| (v.clamp(0.0, 255.0) * 257.0).round() as u16)
+            .collect();
+        let opts = SaveOptions {
+            bit_depth: 16,
+            dpi: Some(300),
+        };
+        for name in ["a.png", "a.tif"] {
+            let path = dir.path().join(name);
+            p.save_with(&path, opts).unwrap();
+            let img = image::open(&path).unwrap();
+            assert_eq!(img.color(), image::ColorType::Rgb16, "{name}");
+            assert_eq!(img.to_rgb16().into_raw(), want, "{name}");
+        }
+        // 300 dpi: 11811 pixels per metre in PNG, 300/1 per inch in TIFF.
+        assert_eq!(
+            png_header(&dir.path().join("a.png")),
+            (
+                png::BitDepth::Sixteen,
+                Some((11811, 11811, png::Unit::Meter))
+            )
+        );
+        assert_eq!(
+            tiff_header(&dir.path().join("a.tif")),
+            (vec![16, 16, 16], Some([300, 1, 300, 1]), Some(2))
+        );
+        // 8 bits with a DPI: the 8-bit pixels `save` writes, and the DPI.
+        let opts8 = SaveOptions {
+            bit_depth: 8,
+            dpi: Some(72),
+        };
+        for name in ["b.png", "b.tif"] {
+            let path = dir.path().join(name);
+            p.save_with(&path, opts8).unwrap();
+            let img = image::open(&path).unwrap();
+            assert_eq!(img.to_rgb8().into_raw(), p.to_rgb8(), "{name}");
+        }
+        assert_eq!(
+            png_header(&dir.path().join("b.png")),
+            (png::BitDepth::Eight, Some((2835, 2835, png::Unit::Meter)))
+        );
+        assert_eq!(
+            tiff_header(&dir.path().join("b.tif")).1,
+            Some([72, 1, 72, 1])
+        );
+        // Only the files themselves: no temporary left.
+        assert_eq!(names(dir.path()), ["a.png", "a.tif", "b.png", "b.tif"]);
+    }
+
+    #[test]
+    fn a_poster_sized_sixteen_bit_tiff_reads_back_whole() {
+        let dir = tmp();
+        let (w, h) = (4096u32, 3072u32);
+        let rgb: Vec<f32> = (0..w as usize * h as usize * 3)
+            .map(|i| (i % 65_521) as f32 * (255.0 / 65_520.0))
+            .collect();
+        let p = Picture {
+            width: w,
+            height: h,
+            rgb,
+        };
+        let path = dir.path().join("poster.tif");
+        p.save_with(
+            &path,
+            SaveOptions {
+                bit_depth: 16,
+                dpi: Some(150),
+            },
+        )
+        .unwrap();
+        let img = image::open(&path).unwrap().to_rgb16();
+        assert_eq!(img.dimensions(), (w, h));
+        for (k, (got, v)) in img.as_raw().iter().zip(&p.rgb).enumerate().step_by(7919) {
+            assert_eq!(*got, (v * 257.0).round() as u16, "sample {k}");
+        }
+        assert_eq!(tiff_header(&path).1, Some([150, 1, 150, 1]));
+    }
+
+    #[test]
+    fn save_options_are_refused_where_the_format_cannot_hold_them() {
+        let dir = tmp();
+        let p = pattern8(4, 3);
+        let cases: [(&str, u8, Option<u32>, &str); 5] = [
+            ("a.jpg", 16, None, "bit-depth"),
+            ("a.webp", 8, Some(300), "dpi"),
+            ("a.png", 12, None, "bit-depth"),
+            ("a.tif", 8, Some(0), "dpi"),
+            ("a.bmp", 16, None, "output"),
+        ];
+        for (name, bit_depth, dpi, option) in cases {
+            let e = p
+                .save_with(&dir.path().join(name), SaveOptions { bit_depth, dpi })
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(option), "{name}: {e}");
+        }
+        assert!(names(dir.path()).is_empty());
+        // Without options: byte for byte what `save` writes.
+        p.save(&dir.path().join("a.png")).unwrap();
+        p.save_with(&dir.path().join("b.png"), SaveOptions::default())
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a.png")).unwrap(),
+            std::fs::read(dir.path().join("b.png")).unwrap()
         );
     }
 }

@@ -113,8 +113,26 @@ pub fn process_bytes() -> u64 {
         .map_or(PROCESS_BYTES, |rss| rss.max(PROCESS_BYTES))
 }
 
+/// The peak resident set of this process so far (Linux `VmHWM`), if known.
+///
+/// This is the figure to compare a plan with: the kernel's `ru_maxrss` of a
+/// child (`wait4`, `getrusage`) also holds the peak of the process that
+/// spawned it whenever the child was started by `vfork`/`posix_spawn` (the
+/// exec records the old, shared address space's high-water mark), so a test
+/// harness that had grown to 580 MiB saw every child "peak" at 580 MiB.
+/// `VmHWM` is the high-water mark of this address space only.
+pub fn peak_process_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_status_kb(&s, "VmHWM:"))
+}
+
 fn parse_status_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_status_kb(status, "VmRSS:")
+}
+
+fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kb.checked_mul(1024)
 }
@@ -206,6 +224,11 @@ pub struct Job<'a> {
     pub masked: bool,
     /// CPU threads (per-thread convolution workspace).
     pub threads: usize,
+    /// Whether the backend writes a backward step into the memory of the
+    /// gradient it is given when the pass owns it (the candle backend's
+    /// `relu_backward_owned` and `gram_backward_add`): no second
+    /// gradient-sized buffer for the ReLU masks and the style layers.
+    pub in_place: bool,
     /// What the process holds besides the run's buffers ([`process_bytes`]
     /// for the running process, [`PROCESS_BYTES`] for a generic one).
     pub process: u64,
@@ -288,6 +311,7 @@ fn evaluation_floats(
     w: usize,
     keep: Keep,
     masked: bool,
+    in_place: bool,
 ) -> Option<u64> {
     let layers = spec.layers();
     let Some(deepest) = spec.deepest() else {
@@ -316,7 +340,10 @@ fn evaluation_floats(
         Keep::Everything => requested(i) || is_relu(i),
         Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
     };
-    // Forward: what is kept so far, plus the step's input and output.
+    // Forward: what is kept so far, plus the step's input and output (a
+    // convolution fused with its ReLU counted as two steps, and a kept
+    // input counted again: slack that the measurements at 256–1024 px
+    // calibrated, benches/history.md).
     let mut kept = vec![false; deepest.0 + 1];
     let mut held = 0u64; // floats kept
     let mut peak = 0u64;
@@ -364,6 +391,7 @@ fn evaluation_floats(
     };
     // Backward, row by row from the deepest.
     let mut g = 0u64; // the gradient in flight
+    let mut own = false; // made by the pass (vgg's `own`)
     let mut r = deepest.0 as isize;
     while r >= 0 {
         let i = r as usize;
@@ -372,13 +400,31 @@ fn evaluation_floats(
             recompute(&mut kept, &mut held, &mut peak, g, pending, i)?;
         }
         for _ in 0..styles_here {
-            // gram_backward's output (and the masked products) next to g.
-            let f = if masked { 3 * size[i] } else { size[i] };
-            peak = peak.max(add(&[held, pending, g, f])?);
+            // The layer's gradient next to g: gram_backward's output, and
+            // the sum (`axpy`) when a gradient is already there — added in
+            // place by a backend that can into a g the pass owns; the masked
+            // products (the masked features or their gradient, and its
+            // scaled or masked copy).
+            let extra = match (masked, g > 0) {
+                (true, _) => 2 * size[i],
+                (false, false) => size[i],
+                (false, true) if in_place && own => 0,
+                (false, true) => 2 * size[i],
+            };
+            peak = peak.max(add(&[held, pending, g, extra])?);
             g = g.max(size[i]);
+            own = true;
         }
         for _ in content.iter().filter(|&&c| c == i) {
             pending -= size[i];
+            if g > 0 {
+                // The content gradient added to g (`axpy`'s new sum).
+                peak = peak.max(add(&[held, pending, g, 2 * size[i]])?);
+                own = true;
+            } else {
+                // Handed in as made: not written in place.
+                own = false;
+            }
             g = g.max(size[i]);
         }
         if g == 0 {
@@ -398,17 +444,23 @@ fn evaluation_floats(
             }
         }
         let input_of = |k: usize| if k == 0 { image } else { size[k - 1] };
-        // Output of the step, and the intermediate of a composite step.
-        let (out, mid, lowest) = match (tbl[i].kind, below_is_output) {
+        // The ReLU mask is applied in place by a backend that can: to the
+        // pooling gradient just made, or to g when the pass owns it. `out`:
+        // the step's result (g below), `extra`: what it allocates, `mid`:
+        // the intermediate of a composite step.
+        let mask = |n: u64, owned: bool| if in_place && owned { 0 } else { n };
+        let (out, extra, mid, lowest) = match (tbl[i].kind, below_is_output) {
             (LayerKind::Pool { .. }, false) if i >= 1 && is_relu(i - 1) => {
-                (size[i - 1], size[i - 1], i - 1)
+                (size[i - 1], size[i - 1], mask(size[i - 1], true), i - 1)
             }
-            (LayerKind::Relu { .. }, false) if i >= 1 => (input_of(i - 1), size[i], i - 1),
-            (LayerKind::Pool { .. }, _) => (size[i - 1], 0, i),
-            (LayerKind::Relu { .. }, _) => (size[i], 0, i),
-            (LayerKind::Conv { .. }, _) => (input_of(i), 0, i),
+            (LayerKind::Relu { .. }, false) if i >= 1 => {
+                (input_of(i - 1), input_of(i - 1), mask(size[i], own), i - 1)
+            }
+            (LayerKind::Pool { .. }, _) => (size[i - 1], size[i - 1], 0, i),
+            (LayerKind::Relu { .. }, _) => (size[i], mask(size[i], own), 0, i),
+            (LayerKind::Conv { .. }, _) => (input_of(i), input_of(i), 0, i),
         };
-        peak = peak.max(add(&[held, pending, g, mid, out])?);
+        peak = peak.max(add(&[held, pending, g, mid, extra])?);
         for k in lowest..=i {
             if kept[k] {
                 kept[k] = false;
@@ -416,6 +468,7 @@ fn evaluation_floats(
             }
         }
         g = out;
+        own = true;
         r = lowest as isize - 1;
     }
     Some(peak)
@@ -448,7 +501,7 @@ fn style_floats(spec: &ObjectiveSpec, widths: [usize; 5], h: usize, w: usize) ->
 pub fn scale_peak(job: &Job<'_>, scale: &Scale, pairs: usize, keep: Keep) -> Option<Peak> {
     let (h, w) = (scale.height, scale.width);
     let image = mul(&[3, h as u64, w as u64, F32])?;
-    let eval = evaluation_floats(job.spec, job.widths, h, w, keep, job.masked)?;
+    let eval = evaluation_floats(job.spec, job.widths, h, w, keep, job.masked, job.in_place)?;
     let style = scale
         .styles
         .iter()
@@ -600,6 +653,63 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
+/// Longest side above which a run given neither `scales` nor `multires`
+/// nor `scale-iterations` becomes coarse-to-fine by itself
+/// ([`coarse_to_fine`]): past it one scale is slow (an iteration at 2048 px
+/// costs four at 1024, most of them spent where the coarse structure is
+/// still being found) — the size at which the anchors' users switched to
+/// chains (jcjohnson/neural-style's multi-resolution script).
+pub const COARSE_TO_FINE_ABOVE: u32 = 1024;
+
+/// The smallest scale of a default chain.
+pub const COARSE_TO_FINE_FROM: u32 = 256;
+
+/// Iterations per scale of jcjohnson/neural-style's multi-resolution
+/// script, smallest scale first (256 → 512 → 1024 → 2048 → 3620 at
+/// 500/200/100/50/50): most at the smallest scale, few at the largest. A
+/// longer chain repeats the last.
+const CHAIN_WEIGHTS: [usize; 5] = [500, 200, 100, 50, 50];
+
+/// The default coarse-to-fine chain of an output whose longest side is
+/// `size`, with `iterations` in all: the sizes halve from `size` down to
+/// [`COARSE_TO_FINE_FROM`] (at least), the iterations are shared in
+/// [`CHAIN_WEIGHTS`]' proportions (each scale at least one, the rounding
+/// given to the smallest) and sum to `iterations`; with fewer iterations
+/// than scales, the smallest scales are left out. `(size, iterations)`,
+/// smallest first; one scale at or below [`COARSE_TO_FINE_ABOVE`].
+pub fn coarse_to_fine(size: u32, iterations: usize) -> Vec<(u32, usize)> {
+    let mut sizes = vec![size];
+    if size > COARSE_TO_FINE_ABOVE {
+        while let Some(&last) = sizes.last() {
+            let half = last.div_ceil(2);
+            if half < COARSE_TO_FINE_FROM {
+                break;
+            }
+            sizes.push(half);
+        }
+    }
+    sizes.truncate(iterations.max(1));
+    sizes.reverse();
+    let weight = |k: usize| CHAIN_WEIGHTS[k.min(CHAIN_WEIGHTS.len() - 1)] as u128;
+    let total: u128 = (0..sizes.len()).map(weight).sum();
+    let mut its: Vec<usize> = (0..sizes.len())
+        .map(|k| ((iterations as u128 * weight(k) / total) as usize).max(1))
+        .collect();
+    let given: usize = its.iter().sum();
+    if given <= iterations {
+        its[0] += iterations - given;
+    } else {
+        // The minimum of one each took more: from the largest shares.
+        let mut over = given - iterations;
+        for n in its.iter_mut() {
+            let take = over.min(*n - 1);
+            *n -= take;
+            over -= take;
+        }
+    }
+    sizes.into_iter().zip(its).collect()
+}
+
 /// What [`plan`] is asked.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
@@ -614,6 +724,9 @@ pub struct Request<'a> {
     /// Seconds per pixel per iteration with every activation kept, and the
     /// factor recomputation multiplies it by (for the time shown).
     pub rate: Option<(f64, f64)>,
+    /// The option a refusal names: `None`, `scales` with several scales,
+    /// else `size` (a default coarse-to-fine chain came from `size`).
+    pub option: Option<&'static str>,
 }
 
 /// Plan a run: the L-BFGS history never larger than the iterations, and
@@ -630,11 +743,11 @@ pub fn plan(req: &Request<'_>) -> Result<Plan> {
     // Pairs held: at most one per iteration.
     let mut history = asked.map(|h| h.min(most_iterations).max(1));
     let mut changes = Vec::new();
-    let option = if req.scales.len() > 1 {
+    let option = req.option.unwrap_or(if req.scales.len() > 1 {
         "scales"
     } else {
         "size"
-    };
+    });
     let too_large = |s: &Scale| {
         Error::config(
             option,
@@ -785,6 +898,7 @@ mod tests {
             }),
             masked: false,
             threads: 2,
+            in_place: true,
             process: PROCESS_BYTES,
         }
     }
@@ -805,6 +919,7 @@ mod tests {
             recompute: None,
             budget: gib_.map(|g| Budget::given(g).unwrap()),
             rate: None,
+            option: None,
         }
     }
 
@@ -882,6 +997,37 @@ mod tests {
     }
 
     #[test]
+    fn the_default_chain_halves_down_to_256_in_jcjohnsons_proportions() {
+        assert_eq!(coarse_to_fine(1024, 1000), vec![(1024, 1000)]);
+        assert_eq!(coarse_to_fine(512, 7), vec![(512, 7)]);
+        let c = coarse_to_fine(4096, 1000);
+        let sizes: Vec<u32> = c.iter().map(|x| x.0).collect();
+        assert_eq!(sizes, [256, 512, 1024, 2048, 4096]);
+        let its: Vec<usize> = c.iter().map(|x| x.1).collect();
+        // 500:200:100:50:50 of 1000, the rounding to the smallest scale.
+        assert_eq!(its, [557, 222, 111, 55, 55]);
+        assert_eq!(its.iter().sum::<usize>(), 1000);
+        // Odd sizes round up; the chain stops before going under 256.
+        let sizes: Vec<u32> = coarse_to_fine(1500, 100).iter().map(|x| x.0).collect();
+        assert_eq!(sizes, [375, 750, 1500]);
+        // Fewer iterations than scales: the smallest scales are left out,
+        // every scale runs at least once, the total is kept.
+        assert_eq!(coarse_to_fine(4096, 2), vec![(2048, 1), (4096, 1)]);
+        assert_eq!(
+            coarse_to_fine(4096, 6).iter().map(|x| x.1).sum::<usize>(),
+            6
+        );
+        assert!(coarse_to_fine(4096, 6).iter().all(|x| x.1 >= 1));
+        assert_eq!(
+            coarse_to_fine(100_000, usize::MAX)
+                .iter()
+                .map(|x| x.1 as u128)
+                .sum::<u128>(),
+            usize::MAX as u128
+        );
+    }
+
+    #[test]
     fn meminfo_is_read_and_budgets_are_checked() {
         let info = "MemTotal:       24000000 kB\nMemAvailable:   1000 kB\n";
         assert_eq!(parse_meminfo(info), Some(1_024_000));
@@ -889,6 +1035,20 @@ mod tests {
         let status = "Name:\tneural-style\nVmPeak:\t  900000 kB\nVmRSS:\t  300000 kB\n";
         assert_eq!(parse_status_rss(status), Some(307_200_000));
         assert_eq!(parse_status_rss("VmRSS: lots kB"), None);
+        assert_eq!(parse_status_kb(status, "VmHWM:"), None);
+        assert_eq!(parse_status_kb(status, "VmPeak:"), Some(921_600_000));
+        // The high-water mark is at least what this process holds now, and
+        // grows with a buffer touched beyond it.
+        #[cfg(target_os = "linux")]
+        {
+            let status = || std::fs::read_to_string("/proc/self/status").unwrap();
+            let before = peak_process_bytes().expect("Linux has VmHWM");
+            assert!(before >= parse_status_rss(&status()).unwrap());
+            let big = vec![1u8; before as usize + (64 << 20)];
+            let after = peak_process_bytes().unwrap();
+            assert!(after >= big.len() as u64, "{before} → {after}");
+            drop(big);
+        }
         assert!(process_bytes() >= PROCESS_BYTES);
         assert!(Budget::given(-1.0).is_err());
         assert!(Budget::given(f64::NAN).is_err());

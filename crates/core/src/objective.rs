@@ -615,7 +615,10 @@ impl<B: Backend> Objective<'_, B> {
             // backward pass reaches it, from the features it holds then.
             grads.push((
                 *layer,
-                LayerGrad::Later(Box::new(move |f| b.gram_backward(f, &dg))),
+                LayerGrad::Later(Box::new(move |f, acc| match acc {
+                    Some(acc) => b.gram_backward_add(f, &dg, acc),
+                    None => b.gram_backward(f, &dg),
+                })),
             ));
         }
         for term in &self.masked {
@@ -634,11 +637,20 @@ impl<B: Backend> Objective<'_, B> {
                 let k = *k;
                 grads.push((
                     *layer,
-                    LayerGrad::Later(Box::new(move |f| {
+                    LayerGrad::Later(Box::new(move |f, acc| {
                         let fm = b.mul_mask(f, mask)?;
                         let mut dfm = b.gram_backward(&fm, &dg)?;
+                        drop(fm);
                         b.scale(k, &mut dfm)?;
-                        b.mul_mask(&dfm, mask)
+                        let d = b.mul_mask(&dfm, mask)?;
+                        match acc {
+                            Some(mut acc) => {
+                                drop(dfm);
+                                b.axpy(1.0, &d, &mut acc)?;
+                                Ok(acc)
+                            }
+                            None => Ok(d),
+                        }
                     })),
                 ));
             }

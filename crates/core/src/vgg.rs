@@ -74,8 +74,10 @@ pub enum LayerGrad<'a, T> {
     Later(GradFromOutput<'a, T>),
 }
 
-/// A layer's gradient made from its output ([`LayerGrad::Later`]).
-pub type GradFromOutput<'a, T> = Box<dyn FnOnce(&T) -> Result<T> + 'a>;
+/// A layer's gradient made from its output ([`LayerGrad::Later`]), added to
+/// the gradient already entering at that layer when there is one (given by
+/// value: no one else holds it, so the closure may accumulate into it).
+pub type GradFromOutput<'a, T> = Box<dyn FnOnce(&T, Option<T>) -> Result<T> + 'a>;
 
 impl<B: Backend> Vgg<B> {
     /// The network on `backend`: every convolution prepared (uploaded) once.
@@ -262,6 +264,10 @@ impl<B: Backend> Vgg<B> {
         } = trace;
         drop(outputs);
         let mut g: Option<B::Tensor> = None;
+        // Whether `g` was made by this pass (nobody else holds it: the
+        // backend may write the next step into its memory) or is a gradient
+        // handed in as it was.
+        let mut own = false;
         // A layer whose backward was fused into the one above it.
         let mut done: Option<usize> = None;
         for i in (0..=deepest.0).rev() {
@@ -276,17 +282,33 @@ impl<B: Backend> Vgg<B> {
             }
             while let Some(pos) = grads.iter().position(|(l, _)| l.0 == i) {
                 let (_, gl) = grads.swap_remove(pos);
-                let gl = match gl {
-                    LayerGrad::Ready(t) => t,
-                    LayerGrad::Later(f) => f(kept[i].as_ref().ok_or_else(|| {
-                        Error::backend(b.name(), format!("no output kept at {}", tbl[i].name))
-                    })?)?,
-                };
-                g = Some(match g {
-                    None => gl,
-                    Some(mut acc) => {
-                        b.axpy(1.0, &gl, &mut acc)?;
-                        acc
+                let acc = g.take();
+                g = Some(match gl {
+                    LayerGrad::Ready(t) => match acc {
+                        None => {
+                            own = false;
+                            t
+                        }
+                        Some(mut acc) => {
+                            b.axpy(1.0, &t, &mut acc)?;
+                            own = true;
+                            acc
+                        }
+                    },
+                    LayerGrad::Later(f) => {
+                        let out = kept[i].as_ref().ok_or_else(|| {
+                            Error::backend(b.name(), format!("no output kept at {}", tbl[i].name))
+                        })?;
+                        let sum = match acc {
+                            Some(acc) if !own => {
+                                let mut acc = acc;
+                                b.axpy(1.0, &f(out, None)?, &mut acc)?;
+                                acc
+                            }
+                            acc => f(out, acc)?,
+                        };
+                        own = true;
+                        sum
                     }
                 });
             }
@@ -320,15 +342,22 @@ impl<B: Backend> Vgg<B> {
                 }
                 (LayerKind::Relu { .. }, Some((j, LayerKind::Conv { conv }))) => {
                     done = Some(j);
-                    (b.relu_conv3x3_backward(act(i)?, &gc, &self.convs[conv])?, j)
+                    let conv = &self.convs[conv];
+                    let next = if own {
+                        b.relu_conv3x3_backward_owned(act(i)?, gc, conv)?
+                    } else {
+                        b.relu_conv3x3_backward(act(i)?, &gc, conv)?
+                    };
+                    (next, j)
                 }
                 (LayerKind::Pool { .. }, _) => {
                     (b.pool_backward(act(i - 1)?, &gc, self.pooling)?, i)
                 }
+                (LayerKind::Relu { .. }, _) if own => (b.relu_backward_owned(act(i)?, gc)?, i),
                 (LayerKind::Relu { .. }, _) => (b.relu_backward(act(i)?, &gc)?, i),
                 (LayerKind::Conv { conv }, _) => (b.conv3x3_backward(&gc, &self.convs[conv])?, i),
             };
-            drop(gc);
+            own = true;
             // Nothing below reads an activation at or above this step's lowest row.
             for slot in &mut kept[lowest..] {
                 *slot = None;

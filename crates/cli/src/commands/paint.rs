@@ -11,7 +11,8 @@ use neural_style::run::preflight;
 use neural_style::run::written::{Writes, Written};
 use neural_style::run::{self as job, prepare_written, Images, Session, Sources};
 use neural_style_core::backend::Backend;
-use neural_style_core::image_io::{self, Picture};
+use neural_style_core::image_io::{self, Picture, SaveOptions};
+use neural_style_core::memory;
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{Observer, StopReason};
 use neural_style_core::{Error, Result};
@@ -51,6 +52,14 @@ pub(crate) struct RunArgs {
     /// No progress bar or messages (errors still go to stderr).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Bits per channel of the output: 8, or 16 (.png and .tif: a poster's
+    /// smooth gradients without banding).
+    #[arg(long, value_name = "8|16", default_value_t = 8)]
+    bit_depth: u8,
+    /// Print resolution recorded in the output, in dots per inch (.png pHYs,
+    /// .tif XResolution/YResolution): 4096 px at 300 dpi print 34.7 cm wide.
+    #[arg(long, value_name = "N")]
+    dpi: Option<u32>,
     /// Print the plan (scales, iterations, L-BFGS history, recomputation,
     /// predicted peak memory and time) and exit without painting or writing anything.
     #[arg(long)]
@@ -63,6 +72,14 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .output
         .clone()
         .ok_or_else(|| Error::config("output", "an output file is required"))?;
+    // How the output is written, checked against its format before any work.
+    let save = SaveOptions {
+        bit_depth: run.bit_depth,
+        dpi: run.dpi,
+    };
+    if save != SaveOptions::default() {
+        save.check(&output)?;
+    }
     if run.save_every == Some(0) {
         return Err(Error::config("save-every", "must be at least 1"));
     }
@@ -184,7 +201,13 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
         .or_else(|| observer.flush_log().err());
     let painted = painted?;
     let outcome = painted.outcome;
-    Picture::from_caffe(&job::finish(s, &outcome.best, &inputs.content)).save(&output)?;
+    let best = job::finish(s, &outcome.best, &inputs.content);
+    if save.bit_depth == 16 {
+        Picture::from_caffe_exact(&best)
+    } else {
+        Picture::from_caffe(&best)
+    }
+    .save_with(&output, save)?;
     if run.checkpoint_every.is_some() && outcome.stop != StopReason::Interrupted {
         checkpoint::remove(&output)?;
     }
@@ -228,8 +251,18 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
     } else {
         String::new()
     };
+    // This process's own peak (`VmHWM`), next to what the plan predicted.
+    let peak = memory::peak_process_bytes()
+        .map(|b| {
+            format!(
+                "; peak memory {} (planned {})",
+                memory::gib(b),
+                memory::gib(p.sources.plan().peak())
+            )
+        })
+        .unwrap_or_default();
     log(&format!(
-        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s{speed})",
+        "wrote {} (best loss {:.6e} at iteration {} of {}; {:.1} s{speed}{peak})",
         output.display(),
         outcome.best_loss,
         outcome.best_iteration,
@@ -271,6 +304,17 @@ fn dry_run(s: &Settings, written: &Written) -> Result<ExitCode> {
             .map_or_else(|| "none (Adam)".to_string(), |h| h.to_string()),
         if plan.recompute { "recomputed" } else { "kept" }
     );
+    if let Some(chain) = sources.chain() {
+        println!(
+            "coarse-to-fine above {} px (--scales or --scale-iterations choose another schedule): {}",
+            memory::COARSE_TO_FINE_ABOVE,
+            chain
+                .iter()
+                .map(|(px, n)| format!("{px} px × {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for line in plan.describe() {
         println!("{}", flags::map(&line));
     }

@@ -74,12 +74,13 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert!(stdout.contains("predicted peak"), "{stdout}");
     assert_eq!(listing(d), before, "a dry run writes nothing");
 
-    // History 100 at 2048 px in 6 GiB: recomputation and a smaller history.
+    // History 100 at 2048 px in 6 GiB: recomputation and a smaller history
+    // (one scale: the iterations given per scale, so no default chain).
     let out = run(
         &job(&[
             "--size",
             "2048",
-            "--iterations",
+            "--scale-iterations",
             "200",
             "--memory",
             "6",
@@ -98,7 +99,18 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(listing(d), before, "a dry run writes nothing");
 
     // Too little memory for any plan: refused, naming the option.
-    let out = run(&job(&["--size", "2048", "--memory", "0.5", "--dry-run"]), d);
+    let out = run(
+        &job(&[
+            "--size",
+            "2048",
+            "--scale-iterations",
+            "1000",
+            "--memory",
+            "0.5",
+            "--dry-run",
+        ]),
+        d,
+    );
     check_failure(&out, d, &before, &["--size", "2048 px"]);
 }
 
@@ -125,15 +137,30 @@ fn history_beyond_the_iterations_is_not_refused() {
 }
 
 /// The plan's predicted peak is within 15 % of the measured peak resident
-/// set (the kernel's figure for the child, `wait4`) at a small size, with
-/// activations kept and recomputed (`benches/memory.sh` does the same at
-/// large sizes).
+/// set at a small size, with activations kept and recomputed
+/// (`benches/memory.sh` does the same at large sizes). The measured figure
+/// is the one the run prints (its own `VmHWM`): the `ru_maxrss` that
+/// `wait4` gives for a child started by `posix_spawn` holds the spawning
+/// process's high-water mark too, so inside the full suite, where this test
+/// binary had grown to ~580 MiB, the child "measured" 574–586 MiB whatever
+/// it used (the test was ignored for that).
 #[cfg(target_os = "linux")]
 #[test]
-#[ignore = "unstable inside the full suite: the same job measured 439-460 MiB run alone and 574-586 MiB in a fresh-clone `cargo xtask test` (cause not found yet); run it alone with --ignored, or benches/memory.sh"]
 fn predicted_peak_is_within_15_percent_of_the_measured_one() {
     let dir = fixture();
     let d = dir.path();
+    let mib = |line: &str, after: &str| -> f64 {
+        let at = line
+            .find(after)
+            .unwrap_or_else(|| panic!("no `{after}` in {line}"));
+        let mut words = line[at + after.len()..].split([' ', ')', ';']);
+        let value: f64 = words.next().unwrap().parse().unwrap();
+        match words.next().unwrap() {
+            "GiB" => value * 1024.0,
+            "MiB" => value,
+            u => panic!("unit {u} in {line}"),
+        }
+    };
     for recompute in ["--recompute=false", "--recompute=true"] {
         let args = job(&["--size", "256", "--iterations", "2", recompute]);
         let mut dry = args.clone();
@@ -145,34 +172,22 @@ fn predicted_peak_is_within_15_percent_of_the_measured_one() {
             .lines()
             .find(|l| l.starts_with("predicted peak "))
             .unwrap_or_else(|| panic!("no predicted peak: {stdout}"));
-        let mut words = line["predicted peak ".len()..].split(' ');
-        let value: f64 = words.next().unwrap().parse().unwrap();
-        let predicted = match words.next().unwrap() {
-            "GiB" => value * 1024.0,
-            "MiB" => value,
-            u => panic!("unit {u} in {line}"),
-        };
-        // Reaped below by `wait4`, which also gives its resource usage.
-        #[allow(clippy::zombie_processes)]
-        let child = crate::support::command(&args, d)
-            // One malloc arena: glibc otherwise gives each thread its own,
-            // and which thread frees what depends on the scheduling, so the
-            // peak of one run varied by a quarter under a loaded machine
-            // (460–586 MiB for the same job). The model counts the buffers;
-            // this measures them, not the arenas' timing.
-            .env("MALLOC_ARENA_MAX", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child, writing into the two locals.
-        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-        assert_eq!(pid, child.id() as i32);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-        let measured = usage.ru_maxrss as f64 / 1024.0; // KiB on Linux
+        let predicted = mib(line, "predicted peak ");
+        let out = run(&args, d);
+        assert_ok(&out);
+        let stderr = text(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("wrote out.png"))
+            .unwrap_or_else(|| panic!("no summary: {stderr}"));
+        let measured = mib(line, "peak memory ");
+        // The run's own plan says the same as the dry run's (both measure
+        // their process before planning).
+        let planned = mib(line, "(planned ");
+        assert!(
+            (planned / predicted - 1.0).abs() < 0.05,
+            "{recompute}: dry run {predicted:.0} MiB, run {planned:.0} MiB"
+        );
         let ratio = predicted / measured;
         eprintln!(
             "{recompute}: predicted {predicted:.0} MiB, measured {measured:.0} MiB ({ratio:.3})"
@@ -182,4 +197,105 @@ fn predicted_peak_is_within_15_percent_of_the_measured_one() {
             "{recompute}: predicted {predicted:.0} MiB, measured {measured:.0} MiB"
         );
     }
+}
+
+/// A large output given as one size is planned coarse-to-fine by itself
+/// (jcjohnson's proportions, the same iterations in all), printed with the
+/// plan; `--scales` overrides it, and at 1024 px or less there is no chain.
+#[test]
+fn a_large_output_is_planned_coarse_to_fine() {
+    let dir = fixture();
+    let d = dir.path();
+    let before = listing(d);
+    let dry = |extra: &[&str]| {
+        let mut args = job(&["--memory", "20", "--dry-run"]);
+        args.extend_from_slice(extra);
+        let out = run(&args, d);
+        assert_ok(&out);
+        text(&out.stdout)
+    };
+    let out = dry(&["--size", "4096", "--iterations", "1000"]);
+    assert!(
+        out.starts_with("plan: 1000 iterations over 5 scales"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "coarse-to-fine above 1024 px (--scales or --scale-iterations choose another schedule): \
+             256 px × 557, 512 px × 222, 1024 px × 111, 2048 px × 55, 4096 px × 55"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("scale 5: 4096×3072, 55 iterations"), "{out}");
+    // The candle backend has a rate: the plan says how long.
+    assert!(out.contains("in all"), "{out}");
+    // Given scales are the user's.
+    let out = dry(&["--scales", "4096", "--iterations", "10"]);
+    assert!(
+        out.starts_with("plan: 10 iterations over 1 scale,"),
+        "{out}"
+    );
+    assert!(!out.contains("coarse-to-fine"), "{out}");
+    let out = dry(&["--size", "4096", "--scale-iterations", "10"]);
+    assert!(!out.contains("coarse-to-fine"), "{out}");
+    // At 1024 px one scale is the plan.
+    let out = dry(&["--size", "1024", "--iterations", "10"]);
+    assert!(
+        out.starts_with("plan: 10 iterations over 1 scale,"),
+        "{out}"
+    );
+    assert_eq!(listing(d), before, "a dry run writes nothing");
+}
+
+/// `--bit-depth 16 --dpi 300` write a 16-bit PNG that records 300 dpi
+/// (11811 pixels per metre in its pHYs chunk); a JPEG cannot hold 16 bits
+/// and is refused before any work, naming the option.
+#[test]
+fn a_sixteen_bit_png_records_its_dpi() {
+    let dir = fixture();
+    let d = dir.path();
+    let mut args = vec![
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "o.png",
+    ];
+    args.extend(paint_flags(
+        Some("32"),
+        Some("2"),
+        true,
+        &["--bit-depth", "16", "--dpi", "300"],
+    ));
+    let out = run(&args, d);
+    assert_ok(&out);
+    let bytes = std::fs::read(d.join("o.png")).unwrap();
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(img.color(), image::ColorType::Rgb16);
+    assert_eq!((img.width(), img.height()), (32, 24));
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"pHYs")
+        .expect("a pHYs chunk");
+    let be = |k: usize| u32::from_be_bytes(bytes[k..k + 4].try_into().unwrap());
+    assert_eq!((be(at + 4), be(at + 8), bytes[at + 12]), (11811, 11811, 1));
+
+    let before = listing(d);
+    let mut args = vec![
+        "--content",
+        "c.png",
+        "--style",
+        "s.png",
+        "--output",
+        "o.jpg",
+    ];
+    args.extend(paint_flags(
+        Some("32"),
+        Some("2"),
+        true,
+        &["--bit-depth", "16"],
+    ));
+    let out = run(&args, d);
+    check_failure(&out, d, &before, &["--bit-depth", ".jpg"]);
 }

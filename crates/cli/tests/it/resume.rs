@@ -138,6 +138,95 @@ fn a_stopped_job_resumes_from_its_checkpoint_and_other_settings_do_not() {
     assert_eq!((img.width(), img.height()), (48, 36));
 }
 
+/// A multi-scale job stopped by SIGTERM in its second scale resumes in that
+/// scale at the iteration it reached (the checkpoint's image is at that
+/// scale's size), and a checkpoint of another scale chain with the same
+/// total is ignored: the chain is part of the fingerprint.
+#[test]
+fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
+    let fx = fixture();
+    let d = fx.path();
+    let ckpt = d.join("out.png.ckpt.json");
+    let chain = ["--scales", "24,48", "--scale-iterations", "6,114"];
+    let child = paint(d, "120", &chain)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop it once a checkpoint of the second scale exists.
+    let t = Instant::now();
+    let in_second = |ckpt: &Path| {
+        std::fs::read_to_string(ckpt)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|m| m["scale"] == 1)
+    };
+    while !in_second(&ckpt) {
+        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    let k = meta["iteration"].as_u64().unwrap();
+    assert_eq!(meta["scale"], 1, "{meta}");
+    assert_eq!(meta["scale_iteration"].as_u64(), Some(k - 6), "{meta}");
+    assert!((9..120).contains(&k), "{meta}");
+    // The image is the second scale's: 48×36.
+    let img = image::open(d.join("out.png.ckpt.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 36));
+    assert_eq!(*iterations_logged(d).last().unwrap(), k);
+
+    // Another chain with the same 120 iterations: not this job's checkpoint.
+    // (Were the chain not in the fingerprint, its iteration would be
+    // refused as an impossible state instead: 7 + (k − 6) ≠ k.)
+    let other = ["--scales", "24,48", "--scale-iterations", "7,113"];
+    let out = paint(d, "120", &other).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: checkpoint ignored") && err.contains("other settings"),
+        "{err}"
+    );
+    assert!(!ckpt.exists(), "that run, finished, removed it");
+
+    // Again, and resumed by the same command: scale 2 goes on from k.
+    let child = paint(d, "120", &chain)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !in_second(&ckpt) {
+        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    let k = meta["iteration"].as_u64().unwrap();
+    let out = paint(d, "120", &chain).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("from its checkpoint at iteration {k} of 120")),
+        "{err}"
+    );
+    let resumed = iterations_logged(d);
+    assert_eq!(resumed.first(), Some(&(k + 1)), "numbering continues");
+    assert_eq!(resumed.last(), Some(&120));
+    assert!(!ckpt.exists() && !d.join("out.png.ckpt.png").exists());
+    let img = image::open(d.join("out.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 36));
+}
+
 /// The start time (clock ticks since boot) a claim records for `pid`: the
 /// 22nd field of `/proc/PID/stat`, read here independently of the binary
 /// (batch/claim.rs), so that a claim the test writes is one it accepts.
