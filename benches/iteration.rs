@@ -310,7 +310,7 @@ type CblasSgemm = unsafe extern "C" fn(
     beta: f32,
     c: *mut f32,
     ldc: i32,
-) ;
+);
 const CBLAS_ROW_MAJOR: i32 = 101;
 const CBLAS_NO_TRANS: i32 = 111;
 
@@ -336,10 +336,9 @@ impl Cblas {
                 (!p.is_null()).then_some(p)
             };
             if let Some(h) = open("libopenblas.so.0") {
-                if let (Some(g), Some(t)) = (
-                    sym(h, "cblas_sgemm"),
-                    sym(h, "openblas_set_num_threads"),
-                ) {
+                if let (Some(g), Some(t)) =
+                    (sym(h, "cblas_sgemm"), sym(h, "openblas_set_num_threads"))
+                {
                     let t: unsafe extern "C" fn(i32) = std::mem::transmute(t);
                     out.push(Cblas {
                         name: "OpenBLAS",
@@ -350,10 +349,9 @@ impl Cblas {
                 }
             }
             if let Some(h) = open("libblis.so.4") {
-                if let (Some(g), Some(t)) = (
-                    sym(h, "cblas_sgemm"),
-                    sym(h, "bli_thread_set_num_threads"),
-                ) {
+                if let (Some(g), Some(t)) =
+                    (sym(h, "cblas_sgemm"), sym(h, "bli_thread_set_num_threads"))
+                {
                     let t: unsafe extern "C" fn(i64) = std::mem::transmute(t);
                     out.push(Cblas {
                         name: "BLIS",

@@ -523,7 +523,9 @@ pub fn run(args: &[String], features: &[&str], env: Vec<(String, String)>) -> Re
         "- sgemm ceiling ({} threads, best of VGG-like shapes over the `gemm` crate and the \
          CBLAS libraries found): **{ceiling:.0} GFLOP/s, set by {ceiling_by}**{}\n",
         o.threads,
-        torch_gemm.map_or(String::new(), |t| format!("; torch.mm at the same shapes: {t:.0} GFLOP/s"))
+        torch_gemm.map_or(String::new(), |t| format!(
+            "; torch.mm at the same shapes: {t:.0} GFLOP/s"
+        ))
     )?;
     md.push_str(&gemm_section(&gemm, torch_gemm_json.as_ref(), o.threads));
     writeln!(md, "## Time per iteration\n")?;
@@ -905,9 +907,11 @@ impl ToPicture {
     fn section(&self, threads: usize) -> String {
         let (w, h) = self.size;
         let n = self.reference_iters;
-        let mut md = String::from("## Time to a picture
+        let mut md = String::from(
+            "## Time to a picture
 
-");
+",
+        );
         let Some((target, source)) = &self.target else {
             md.push_str("No L*: neither PyTorch's run nor the first backend's gave a loss at ");
             let _ = writeln!(md, "evaluation {n}.\n");
