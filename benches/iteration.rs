@@ -13,6 +13,7 @@
 //! cargo bench --bench iteration                       # THREADS=2 SIZES=128x96,256x192
 //! …/iteration --backend candle --size 256x192 --reps 5 --json
 //! …/iteration --backend candle --size 256x192 --to-loss 40 --json
+//! …/iteration --backend candle --size 64x48 --to-loss 1500 --target 1.2e5 --json
 //! …/iteration --gemm-ceiling --json
 //! …/iteration --list
 //! …/iteration --size 256x192 --write-images DIR   # content.png, style.png for CLI runs
@@ -84,8 +85,9 @@ enum Mode {
     Time { warmup: usize, reps: usize },
     /// Device counters of an evaluation and of full-history L-BFGS updates.
     Stats,
-    /// L-BFGS from the content image for this many evaluations.
-    ToLoss { iters: usize },
+    /// L-BFGS from the content image for this many evaluations, or until
+    /// the loss first falls below `target`.
+    ToLoss { iters: usize, target: Option<f64> },
 }
 
 struct Case<'a> {
@@ -183,14 +185,23 @@ fn update_counters<B: Backend, O: VecOps<Vector = B::Tensor>>(
     Ok(serde_json::json!({"history": held, "counters": last.as_ref().map(counters_json)}))
 }
 
-struct Curve(Vec<(f64, f64)>);
-impl Observer for Curve {
+/// `(elapsed, loss)` per evaluation; raises `stop` once the loss is at or below
+/// `target`.
+struct Curve<'a> {
+    points: Vec<(f64, f64)>,
+    target: Option<f64>,
+    stop: &'a std::sync::atomic::AtomicBool,
+}
+impl Observer for Curve<'_> {
     fn on_iteration(
         &mut self,
         r: &IterationReport,
         _: &mut dyn FnMut() -> Result<CaffeImage>,
     ) -> Result<()> {
-        self.0.push((r.elapsed, r.loss.total));
+        self.points.push((r.elapsed, r.loss.total));
+        if self.target.is_some_and(|t| r.loss.total <= t) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
     }
 }
@@ -242,70 +253,263 @@ impl WithBackend for Case<'_> {
                     out.times.push(t.elapsed().as_secs_f64());
                 }
             }
-            Mode::ToLoss { iters } => {
+            Mode::ToLoss { iters, target } => {
                 let opts = RunOptions {
                     iterations: iters,
                     optimizer: OptimizerKind::Lbfgs(LbfgsConfig::default()),
                     stop_rule: None,
                 };
-                let mut curve = Curve(Vec::new());
                 let stop = std::sync::atomic::AtomicBool::new(false);
+                let mut curve = Curve {
+                    points: Vec::new(),
+                    target,
+                    stop: &stop,
+                };
                 run::run(&objective, &content, &opts, &mut curve, &stop)?;
-                out.curve = curve.0;
+                out.curve = curve.points;
             }
         }
         Ok(out)
     }
 }
 
-/// sgemm GFLOP/s of the `gemm` crate (the one candle and our convolutions
-/// use) at VGG-like shapes `m×k · k×n` and a big square; best of `reps`.
-fn gemm_ceiling(threads: usize, reps: usize) -> Vec<(usize, usize, usize, f64)> {
-    let shapes = [
-        (64, 64 * 9, 4096),
-        (128, 128 * 9, 4096),
-        (256, 256 * 9, 3072),
-        (512, 512 * 9, 768),
-        (1024, 1024, 1024),
-    ];
-    shapes
+/// The VGG-like sgemm shapes `m×k · k×n` of the ceiling (conv1_2, conv2_x,
+/// conv3_x and conv4_x as im2col GEMMs, and a big square); PyTorch's peer
+/// (`benches/torch_objective.py --mode gemm`) times torch.mm on the same.
+const CEILING_SHAPES: [(usize, usize, usize); 5] = [
+    (64, 64 * 9, 4096),
+    (128, 128 * 9, 4096),
+    (256, 256 * 9, 3072),
+    (512, 512 * 9, 768),
+    (1024, 1024, 1024),
+];
+
+/// A CBLAS library opened at run time (`dlopen`, each with its own
+/// symbols, so that OpenBLAS and BLIS — which both export `cblas_sgemm` —
+/// are measured in one process, side by side with the `gemm` crate).
+struct Cblas {
+    name: &'static str,
+    soname: &'static str,
+    sgemm: CblasSgemm,
+    /// Sets the library's own thread count.
+    set_threads: Box<dyn Fn(usize)>,
+}
+
+type CblasSgemm = unsafe extern "C" fn(
+    layout: i32,
+    trans_a: i32,
+    trans_b: i32,
+    m: i32,
+    n: i32,
+    k: i32,
+    alpha: f32,
+    a: *const f32,
+    lda: i32,
+    b: *const f32,
+    ldb: i32,
+    beta: f32,
+    c: *mut f32,
+    ldc: i32,
+);
+const CBLAS_ROW_MAJOR: i32 = 101;
+const CBLAS_NO_TRANS: i32 = 111;
+
+impl Cblas {
+    /// OpenBLAS (Debian: libopenblas0-pthread) and BLIS (libblis4-openmp or
+    /// -pthread), those of them this machine has.
+    #[cfg(unix)]
+    fn available() -> Vec<Cblas> {
+        let mut out = Vec::new();
+        // SAFETY: dlopen/dlsym with NUL-terminated names; each symbol is
+        // cast to the C signature its library's header declares
+        // (cblas.h; OpenBLAS's `openblas_set_num_threads(int)`; BLIS's
+        // `bli_thread_set_num_threads(dim_t)`, dim_t = int64_t).
+        unsafe {
+            let open = |soname: &str| {
+                let c = std::ffi::CString::new(soname).expect("no NUL");
+                let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+                (!h.is_null()).then_some(h)
+            };
+            let sym = |h: *mut libc::c_void, name: &str| {
+                let c = std::ffi::CString::new(name).expect("no NUL");
+                let p = libc::dlsym(h, c.as_ptr());
+                (!p.is_null()).then_some(p)
+            };
+            if let Some(h) = open("libopenblas.so.0") {
+                if let (Some(g), Some(t)) =
+                    (sym(h, "cblas_sgemm"), sym(h, "openblas_set_num_threads"))
+                {
+                    let t: unsafe extern "C" fn(i32) = std::mem::transmute(t);
+                    out.push(Cblas {
+                        name: "OpenBLAS",
+                        soname: "libopenblas.so.0",
+                        sgemm: std::mem::transmute::<*mut libc::c_void, CblasSgemm>(g),
+                        set_threads: Box::new(move |n| t(n as i32)),
+                    });
+                }
+            }
+            if let Some(h) = open("libblis.so.4") {
+                if let (Some(g), Some(t)) =
+                    (sym(h, "cblas_sgemm"), sym(h, "bli_thread_set_num_threads"))
+                {
+                    let t: unsafe extern "C" fn(i64) = std::mem::transmute(t);
+                    out.push(Cblas {
+                        name: "BLIS",
+                        soname: "libblis.so.4",
+                        sgemm: std::mem::transmute::<*mut libc::c_void, CblasSgemm>(g),
+                        set_threads: Box::new(move |n| t(n as i64)),
+                    });
+                }
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    fn available() -> Vec<Cblas> {
+        Vec::new()
+    }
+}
+
+/// One sgemm implementation as the ceiling calls it: row-major
+/// `c = a · b` (`m×k`, `k×n`), `threads` its own threads (1: the caller's).
+type Sgemm<'a> = dyn Fn((usize, usize, usize), &[f32], &[f32], &mut [f32], usize) + Sync + 'a;
+
+fn gemm_crate(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    threads: usize,
+) {
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: row-major m×k, k×n and m×n buffers with matching strides
+    // (the callers pass slices at least that long).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// GFLOP/s of `f` on each ceiling shape, best of `reps` (after one warm-up):
+/// `threads` of the library's own (`Threaded`), or — as this project's
+/// convolutions call it — the `n` columns cut into 8 pieces, each a
+/// single-threaded call, run over rayon's pool of `threads` (`Pieces`).
+fn ceiling_of(f: &Sgemm<'_>, threads: usize, pieces: bool, reps: usize) -> Vec<f64> {
+    CEILING_SHAPES
         .iter()
         .map(|&(m, k, n)| {
             let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
             let bm: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-            let mut c = vec![0.0f32; m * n];
             let mut best = f64::INFINITY;
-            for _ in 0..reps + 1 {
-                let t = Instant::now();
-                // SAFETY: row-major m×k, k×n and m×n buffers with matching strides.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        c.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        a.as_ptr(),
-                        1,
-                        k as isize,
-                        bm.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::Rayon(threads),
-                    );
+            if pieces {
+                // Column pieces: piece p's b and c are n/8-column blocks,
+                // stored contiguously (as an im2col tile is).
+                let np = n.div_ceil(8);
+                let bs: Vec<Vec<f32>> = (0..8).map(|_| bm[..k * np].to_vec()).collect();
+                let mut cs: Vec<Vec<f32>> = (0..8).map(|_| vec![0.0f32; m * np]).collect();
+                for _ in 0..reps + 1 {
+                    let t = Instant::now();
+                    use rayon::prelude::*;
+                    cs.par_iter_mut()
+                        .zip(&bs)
+                        .for_each(|(c, b)| f((m, np, k), &a, b, c, 1));
+                    best = best.min(t.elapsed().as_secs_f64());
                 }
-                best = best.min(t.elapsed().as_secs_f64());
+                2.0 * (m * k * np * 8) as f64 / best / 1e9
+            } else {
+                let mut c = vec![0.0f32; m * n];
+                for _ in 0..reps + 1 {
+                    let t = Instant::now();
+                    f((m, n, k), &a, &bm, &mut c, threads);
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                2.0 * (m * k * n) as f64 / best / 1e9
             }
-            (m, k, n, 2.0 * (m * k * n) as f64 / best / 1e9)
         })
         .collect()
+}
+
+/// The sgemm ceiling: the `gemm` crate (the one candle and our convolutions
+/// use) and every CBLAS library found (OpenBLAS, BLIS), threaded and in
+/// pieces, at [`CEILING_SHAPES`]; the best figure and which library set it.
+fn gemm_ceiling(threads: usize, reps: usize) -> serde_json::Value {
+    let libs = Cblas::available();
+    let mut rows = Vec::new();
+    let mut best = (0.0f64, String::from("gemm"));
+    let mut measure = |name: &str, f: &Sgemm<'_>, set: &dyn Fn(usize)| {
+        for pieces in [false, true] {
+            set(if pieces { 1 } else { threads });
+            let g = ceiling_of(f, threads, pieces, reps);
+            for &v in &g {
+                if v > best.0 {
+                    best = (v, name.to_string());
+                }
+            }
+            rows.push(serde_json::json!({"library": name,
+                "mode": if pieces { "pieces" } else { "threaded" }, "gflops": g}));
+        }
+    };
+    measure("gemm", &gemm_crate, &|_| {});
+    for lib in &libs {
+        let sgemm = lib.sgemm;
+        let f = move |(m, n, k): (usize, usize, usize),
+                      a: &[f32],
+                      b: &[f32],
+                      c: &mut [f32],
+                      _threads: usize| {
+            // SAFETY: row-major m×k, k×n, m×n buffers, leading dimensions k,
+            // n, n; the library writes only c.
+            unsafe {
+                sgemm(
+                    CBLAS_ROW_MAJOR,
+                    CBLAS_NO_TRANS,
+                    CBLAS_NO_TRANS,
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    1.0,
+                    a.as_ptr(),
+                    k as i32,
+                    b.as_ptr(),
+                    n as i32,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as i32,
+                )
+            }
+        };
+        measure(lib.name, &f, &*lib.set_threads);
+    }
+    let shapes: Vec<_> = CEILING_SHAPES
+        .iter()
+        .map(|&(m, k, n)| serde_json::json!({"m": m, "k": k, "n": n}))
+        .collect();
+    serde_json::json!({"backend": "gemm", "threads": threads, "shapes": shapes,
+        "libraries": rows, "best_gflops": best.0, "best_library": best.1,
+        "loaded": libs.iter().map(|l| l.soname).collect::<Vec<_>>()})
 }
 
 struct Args {
@@ -315,6 +519,7 @@ struct Args {
     warmup: usize,
     reps: Option<usize>,
     to_loss: Option<usize>,
+    target: Option<f64>,
     gemm: bool,
     list: bool,
     json: bool,
@@ -344,6 +549,7 @@ fn parse_args() -> Args {
         warmup: 1,
         reps: None,
         to_loss: None,
+        target: None,
         gemm: false,
         list: false,
         json: false,
@@ -361,6 +567,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = value().parse().expect("--warmup N"),
             "--reps" => a.reps = Some(value().parse().expect("--reps N")),
             "--to-loss" => a.to_loss = Some(value().parse().expect("--to-loss ITERATIONS")),
+            "--target" => a.target = Some(value().parse().expect("--target LOSS")),
             "--gemm-ceiling" => a.gemm = true,
             "--list" => a.list = true,
             "--json" => a.json = true,
@@ -403,17 +610,7 @@ fn main() -> Result<()> {
     }
     backends::set_threads(a.threads)?;
     if a.gemm {
-        let shapes = gemm_ceiling(a.threads, a.reps.unwrap_or(5));
-        let best = shapes.iter().map(|s| s.3).fold(0.0, f64::max);
-        let shapes: Vec<_> = shapes
-            .iter()
-            .map(|&(m, k, n, g)| serde_json::json!({"m": m, "k": k, "n": n, "gflops": g}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"backend": "gemm", "threads": a.threads,
-                "shapes": shapes, "best_gflops": best})
-        );
+        println!("{}", gemm_ceiling(a.threads, a.reps.unwrap_or(5)));
         return Ok(());
     }
     let weights = match weights::locate(None)? {
@@ -437,7 +634,10 @@ fn main() -> Result<()> {
         for &(w, h) in &a.sizes {
             let mode = match a.to_loss {
                 _ if a.stats => Mode::Stats,
-                Some(iters) => Mode::ToLoss { iters },
+                Some(iters) => Mode::ToLoss {
+                    iters,
+                    target: a.target,
+                },
                 None => Mode::Time {
                     warmup: a.warmup,
                     reps: a.reps.unwrap_or(if w * h > 100_000 { 3 } else { 5 }),

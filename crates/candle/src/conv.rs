@@ -309,6 +309,7 @@ mod tests {
         let k: Vec<f32> = (0..c_out * c_in * 9).map(|_| rng.normal() as f32).collect();
         let b: Vec<f32> = (0..c_out).map(|_| rng.normal() as f32).collect();
         let u = winograd::transform_kernel(&k, c_out, c_in);
+        let u4 = crate::winograd4::transform_kernel(&k, c_out, c_in);
         let big: Vec<f32> = (0..64 * 3000).map(|_| rng.normal() as f32).collect();
         let dg: Vec<f32> = (0..64 * 64).map(|_| rng.normal() as f32).collect();
         let run = || {
@@ -323,6 +324,16 @@ mod tests {
                 c_out,
                 Epilogue::None,
             );
+            let yw4 = crate::winograd4::conv3x3(
+                &x,
+                c_in,
+                h,
+                w,
+                (&u4, winograd::Kernel::Direct),
+                Some(&b),
+                c_out,
+                Epilogue::Relu,
+            );
             let g = gram(&big, 64, 3000, 7.0);
             let gb = gram_backward(&big, 64, 3000, &dg, 7.0);
             let (mse, mg) = loops::mse_grad(&big[..96_000], &big[96_000..], 0.5);
@@ -336,6 +347,7 @@ mod tests {
             (
                 bits(&y),
                 bits(&yw),
+                bits(&yw4),
                 bits(&g),
                 bits(&gb),
                 bits(&mg),

@@ -21,6 +21,7 @@ mod loops;
 mod matmul;
 pub mod ops;
 mod winograd;
+mod winograd4;
 
 use candle_core::{Device, Storage, Tensor};
 use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};

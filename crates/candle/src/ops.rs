@@ -49,7 +49,7 @@
 //! ```
 
 use crate::conv::{self, Epilogue};
-use crate::{loops, winograd};
+use crate::{loops, winograd, winograd4};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor,
 };
@@ -136,19 +136,36 @@ enum ConvKernel {
     /// Winograd: the OIHW kernel until its transform is made, then only the
     /// transform (which serves both directions; the OIHW kernel is dropped).
     Winograd {
+        tile: Tile,
         pending: Mutex<Option<Vec<f32>>>,
         u: OnceLock<Vec<f32>>,
     },
+}
+
+/// Which Winograd algorithm a layer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tile {
+    /// F(2×2, 3×3): `winograd.rs`.
+    F2,
+    /// F(4×4, 3×3): `winograd4.rs`.
+    F4,
 }
 
 /// Fewest channels on either side for which Winograd's 16 GEMMs (inner
 /// dimension `C_in`) beat one im2col GEMM (inner dimension `9·C_in`).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
-/// `NEURAL_STYLE_CONV=im2col` turns Winograd off (for comparisons).
-fn winograd_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("NEURAL_STYLE_CONV").map_or(true, |v| v != "im2col"))
+/// The convolution algorithm of a layer with these channels: im2col below
+/// [`WINOGRAD_MIN_CHANNELS`], else Winograd F(2×2, 3×3), or F(4×4, 3×3) when
+/// `NEURAL_STYLE_CONV=f4` (or F(2×2) everywhere with `f2`; `im2col` turns
+/// Winograd off) — for comparisons. Read at each construction, so a
+/// measuring program can build layers of each kind in one process.
+fn algorithm(c_in: usize, c_out: usize) -> Option<Tile> {
+    let var = std::env::var("NEURAL_STYLE_CONV").unwrap_or_default();
+    if var == "im2col" || c_in.min(c_out) < WINOGRAD_MIN_CHANNELS {
+        return None;
+    }
+    Some(if var == "f4" { Tile::F4 } else { Tile::F2 })
 }
 
 impl CandleConv {
@@ -172,16 +189,16 @@ impl CandleConv {
                 bail!("conv3x3: {c_out} output channels, {} biases", b.len())
             }
         }
-        let kernel = if winograd_enabled() && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS {
-            ConvKernel::Winograd {
+        let kernel = match algorithm(c_in, c_out) {
+            Some(tile) => ConvKernel::Winograd {
+                tile,
                 pending: Mutex::new(Some(weight)),
                 u: OnceLock::new(),
-            }
-        } else {
-            ConvKernel::Im2col {
+            },
+            None => ConvKernel::Im2col {
                 weight,
                 weight_t: OnceLock::new(),
-            }
+            },
         };
         Ok(CandleConv {
             c_in,
@@ -286,21 +303,27 @@ impl CustomOp1 for Conv3x3<'_> {
             Epilogue::None
         };
         let y = match &k.kernel {
-            ConvKernel::Winograd { pending, u } => {
+            ConvKernel::Winograd { tile, pending, u } => {
                 let u = u.get_or_init(|| {
                     let weight = pending
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .take()
                         .expect("the kernel is taken once, by this initialiser");
-                    winograd::transform_kernel(&weight, k.c_out, k.c_in)
+                    match tile {
+                        Tile::F2 => winograd::transform_kernel(&weight, k.c_out, k.c_in),
+                        Tile::F4 => winograd4::transform_kernel(&weight, k.c_out, k.c_in),
+                    }
                 });
                 let form = if backward {
                     winograd::Kernel::TransposedFlipped
                 } else {
                     winograd::Kernel::Direct
                 };
-                winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue)
+                match tile {
+                    Tile::F2 => winograd::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue),
+                    Tile::F4 => winograd4::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue),
+                }
             }
             ConvKernel::Im2col { weight, weight_t } => {
                 let kernel = if backward {
