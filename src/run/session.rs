@@ -45,7 +45,7 @@ pub struct Sources {
     masks: Vec<Option<Picture>>,
     blend: Vec<f64>,
     plan: Plan,
-    chain: Option<Vec<(u32, usize)>>,
+    chain: Option<Schedule>,
 }
 
 /// Decode the content, styles and masks, refusing (before any resampling) a
@@ -215,9 +215,13 @@ pub fn load_at_size(path: &Path, w: usize, h: usize) -> Result<CaffeImage> {
         .to_caffe())
 }
 
+/// A scale chain: (longest side, iterations) per scale, coarsest first.
+type Schedule = Vec<(u32, usize)>;
+
 /// Plan the run's memory over every scale (`neural_style_core::memory`),
-/// refusing, before starting, a run that would not fit.
-fn plan_memory(s: &Settings, sources: &Sources) -> Result<(Plan, Option<Vec<(u32, usize)>>)> {
+/// refusing, before starting, a run that would not fit; with the chain the
+/// run becomes when a large output is made coarse-to-fine by itself.
+fn plan_memory(s: &Settings, sources: &Sources) -> Result<(Plan, Option<Schedule>)> {
     // A large output given as one size becomes coarse-to-fine by itself.
     let o = &s.options;
     let chain = (o.scales.is_none() && !o.multires && o.scale_iterations.is_none())
