@@ -47,10 +47,10 @@ fn direct64(x: &[f32], c_in: usize, h: usize, w: usize, k: &[f32], c_out: usize)
                         }
                         let src = &plane[(sy - 1) * w..][..w];
                         let dst = &mut yo[r * w..][..w];
-                        for c in 0..w {
+                        for (c, d) in dst.iter_mut().enumerate() {
                             let sx = c + kx;
                             if sx >= 1 && sx <= w {
-                                dst[c] += kv * src[sx - 1] as f64;
+                                *d += kv * src[sx - 1] as f64;
                             }
                         }
                     }
