@@ -1042,8 +1042,11 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             let status = || std::fs::read_to_string("/proc/self/status").unwrap();
+            // The resident set first: other tests' threads may grow it at any
+            // moment, and the high-water mark only grows.
+            let rss = parse_status_rss(&status()).unwrap();
             let before = peak_process_bytes().expect("Linux has VmHWM");
-            assert!(before >= parse_status_rss(&status()).unwrap());
+            assert!(before >= rss, "{before} < {rss}");
             let big = vec![1u8; before as usize + (64 << 20)];
             let after = peak_process_bytes().unwrap();
             assert!(after >= big.len() as u64, "{before} → {after}");
