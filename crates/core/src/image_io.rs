@@ -491,11 +491,17 @@ impl Picture {
     /// made RGB, alpha composited over white, 16-bit precision kept, EXIF
     /// orientation applied.
     pub fn load(path: &Path) -> Result<Picture> {
-        let bytes = read_regular(path)?;
-        let mut decoder = header(path, &bytes)?;
+        Picture::decode(path, &read_regular(path)?)
+    }
+
+    /// [`Picture::load`] of bytes already read from `path` (named in the
+    /// errors): what a caller that checked the bytes (a checksum) decodes,
+    /// instead of reading a file another process may have replaced since.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<Picture> {
+        let mut decoder = header(path, bytes)?;
         // A damaged EXIF block is no reason to refuse the pixels.
         let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-        check_complete(path, &bytes)?;
+        check_complete(path, bytes)?;
         let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
         img.apply_orientation(orientation);
         if img.width() == 0 || img.height() == 0 {
@@ -680,13 +686,25 @@ impl Picture {
     pub fn save(&self, path: &Path) -> Result<()> {
         let format = check_output_path(path)?;
         self.check_pixels(path)?;
-        let bytes = self.to_rgb8();
+        let rgb = self.to_rgb8();
+        // Streamed into the temporary file: a poster is not held twice.
         write_atomic(path, 0o666, |out| {
-            encode(out, format, &bytes, self.width, self.height).map_err(|e| match e {
-                ImageError::IoError(e) => Error::io(path, e),
-                e => Error::image(path, format!("cannot encode: {}", one_line(e))),
-            })
+            encode(out, format, &rgb, self.width, self.height).map_err(|e| encode_error(path, e))
         })
+    }
+
+    /// The bytes [`Picture::save`] writes to `path` (its format named by
+    /// the extension), in memory: what a caller that must describe the
+    /// file it wrote (a checkpoint's sha256) hashes, instead of reading
+    /// back a file another process may already have replaced or removed.
+    pub fn encoded(&self, path: &Path) -> Result<Vec<u8>> {
+        let format = check_output_path(path)?;
+        self.check_pixels(path)?;
+        let rgb = self.to_rgb8();
+        let mut out = std::io::Cursor::new(Vec::new());
+        encode(&mut out, format, &rgb, self.width, self.height)
+            .map_err(|e| encode_error(path, e))?;
+        Ok(out.into_inner())
     }
 
     /// [`Picture::save`] with `options`: 16 bits per channel and the
@@ -852,6 +870,14 @@ pub fn size_for_pixels((width, height): (u32, u32), pixels: f64) -> (u32, u32) {
 /// A side length from a float: rounded, at least 1.
 fn side(v: f64) -> u32 {
     (v.round() as u32).max(1)
+}
+
+/// An error of [`encode`] writing `path`.
+fn encode_error(path: &Path, e: ImageError) -> Error {
+    match e {
+        ImageError::IoError(e) => Error::io(path, e),
+        e => Error::image(path, format!("cannot encode: {}", one_line(e))),
+    }
 }
 
 fn encode<W: Write + std::io::Seek>(
@@ -1238,6 +1264,9 @@ mod tests {
             let path = dir.path().join(name);
             src.save(&path).unwrap();
             assert_eq!(Picture::load(&path).unwrap(), exact, "{name}");
+            // What `encoded` gives is what `save` wrote.
+            let bytes = src.encoded(&path).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
         }
         // JPEG is lossy; on smooth content quality 95 is close.
         let smooth = Picture {
