@@ -129,8 +129,10 @@ pub(crate) fn save(
     best: &CaffeImage,
 ) -> Result<()> {
     let (image, meta) = paths(output);
-    Picture::from_caffe(best).save(&image)?;
-    let bytes = std::fs::read(&image).map_err(|e| Error::io(&image, e))?;
+    // Hashed from memory, never read back: the same command running
+    // elsewhere may replace or remove this file the moment it is written.
+    let bytes = Picture::from_caffe(best).encoded(&image)?;
+    neural_style_core::image_io::write_file_atomic(&image, &bytes, 0o666)?;
     let m = Meta {
         version: VERSION,
         fingerprint: fingerprint.to_string(),
@@ -262,7 +264,11 @@ pub(crate) fn load(
             image.display()
         ));
     }
-    let picture = match Picture::load(&image) {
+    // The bytes just checked, not the file read again: the same job
+    // running elsewhere may have replaced it since.
+    // The bytes just checked, not the file read again: the same job
+    // running elsewhere may have replaced it since.
+    let picture = match Picture::decode(&image, &bytes) {
         Ok(p) => p,
         Err(e) => return ignored(e.to_string()),
     };
@@ -709,6 +715,65 @@ mod tests {
         remove(&out).unwrap();
         assert!(!png.exists() && !json.exists());
         remove(&out).unwrap(); // nothing to remove is fine
+    }
+
+    #[test]
+    fn saving_never_reads_back_what_the_same_job_elsewhere_removes() {
+        // The same command run twice at once: one process finishes and
+        // removes the checkpoint while the other saves one (it read its
+        // image back to hash it, and failed on the missing file).
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.png");
+        let (png, _) = paths(&out);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_file(&png);
+                }
+            });
+            for i in 0..300 {
+                let r = save(&out, "fp", at(6), &image(16, 12, i as f32));
+                if r.is_err() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                r.unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    #[test]
+    fn a_resumed_image_is_the_one_whose_checksum_was_checked() {
+        // The image is replaced (atomically, by the same job elsewhere)
+        // after its bytes were checked: the resume must not read the file
+        // again and take pixels its checksum never saw.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.png");
+        let (png, _) = paths(&out);
+        let (a, b) = (image(16, 12, 10.0), image(16, 12, 90.0));
+        save(&out, "fp", at(6), &a).unwrap();
+        let a_bytes = std::fs::read(&png).unwrap();
+        let b_bytes = Picture::from_caffe(&b).encoded(&png).unwrap();
+        let want = Picture::from_caffe(&a).rgb;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for bytes in [&b_bytes, &a_bytes] {
+                        neural_style_core::image_io::write_file_atomic(&png, bytes, 0o666).unwrap();
+                    }
+                }
+            });
+            let mut wrong = 0;
+            for _ in 0..2000 {
+                if let Found::Resume(r) = load(&out, "fp", &[(16, 10)], None) {
+                    wrong += usize::from(Picture::from_caffe(&r.image).rgb != want);
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(wrong, 0, "resumed from pixels that were never checked");
+        });
     }
 
     #[test]
