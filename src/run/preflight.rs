@@ -325,8 +325,7 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
                 .filter(|f| f.dir == o.path)
             {
                 let len = f.longest_name();
-                let like = f.dir.join(format!("{}_NNNNN.png", f.stem));
-                check_temp_len(&f.role, &like, len)?;
+                check_temp_len(&f.role, &f.pattern(), len)?;
                 probe(&mut probes, dir.clone(), image_io::temp_name_len(len), o);
             }
         }
@@ -350,7 +349,7 @@ pub fn check_written(inputs: &[Input], jobs: &[Written]) -> Result<()> {
             return Some(format!(
                 "a {} frame would be written there ({})",
                 cite(&f.role),
-                f.dir.join(format!("{}_NNNNN.png", f.stem)).display()
+                f.pattern().display()
             ));
         }
         let (target, _) = image_io::temp_target(name)?;
@@ -691,5 +690,34 @@ mod tests {
         // Only the input is there: the probes left nothing behind.
         let names: Vec<_> = std::fs::read_dir(d).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_frame_collision_shows_the_frames_as_they_are_named() {
+        // A video's frames have six digits (`frame_000002.png`); the
+        // message showed five (`frame_NNNNN.png`), a name no frame has.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::create_dir(&f).unwrap();
+        std::fs::write(f.join("frame_000002.png"), b"x").unwrap();
+        std::fs::write(f.join("it_00007.png"), b"x").unwrap();
+        let frames = |stem: &str, digits| Written {
+            files: vec![Output::new("frames-dir", &f, Kind::Dir)],
+            frames: vec![Frames {
+                role: "frames-dir".into(),
+                dir: f.clone(),
+                stem: stem.into(),
+                digits,
+            }],
+        };
+        for (stem, digits, input, shown) in [
+            ("frame", 6, "frame_000002.png", "frame_NNNNNN.png"),
+            ("it", 2, "it_00007.png", "it_NNNNN.png"),
+        ] {
+            let inputs = [Input::new("style", f.join(input))];
+            let e = check_written(&inputs, &[frames(stem, digits)]).unwrap_err();
+            let want = f.join(shown).display().to_string();
+            assert!(e.to_string().contains(&format!("({want})")), "{e}");
+        }
     }
 }

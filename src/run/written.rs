@@ -71,6 +71,13 @@ impl Frames {
             .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
     }
 
+    /// The frames as a pattern for messages: `DIR/STEM_NNNNN.png`, one `N`
+    /// per digit of the longest frame number (at least five).
+    pub fn pattern(&self) -> PathBuf {
+        let n = "N".repeat(self.digits.max(5));
+        self.dir.join(format!("{}_{n}.png", self.stem))
+    }
+
     /// The longest frame file name of the job.
     pub fn longest_name(&self) -> usize {
         self.stem.len() + 1 + self.digits.max(5) + ".png".len()
