@@ -126,14 +126,23 @@ fn torch_python() -> Option<PathBuf> {
 /// return both executables.
 fn build(features: &[&str], env: &[(String, String)]) -> Result<(PathBuf, PathBuf)> {
     let features = features.join(",");
+    // The binary is the CLI crate's: its package named beside the root's
+    // (`cargo bench` of the root alone builds no binary since the move).
     eprintln!(
-        "$ cargo bench --bench iteration --no-run --no-default-features --features {features}"
+        "$ cargo bench -p neural-style -p neural-style-cli --bench iteration --bin neural-style \
+         --no-run --no-default-features --features {features}"
     );
     let out = super::cargo(env)
         .args([
             "bench",
+            "-p",
+            "neural-style",
+            "-p",
+            "neural-style-cli",
             "--bench",
             "iteration",
+            "--bin",
+            "neural-style",
             "--no-run",
             "--message-format=json-render-diagnostics",
             "--no-default-features",
