@@ -59,39 +59,61 @@ pub fn conv3x3(
     if hw == 0 {
         return y;
     }
-    // Rows per tile: at most MAX_TILE_PIXELS pixels, and at least PIECES tiles when possible.
-    let rows = (MAX_TILE_PIXELS / w)
-        .clamp(1, h)
-        .min(h.div_ceil(PIECES).max(1));
-    let tiles = h.div_ceil(rows);
     let k = c_in * 9;
+    let (rows, blocks) = cut(h, w, c_out, k);
+    let tiles = h.div_ceil(rows);
+    let block = c_out.div_ceil(blocks);
+    // Cut along the output channels, the pieces share one im2col matrix,
+    // built once, whole: each kernel row is read once per tile of pixels.
+    let shared = if blocks > 1 {
+        let mut col = vec![0.0f32; k * hw];
+        col.par_chunks_mut(k * rows * w)
+            .enumerate()
+            .for_each(|(t, c)| im2col_rows(x, c_in, h, w, t * rows, (t * rows + rows).min(h), c));
+        Some(col)
+    } else {
+        None
+    };
     let out = SendPtr(y.as_mut_ptr());
     let out = &out;
-    (0..tiles).into_par_iter().for_each(|t| {
+    (0..tiles * blocks).into_par_iter().for_each(|piece| {
+        let (t, b) = (piece / blocks, piece % blocks);
+        let (o0, o1) = (b * block, ((b + 1) * block).min(c_out));
+        if o0 >= o1 {
+            return;
+        }
         let r0 = t * rows;
         let r1 = (r0 + rows).min(h);
         let p0 = r0 * w;
         let np = (r1 - r0) * w;
-        let mut col = vec![0.0f32; k * np];
-        im2col_rows(x, c_in, h, w, r0, r1, &mut col);
-        // SAFETY: this tile owns columns p0..p0+np of every output row.
+        let own;
+        let col: &[f32] = match &shared {
+            Some(col) => &col[k * p0..][..k * np],
+            None => {
+                let mut c = vec![0.0f32; k * np];
+                im2col_rows(x, c_in, h, w, r0, r1, &mut c);
+                own = c;
+                &own
+            }
+        };
+        // SAFETY: this piece owns columns p0..p0+np of output rows o0..o1.
         unsafe {
-            let dst = out.0.add(p0);
-            if let Some(b) = bias {
-                for (o, bv) in b.iter().enumerate() {
+            let dst = out.0.add(o0 * hw + p0);
+            if let Some(bias) = bias {
+                for (o, bv) in bias[o0..o1].iter().enumerate() {
                     std::slice::from_raw_parts_mut(dst.add(o * hw), np).fill(*bv);
                 }
             }
             gemm(
-                (c_out, np, k),
+                (o1 - o0, np, k),
                 Strided::rows(dst, hw),
                 bias.is_some(),
-                Strided::rows(kernel.as_ptr(), k),
+                Strided::rows(kernel.as_ptr().add(o0 * k), k),
                 Strided::rows(col.as_ptr(), np),
                 Parallelism::None,
             );
             if epilogue == Epilogue::Relu {
-                for o in 0..c_out {
+                for o in 0..o1 - o0 {
                     for v in std::slice::from_raw_parts_mut(dst.add(o * hw), np) {
                         *v = v.max(0.0);
                     }
@@ -100,6 +122,42 @@ pub fn conv3x3(
         }
     });
     y
+}
+
+/// Floats of the one im2col matrix a small map shares between its pieces
+/// (8 MB; a larger map builds one block per tile instead).
+pub(crate) const SHARED_COL_FLOATS: usize = 1 << 21;
+
+/// How a convolution producing `c_out` channels of an `h × w` map (inner
+/// dimension `k`) is cut into pieces: (rows per tile of pixels, blocks of
+/// output channels), by the shapes alone. Each piece multiplies a block of
+/// kernel rows by a tile of the im2col matrix, so the kernel is read once
+/// per tile and the im2col matrix once per block: a map whose im2col matrix
+/// fits [`SHARED_COL_FLOATS`] takes, of the cuts into [`PIECES`], the one
+/// that reads the fewest floats (a deep layer's small map is one tile: its
+/// large kernel is read once, not once per short tile of a few pixels).
+/// Blocks have at least 32 kernel rows (narrower ones run the GEMM kernels
+/// below speed). A larger map is cut into tiles of at most
+/// [`MAX_TILE_PIXELS`] pixels, at least [`PIECES`] of them, each with its
+/// own im2col block and the whole kernel.
+fn cut(h: usize, w: usize, c_out: usize, k: usize) -> (usize, usize) {
+    if k * h * w <= SHARED_COL_FLOATS {
+        let most_blocks = (c_out / 32).max(1);
+        let read = |tiles: usize| {
+            let blocks = (PIECES / tiles).min(most_blocks);
+            (c_out * tiles + h * w * blocks, blocks)
+        };
+        let tiles = (0..=PIECES.trailing_zeros())
+            .map(|p| (1usize << p).min(h))
+            .filter(|&t| t * read(t).1 >= PIECES.min(h * most_blocks))
+            .min_by_key(|&t| read(t).0)
+            .unwrap_or(PIECES.min(h));
+        return (h.div_ceil(tiles), read(tiles).1);
+    }
+    let rows = (MAX_TILE_PIXELS / w)
+        .clamp(1, h)
+        .min(h.div_ceil(PIECES).max(1));
+    (rows, 1)
 }
 
 /// `F Fᵀ / n` for a row-major `c × m` matrix `f`. The reduction dimension
@@ -312,8 +370,27 @@ mod tests {
         let u4 = crate::winograd4::transform_kernel(&k, c_out, c_in);
         let big: Vec<f32> = (0..64 * 3000).map(|_| rng.normal() as f32).collect();
         let dg: Vec<f32> = (0..64 * 64).map(|_| rng.normal() as f32).collect();
+        // A deep layer's small map: one tile, cut into blocks of channels.
+        let (c_deep, h_deep, w_deep) = (96, 5, 4);
+        let x_deep: Vec<f32> = (0..c_out * h_deep * w_deep)
+            .map(|_| rng.normal() as f32)
+            .collect();
+        let k_deep: Vec<f32> = (0..c_deep * c_out * 9)
+            .map(|_| rng.normal() as f32)
+            .collect();
+        assert!(cut(h_deep, w_deep, c_deep, c_out * 9).1 > 1);
         let run = || {
             let y = conv3x3(&x, c_in, h, w, &k, Some(&b), c_out, Epilogue::Relu);
+            let y_deep = conv3x3(
+                &x_deep,
+                c_out,
+                h_deep,
+                w_deep,
+                &k_deep,
+                None,
+                c_deep,
+                Epilogue::None,
+            );
             let yw = winograd::conv3x3(
                 &x,
                 c_in,
@@ -346,6 +423,7 @@ mod tests {
             ];
             (
                 bits(&y),
+                bits(&y_deep),
                 bits(&yw),
                 bits(&yw4),
                 bits(&g),
@@ -438,7 +516,16 @@ mod tests {
     #[test]
     fn matches_a_direct_convolution_on_awkward_shapes() {
         let mut rng = neural_style_core::rng::Rng::new(5);
-        for (c_in, c_out, h, w) in [(3, 5, 7, 1), (2, 3, 1, 9), (4, 7, 13, 11), (1, 1, 1, 1)] {
+        // The last two: small maps cut into blocks of output channels
+        // (100 = 2 × 50 in four tiles; 64 = 2 × 32 in three).
+        for (c_in, c_out, h, w) in [
+            (3, 5, 7, 1),
+            (2, 3, 1, 9),
+            (4, 7, 13, 11),
+            (1, 1, 1, 1),
+            (8, 100, 5, 6),
+            (16, 64, 3, 2),
+        ] {
             let x: Vec<f32> = (0..c_in * h * w).map(|_| rng.normal() as f32).collect();
             let k: Vec<f32> = (0..c_out * c_in * 9).map(|_| rng.normal() as f32).collect();
             let b: Vec<f32> = (0..c_out).map(|_| rng.normal() as f32).collect();

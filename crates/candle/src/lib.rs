@@ -5,7 +5,8 @@
 //! hot path (ReLU, scaling, zeros, the mask product, copies), and this crate's
 //! kernels, written as candle custom operations ([`ops`]), for the rest:
 //! the convolutions (Winograd F(2×2, 3×3) where both sides have at least 16
-//! channels, else im2col + GEMM; about 2× candle's `conv2d`) and their input
+//! channels and the map at least 512 pixels, else im2col + GEMM; about 2×
+//! candle's `conv2d`) and their input
 //! gradient (the same convolution with the kernel transposed and flipped, not
 //! candle's direct-loop `conv_transpose2d`), pooling and its backward
 //! (candle's max-pool backward is wrong), Gram matrices and their backward,

@@ -6,7 +6,8 @@
 //! exactly than this crate needs:
 //!
 //! - [`CandleConv`]: 3×3 "same" convolution (Winograd F(2×2, 3×3) when both
-//!   sides have ≥ 16 channels, else im2col + GEMM), with the bias and an
+//!   sides have ≥ 16 channels and the map is not small, else im2col + GEMM:
+//!   `neural_style_core::memory::winograd_pays`), with the bias and an
 //!   optional ReLU fused, and its input gradient — about 2× candle's
 //!   `conv2d`, and candle's `conv_transpose2d` is a direct loop;
 //! - [`PoolBackward`]: the gradient of 2×2 pooling. candle's own max-pool
@@ -54,8 +55,9 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, InplaceOp2, InplaceOp3, Layout, Result, Shape, Tensor,
 };
 pub use neural_style_core::backend::Pooling;
+use neural_style_core::memory;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// The contiguous f32 data of a CPU tensor's storage.
 fn f32s<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
@@ -123,23 +125,18 @@ pub struct CandleConv {
     c_in: usize,
     c_out: usize,
     bias: Option<Vec<f32>>,
-    kernel: ConvKernel,
-}
-
-enum ConvKernel {
-    /// im2col + GEMM: the OIHW kernel, and the transposed-and-flipped one of
-    /// the input gradient.
-    Im2col {
-        weight: Vec<f32>,
-        weight_t: OnceLock<Vec<f32>>,
-    },
-    /// Winograd: the OIHW kernel until its transform is made, then only the
-    /// transform (which serves both directions; the OIHW kernel is dropped).
-    Winograd {
-        tile: Tile,
-        pending: Mutex<Option<Vec<f32>>>,
-        u: OnceLock<Vec<f32>>,
-    },
+    /// The OIHW kernel: im2col's forward kernel (kept for every layer: a
+    /// layer takes im2col on a small map, Winograd on a large one).
+    weight: Vec<f32>,
+    /// im2col's input-gradient kernel (transposed and flipped), made on
+    /// the first small map's backward.
+    weight_t: OnceLock<Vec<f32>>,
+    /// The Winograd algorithm of a layer wide enough for it, with its
+    /// transform (both directions), made on the first large map.
+    winograd: Option<(Tile, OnceLock<Vec<f32>>)>,
+    /// Winograd on every map, whatever its size (`NEURAL_STYLE_CONV=f2` or
+    /// `f4`, for comparisons).
+    forced: bool,
 }
 
 /// Which Winograd algorithm a layer uses.
@@ -151,21 +148,22 @@ enum Tile {
     F4,
 }
 
-/// Fewest channels on either side for which Winograd's 16 GEMMs (inner
-/// dimension `C_in`) beat one im2col GEMM (inner dimension `9·C_in`).
-const WINOGRAD_MIN_CHANNELS: usize = 16;
-
-/// The convolution algorithm of a layer with these channels: im2col below
-/// [`WINOGRAD_MIN_CHANNELS`], else Winograd F(2×2, 3×3), or F(4×4, 3×3) when
-/// `NEURAL_STYLE_CONV=f4` (or F(2×2) everywhere with `f2`; `im2col` turns
-/// Winograd off) — for comparisons. Read at each construction, so a
-/// measuring program can build layers of each kind in one process.
-fn algorithm(c_in: usize, c_out: usize) -> Option<Tile> {
+/// The Winograd algorithm of a layer with these channels, and whether it
+/// is forced: F(2×2, 3×3) where `neural_style_core::memory::winograd_pays`
+/// says so (the choice the memory plan models), F(4×4, 3×3) instead with
+/// `NEURAL_STYLE_CONV=f4`; `f2` and `f4` take it on every map, `im2col`
+/// never — for comparisons. Read at each construction, so a measuring
+/// program can build layers of each kind in one process.
+fn algorithm(c_in: usize, c_out: usize) -> (Option<Tile>, bool) {
     let var = std::env::var("NEURAL_STYLE_CONV").unwrap_or_default();
-    if var == "im2col" || c_in.min(c_out) < WINOGRAD_MIN_CHANNELS {
-        return None;
+    if var == "im2col" || !memory::winograd_pays(c_in, c_out, usize::MAX) {
+        return (None, false);
     }
-    Some(if var == "f4" { Tile::F4 } else { Tile::F2 })
+    match var.as_str() {
+        "f4" => (Some(Tile::F4), true),
+        "f2" => (Some(Tile::F2), true),
+        _ => (Some(Tile::F2), false),
+    }
 }
 
 impl CandleConv {
@@ -189,22 +187,15 @@ impl CandleConv {
                 bail!("conv3x3: {c_out} output channels, {} biases", b.len())
             }
         }
-        let kernel = match algorithm(c_in, c_out) {
-            Some(tile) => ConvKernel::Winograd {
-                tile,
-                pending: Mutex::new(Some(weight)),
-                u: OnceLock::new(),
-            },
-            None => ConvKernel::Im2col {
-                weight,
-                weight_t: OnceLock::new(),
-            },
-        };
+        let (tile, forced) = algorithm(c_in, c_out);
         Ok(CandleConv {
             c_in,
             c_out,
             bias,
-            kernel,
+            weight,
+            weight_t: OnceLock::new(),
+            winograd: tile.map(|t| (t, OnceLock::new())),
+            forced,
         })
     }
 
@@ -302,18 +293,15 @@ impl CustomOp1 for Conv3x3<'_> {
         } else {
             Epilogue::None
         };
-        let y = match &k.kernel {
-            ConvKernel::Winograd { tile, pending, u } => {
-                let u = u.get_or_init(|| {
-                    let weight = pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take()
-                        .expect("the kernel is taken once, by this initialiser");
-                    match tile {
-                        Tile::F2 => winograd::transform_kernel(&weight, k.c_out, k.c_in),
-                        Tile::F4 => winograd4::transform_kernel(&weight, k.c_out, k.c_in),
-                    }
+        let winograd = k
+            .winograd
+            .as_ref()
+            .filter(|_| k.forced || memory::winograd_pays(c_in, c_out, h * w));
+        let y = match winograd {
+            Some((tile, u)) => {
+                let u = u.get_or_init(|| match tile {
+                    Tile::F2 => winograd::transform_kernel(&k.weight, k.c_out, k.c_in),
+                    Tile::F4 => winograd4::transform_kernel(&k.weight, k.c_out, k.c_in),
                 });
                 let form = if backward {
                     winograd::Kernel::TransposedFlipped
@@ -325,11 +313,12 @@ impl CustomOp1 for Conv3x3<'_> {
                     Tile::F4 => winograd4::conv3x3(x, c, h, w, (u, form), bias, c_out, epilogue),
                 }
             }
-            ConvKernel::Im2col { weight, weight_t } => {
+            None => {
                 let kernel = if backward {
-                    weight_t.get_or_init(|| conv::transpose_flip(weight, k.c_out, k.c_in))
+                    k.weight_t
+                        .get_or_init(|| conv::transpose_flip(&k.weight, k.c_out, k.c_in))
                 } else {
-                    weight
+                    &k.weight
                 };
                 conv::conv3x3(x, c, h, w, kernel, bias, c_out, epilogue)
             }

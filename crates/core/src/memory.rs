@@ -254,25 +254,70 @@ fn layer_floats(deepest: LayerId, widths: [usize; 5], h: usize, w: usize) -> Opt
         .collect()
 }
 
+/// Fewest channels on either side for which the candle backend's Winograd
+/// F(2×2, 3×3) (16 GEMMs of inner dimension `C_in`) beats im2col + GEMM
+/// (one of inner dimension `9·C_in`).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// Fewest pixels of a map on which it does: on a smaller one (VGG's deep
+/// layers below 32×24) the few tiles make short GEMMs that read the
+/// transformed kernel, 16/9 the size of the kernel, once per short band,
+/// where im2col reads the kernel once (`crates/candle/examples/layers.rs`
+/// times both for every layer; `benches/history.md`, 2026-12-03).
+pub const WINOGRAD_MIN_PIXELS: usize = 512;
+
+/// The candle backend's choice for a 3×3 convolution of `c_in` to `c_out`
+/// channels on a map of `pixels` pixels: Winograd F(2×2, 3×3), or else
+/// im2col + GEMM. The backend calls this; the plan models its weights with
+/// it.
+pub fn winograd_pays(c_in: usize, c_out: usize, pixels: usize) -> bool {
+    c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS && pixels >= WINOGRAD_MIN_PIXELS
+}
+
 /// Floats of the convolution weights as held on the host, and as the
-/// backend prepares them (up to `deepest`): Winograd transforms (16/9 of
-/// the kernel) where both sides have at least 16 channels, else the kernel
-/// and its transposed copy.
-fn weight_floats(widths: [usize; 5]) -> (u64, u64) {
+/// backend prepares them once a run has been through the scales of `chain`
+/// (what a scale prepares stays for the scales after it): the kernel, kept
+/// for every layer; its Winograd transform (16/9 of it) once a layer has
+/// met a map large enough ([`winograd_pays`], content or style); the
+/// transposed copy im2col's input gradient uses once a layer has met a
+/// content map too small for Winograd (the style images have no backward).
+/// Layers past `deepest` run on no map.
+fn weight_floats(widths: [usize; 5], deepest: Option<LayerId>, chain: &[Scale]) -> (u64, u64) {
     let (mut host, mut prepared) = (0u64, 0u64);
-    let mut c_in = 3u64;
-    for (b, &n) in crate::layers::CONVS_PER_BLOCK.iter().enumerate() {
-        let c_out = widths[b] as u64;
-        for _ in 0..n {
-            let k = 9 * c_in * c_out + c_out;
-            host += k;
-            prepared += if c_in >= 16 && c_out >= 16 {
-                16 * c_in * c_out + c_out
+    let mut c_in = 3usize;
+    for (i, l) in table().iter().enumerate() {
+        let LayerKind::Conv { .. } = l.kind else {
+            continue;
+        };
+        let c_out = l.id.channels(widths);
+        let runs = deepest.is_some_and(|d| i <= d.0);
+        let map = |(w, h): (usize, usize)| {
+            let (lh, lw) = output_hw(l.id, h, w);
+            lh * lw
+        };
+        let winograd = runs
+            && chain.iter().any(|s| {
+                std::iter::once((s.width, s.height))
+                    .chain(s.styles.iter().copied())
+                    .any(|m| winograd_pays(c_in, c_out, map(m)))
+            });
+        let transposed = runs
+            && chain
+                .iter()
+                .any(|s| !winograd_pays(c_in, c_out, map((s.width, s.height))));
+        let k = (9 * c_in * c_out + c_out) as u64;
+        host += k;
+        prepared +=
+            k + if winograd {
+                (16 * c_in * c_out) as u64
             } else {
-                2 * k
+                0
+            } + if transposed {
+                (9 * c_in * c_out) as u64
+            } else {
+                0
             };
-            c_in = c_out;
-        }
+        c_in = c_out;
     }
     (host, prepared)
 }
@@ -287,7 +332,7 @@ fn workspace_floats(deepest: LayerId, widths: [usize; 5], w: usize) -> Option<u6
             let c_out = l.id.channels(widths) as u64;
             let (_, lw) = output_hw(l.id, 1, w);
             let tiles = (lw as u64).div_ceil(2);
-            if c_in >= 16 && c_out >= 16 {
+            if c_in.min(c_out) as usize >= WINOGRAD_MIN_CHANNELS {
                 most = most.max(mul(&[16, c_in + c_out, tiles])?);
             } else {
                 // im2col: 9·C_in rows of a tile of output pixels, both directions.
@@ -496,9 +541,11 @@ fn style_floats(spec: &ObjectiveSpec, widths: [usize; 5], h: usize, w: usize) ->
     Some(peak)
 }
 
-/// The peak of one scale with `pairs` L-BFGS pairs and `keep`, or `None`
-/// when it does not fit in a `u64`.
-pub fn scale_peak(job: &Job<'_>, scale: &Scale, pairs: usize, keep: Keep) -> Option<Peak> {
+/// The peak of the last scale of `chain` (the scales before it have
+/// prepared their weights) with `pairs` L-BFGS pairs and `keep`, or `None`
+/// when it does not fit in a `u64` (or `chain` is empty).
+pub fn scale_peak(job: &Job<'_>, chain: &[Scale], pairs: usize, keep: Keep) -> Option<Peak> {
+    let scale = chain.last()?;
     let (h, w) = (scale.height, scale.width);
     let image = mul(&[3, h as u64, w as u64, F32])?;
     let eval = evaluation_floats(job.spec, job.widths, h, w, keep, job.masked, job.in_place)?;
@@ -537,7 +584,7 @@ pub fn scale_peak(job: &Job<'_>, scale: &Scale, pairs: usize, keep: Keep) -> Opt
         .map(|&(sw, sh)| mul(&[3, sw as u64, sh as u64, F32]))
         .try_fold(0u64, |a, s| a.checked_add(s?))?;
     let images = add(&[mul(&[vectors + 3, image])?, host_styles])?;
-    let (host_w, prepared_w) = weight_floats(job.widths);
+    let (host_w, prepared_w) = weight_floats(job.widths, deepest, chain);
     Some(Peak {
         activations: mul(&[eval.max(style), F32])?,
         targets: mul(&[targets, F32])?,
@@ -765,9 +812,11 @@ pub fn plan(req: &Request<'_>) -> Result<Plan> {
         };
         req.scales
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let pairs = history.map_or(0, |h| h.min(s.iterations));
-                let p = scale_peak(job, s, pairs, keep).ok_or_else(|| too_large(s))?;
+                let p =
+                    scale_peak(job, &req.scales[..=i], pairs, keep).ok_or_else(|| too_large(s))?;
                 p.total().ok_or_else(|| too_large(s))?;
                 Ok(p)
             })
@@ -924,17 +973,38 @@ mod tests {
     }
 
     #[test]
+    fn the_weights_count_each_form_the_scales_so_far_prepared() {
+        // Failed before: the prepared weights were one figure whatever the
+        // maps, though a deep layer takes im2col (and its transposed kernel)
+        // on a small map and Winograd on a large one, and keeps both.
+        let spec = ObjectiveSpec::default();
+        let j = job(&spec, 100);
+        let weights =
+            |chain: &[Scale]| scale_peak(&j, chain, 10, Keep::Everything).unwrap().weights;
+        let (small, large) = (scale(128, 96, 10), scale(1024, 768, 10));
+        let both = weights(&[small.clone(), large.clone()]);
+        // At 128×96 block 4 is 16×12 and block 5 8×6 (under 512 pixels):
+        // conv4_1..conv4_4 and conv5_1 (to relu5_1) take im2col there.
+        let deep = (256 * 512 + 4 * 512 * 512) as u64;
+        assert_eq!(both - weights(std::slice::from_ref(&large)), 9 * deep * F32);
+        assert_eq!(
+            both - weights(std::slice::from_ref(&small)),
+            16 * deep * F32
+        );
+    }
+
+    #[test]
     fn recomputation_keeps_less_and_history_is_two_images_a_pair() {
         let spec = ObjectiveSpec::default();
         let j = job(&spec, 100);
         let s = scale(512, 384, 1000);
-        let keep = scale_peak(&j, &s, 100, Keep::Everything).unwrap();
-        let rec = scale_peak(&j, &s, 100, Keep::Boundaries).unwrap();
+        let keep = scale_peak(&j, std::slice::from_ref(&s), 100, Keep::Everything).unwrap();
+        let rec = scale_peak(&j, std::slice::from_ref(&s), 100, Keep::Boundaries).unwrap();
         assert!(rec.activations < keep.activations, "{rec:?} vs {keep:?}");
         assert_eq!(keep.history, 2 * 100 * 3 * 512 * 384 * 4);
         assert_eq!(keep.history, rec.history);
         // Activations grow with the pixels (the fixed parts do not).
-        let big = scale_peak(&j, &scale(1024, 768, 1000), 100, Keep::Everything).unwrap();
+        let big = scale_peak(&j, &[scale(1024, 768, 1000)], 100, Keep::Everything).unwrap();
         let ratio = big.activations as f64 / keep.activations as f64;
         assert!((3.5..4.5).contains(&ratio), "{ratio}");
     }
