@@ -405,6 +405,14 @@ fn evaluation_floats(
     // held; a style layer's when the backward pass reaches it.
     let mut pending = add(&content.iter().map(|&i| size[i]).collect::<Vec<_>>())?;
     peak = peak.max(add(&[held, pending])?);
+    // What the backward pass will recompute cheaply is dropped as it starts
+    // (vgg's `cheap_starts`: relu1_1).
+    if keep == Keep::Boundaries {
+        for k in crate::vgg::cheap_starts(&kept, cost) {
+            kept[k] = false;
+            held -= size[k];
+        }
+    }
     // Recompute the segment ending at `upto` (vgg's `recompute`).
     let recompute = |kept: &mut Vec<bool>,
                      held: &mut u64,
@@ -425,7 +433,9 @@ fn evaluation_floats(
         let mut input = from.map_or(image, |k| size[k]);
         while k <= upto {
             *peak = (*peak).max(add(&[*held, pending, g, input, size[k]])?);
-            if (k == upto || is_relu(k)) && !kept[k] {
+            let below = (0..k).rev().find(|&j| kept[j]);
+            let cheap = || crate::vgg::drop_start(below, k, upto, cost);
+            if (k == upto || is_relu(k) && !cheap()) && !kept[k] {
                 kept[k] = true;
                 *held = held.checked_add(size[k])?;
             }

@@ -192,6 +192,12 @@ impl<B: Backend> Vgg<B> {
             }
             i += 1;
         }
+        if keep == Keep::Boundaries {
+            let held: Vec<bool> = kept.iter().map(Option::is_some).collect();
+            for k in cheap_starts(&held, self.cost(x)) {
+                kept[k] = None;
+            }
+        }
         let outputs = layers
             .iter()
             .map(|l| slots[l.0].clone().expect("requested layer computed"))
@@ -392,16 +398,8 @@ impl<B: Backend> Vgg<B> {
                 })?
                 .clone(),
         };
-        if let (Some(k), Some(x)) = (from, input) {
-            let [_, h, w] = self.backend.dims(x);
-            let cost = |row: usize| match table()[row].kind {
-                LayerKind::Conv { conv } => {
-                    let (ci, co) = self.channels[conv];
-                    let (lh, lw) = crate::layers::output_hw(LayerId(row), h, w);
-                    (ci * co) as u64 * (lh * lw) as u64
-                }
-                _ => 0,
-            };
+        let cost = input.map(|x| self.cost(x));
+        if let (Some(k), Some(cost)) = (from, &cost) {
             let below = (0..k).rev().find(|&j| kept[j].is_some());
             if drop_start(below, k, upto, cost) {
                 kept[k] = None;
@@ -410,12 +408,31 @@ impl<B: Backend> Vgg<B> {
         let mut i = from.map_or(0, |k| k + 1);
         while i <= upto {
             (cur, i) = self.step(&cur, i, deepest, layers)?;
-            if i == upto || matches!(table()[i].kind, LayerKind::Relu { .. }) {
+            let below = (0..i).rev().find(|&j| kept[j].is_some());
+            let cheap = |cost| drop_start(below, i, upto, cost);
+            if i == upto
+                || matches!(table()[i].kind, LayerKind::Relu { .. })
+                    && !cost.as_ref().is_some_and(cheap)
+            {
                 kept[i] = Some(cur.clone());
             }
             i += 1;
         }
         Ok(())
+    }
+
+    /// A convolution row's multiply-adds for the input `x` (0 for the
+    /// other rows): what [`drop_start`] weighs.
+    fn cost(&self, x: &B::Tensor) -> impl Fn(usize) -> u64 + '_ {
+        let [_, h, w] = self.backend.dims(x);
+        move |row: usize| match table()[row].kind {
+            LayerKind::Conv { conv } => {
+                let (ci, co) = self.channels[conv];
+                let (lh, lw) = crate::layers::output_hw(LayerId(row), h, w);
+                (ci * co) as u64 * (lh * lw) as u64
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -438,6 +455,31 @@ pub(crate) fn drop_start(
     let again: u64 = (below.map_or(0, |b| b + 1)..=from).map(&cost).sum();
     let segment: u64 = (from + 1..=upto).map(&cost).sum();
     again.saturating_mul(8) <= segment
+}
+
+/// The kept rows (`kept[k]`: row `k`'s output is held) that are ReLU
+/// outputs cheap to make again ([`drop_start`], for the segment up to the
+/// next kept row above): a [`Keep::Boundaries`] forward pass drops them once
+/// the losses have read them, so that relu1_1's 64 full-resolution channels
+/// are not held through the whole backward pass — it is recomputed from the
+/// image when the pass reaches block 1. Shared with the memory model.
+pub(crate) fn cheap_starts(kept: &[bool], cost: impl Fn(usize) -> u64) -> Vec<usize> {
+    let mut kept = kept.to_vec();
+    let mut dropped = Vec::new();
+    for k in 0..kept.len() {
+        if !kept[k] {
+            continue;
+        }
+        let Some(upto) = (k + 1..kept.len()).find(|&u| kept[u]) else {
+            break;
+        };
+        let below = (0..k).rev().find(|&j| kept[j]);
+        if drop_start(below, k, upto, &cost) {
+            kept[k] = false;
+            dropped.push(k);
+        }
+    }
+    dropped
 }
 
 impl<B: Backend> FeatureExtractor for Vgg<B> {
@@ -466,6 +508,26 @@ mod tests {
             }
             _ => 0,
         }
+    }
+
+    #[test]
+    fn a_recomputing_forward_pass_lets_relu1_1_go() {
+        // jcjohnson's style layers and pools kept by a `Keep::Boundaries`
+        // forward pass: only relu1_1 is cheap to make again (from the image),
+        // so it is not held through the backward pass of blocks 2 to 5 (at
+        // 2048×1536, 805 MB held for nothing before).
+        let id = |n: &str| LayerId::parse(n).unwrap().0;
+        let deepest = id("relu5_1");
+        let mut kept = vec![false; deepest + 1];
+        for n in [
+            "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1",
+        ] {
+            kept[id(n)] = true;
+        }
+        for n in ["pool1", "pool2", "pool3", "pool4"] {
+            kept[id(n)] = true;
+        }
+        assert_eq!(cheap_starts(&kept, cost), vec![id("relu1_1")]);
     }
 
     #[test]
