@@ -126,7 +126,7 @@ pub fn conv3x3(
 
 /// Floats of the one im2col matrix a small map shares between its pieces
 /// (8 MB; a larger map builds one block per tile instead).
-pub(crate) const SHARED_COL_FLOATS: usize = 1 << 21;
+const SHARED_COL_FLOATS: usize = 1 << 21;
 
 /// How a convolution producing `c_out` channels of an `h × w` map (inner
 /// dimension `k`) is cut into pieces: (rows per tile of pixels, blocks of

@@ -306,17 +306,10 @@ fn weight_floats(widths: [usize; 5], deepest: Option<LayerId>, chain: &[Scale]) 
                 .iter()
                 .any(|s| !winograd_pays(c_in, c_out, map((s.width, s.height))));
         let k = (9 * c_in * c_out + c_out) as u64;
+        // Floats per (input, output) channel pair of the forms made besides the kernel.
+        let forms = 16 * u64::from(winograd) + 9 * u64::from(transposed);
         host += k;
-        prepared +=
-            k + if winograd {
-                (16 * c_in * c_out) as u64
-            } else {
-                0
-            } + if transposed {
-                (9 * c_in * c_out) as u64
-            } else {
-                0
-            };
+        prepared += k + forms * (c_in * c_out) as u64;
         c_in = c_out;
     }
     (host, prepared)
