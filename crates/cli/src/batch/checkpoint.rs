@@ -186,8 +186,9 @@ pub(crate) enum Found {
 
 /// The checkpoint of `output`, if there is one and it belongs to a job with
 /// this fingerprint and these `scales` (`(size, iterations)` each), and its
-/// state is possible: its iteration is the iterations of the scales before
-/// its scale plus those done in it, its loss a number ≥ 0, its image the
+/// state is possible: its iteration is those done in its scale plus at most
+/// the iterations of the scales before (fewer when the stopping rule ended
+/// one early), its loss a number ≥ 0, its image the
 /// one its JSON names (sha256) at the size of its scale (`content`: the
 /// content image's size, when known).
 pub(crate) fn load(
@@ -229,13 +230,16 @@ pub(crate) fn load(
             m.iteration, m.scale, m.scale_iteration
         ));
     }
+    // The earlier scales ran at most their iterations: fewer when the
+    // stopping rule ended one early (the numbering counts what ran).
     let before: Option<usize> = scales[..m.scale]
         .iter()
         .try_fold(0usize, |a, s| a.checked_add(s.1));
-    if before.and_then(|b| b.checked_add(m.scale_iteration)) != Some(m.iteration) {
+    let earlier = m.iteration.checked_sub(m.scale_iteration);
+    if earlier.is_none() || earlier > before {
         return ignored(format!(
-            "iteration {} is not the {} iterations before scale {} plus the {} done in it: \
-             an impossible state",
+            "iteration {} is more than the {} iterations before scale {} plus the {} done in it \
+             (or fewer than those done in it): an impossible state",
             m.iteration,
             before.unwrap_or(0),
             m.scale,
@@ -835,6 +839,48 @@ mod tests {
             panic!("a checkpoint of another size was adopted")
         };
         assert!(w.contains("scale 0 of this job is 8×6"), "{w}");
+    }
+
+    #[test]
+    fn a_checkpoint_after_a_scale_the_stopping_rule_ended_early_is_resumed() {
+        // Scale 0 (10 iterations) was done after 4 (the picture was done),
+        // and scale 1 had run 3 when the run was stopped: iteration 7, not
+        // 13 (failed before: ignored as an impossible state, and a poster
+        // started afresh hours later).
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.png");
+        let scales = [(4, 10), (4, 10)];
+        let at = |iteration, scale_iteration| Position {
+            iteration,
+            of: 20,
+            scale: 1,
+            scale_iteration,
+            best_loss: 5.0,
+        };
+        save(&out, "fp", at(7, 3), &image(4, 3, 1.0)).unwrap();
+        let Found::Resume(r) = load(&out, "fp", &scales, None) else {
+            panic!("not resumed")
+        };
+        assert_eq!(Start::from_meta(&r.meta).offset, 7);
+        assert_eq!(
+            remaining(&scales, r.meta.scale, r.meta.scale_iteration),
+            [(1, 7)]
+        );
+        // More than the earlier scales could have run, or fewer than the
+        // scale's own: impossible.
+        for (iteration, scale_iteration) in [(14, 3), (2, 3)] {
+            save(
+                &out,
+                "fp",
+                at(iteration, scale_iteration),
+                &image(4, 3, 1.0),
+            )
+            .unwrap();
+            let Found::Ignored(why) = load(&out, "fp", &scales, None) else {
+                panic!("adopted iteration {iteration}")
+            };
+            assert!(why.contains("impossible state"), "{why}");
+        }
     }
 
     #[test]

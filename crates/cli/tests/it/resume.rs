@@ -182,8 +182,8 @@ fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
     assert_eq!(*iterations_logged(d).last().unwrap(), k);
 
     // Another chain with the same 120 iterations: not this job's checkpoint.
-    // (Were the chain not in the fingerprint, its iteration would be
-    // refused as an impossible state instead: 7 + (k − 6) ≠ k.)
+    // (The chain is in the fingerprint: the iteration alone cannot tell,
+    // since a first scale that ended early numbers the next one sooner.)
     let other = ["--scales", "24,48", "--scale-iterations", "7,113"];
     let out = paint(d, "120", &other).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
@@ -223,6 +223,65 @@ fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
     assert_eq!(resumed.first(), Some(&(k + 1)), "numbering continues");
     assert_eq!(resumed.last(), Some(&120));
     assert!(!ckpt.exists() && !d.join("out.png.ckpt.png").exists());
+    let img = image::open(d.join("out.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 36));
+}
+
+/// A scale that ends before its iterations (the stopping rule) numbers the next scale's iterations
+/// from where it ended: a checkpoint there is resumed, not ignored as an
+/// impossible state (failed before: the poster's default chain, whose
+/// 256 px scale stops early, started afresh after a SIGTERM hours in).
+#[test]
+fn a_checkpoint_after_a_scale_that_ended_early_is_resumed() {
+    let fx = fixture();
+    let d = fx.path();
+    let ckpt = d.join("out.png.ckpt.json");
+    // A small step: the stopping rule ends each scale after a few windows.
+    let chain = [
+        "--scales",
+        "24,48",
+        "--scale-iterations",
+        "400,400",
+        "--learning-rate",
+        "1e-5",
+    ];
+    let child = paint(d, "800", &chain)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let meta = |ckpt: &Path| {
+        std::fs::read_to_string(ckpt)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter(|m| m["scale"] == 1)
+    };
+    while meta(&ckpt).is_none() {
+        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    let m = meta(&ckpt).expect("a checkpoint of the second scale");
+    let k = m["iteration"].as_u64().unwrap();
+    let first = k - m["scale_iteration"].as_u64().unwrap();
+    assert!(
+        first < 400,
+        "the first scale ran all 400: nothing tested ({m})"
+    );
+    let out = paint(d, "800", &chain).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("from its checkpoint at iteration {k} of 800"))
+            && !err.contains("checkpoint ignored"),
+        "{err}"
+    );
+    assert_eq!(iterations_logged(d).first(), Some(&(k + 1)), "{err}");
     let img = image::open(d.join("out.png")).unwrap();
     assert_eq!((img.width(), img.height()), (48, 36));
 }
