@@ -718,6 +718,30 @@ impl Picture {
         }
         let format = options.check(path)?;
         self.check_pixels(path)?;
+        write_atomic(path, 0o666, |out| {
+            self.encode_with(out, path, format, options)
+        })
+    }
+
+    /// The bytes [`Picture::save_with`] writes to `path`, in memory (as
+    /// [`Picture::encoded`] is to [`Picture::save`]): a 16-bit checkpoint
+    /// whose sha256 its JSON names.
+    pub fn encoded_with(&self, path: &Path, options: SaveOptions) -> Result<Vec<u8>> {
+        let format = options.check(path)?;
+        self.check_pixels(path)?;
+        let mut out = std::io::Cursor::new(Vec::new());
+        self.encode_with(&mut out, path, format, options)?;
+        Ok(out.into_inner())
+    }
+
+    /// Encodes `format` with `options` into `out` (`path` names the errors).
+    fn encode_with(
+        &self,
+        out: &mut dyn Sink,
+        path: &Path,
+        format: OutputFormat,
+        options: SaveOptions,
+    ) -> Result<()> {
         let (w, h) = (self.width, self.height);
         let sixteen = options.bit_depth == 16;
         let wide: Vec<u16> = if sixteen {
@@ -731,7 +755,7 @@ impl Picture {
         };
         let narrow = if sixteen { Vec::new() } else { self.to_rgb8() };
         let fail = |e: String| Error::image(path, format!("cannot encode: {e}"));
-        write_atomic(path, 0o666, |out| match format {
+        match format {
             OutputFormat::Png => {
                 let mut enc = png::Encoder::new(&mut *out, w, h);
                 enc.set_color(png::ColorType::Rgb);
@@ -784,9 +808,13 @@ impl Picture {
                 }
             }
             OutputFormat::Jpeg | OutputFormat::WebP => unreachable!("checked above"),
-        })
+        }
     }
 }
+
+/// Where [`Picture::save_with`] encodes: a file or memory (TIFF seeks).
+trait Sink: Write + std::io::Seek {}
+impl<T: Write + std::io::Seek> Sink for T {}
 
 /// How [`Picture::save_with`] writes a file besides its format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Checkpoints of long jobs (`--checkpoint-every N`, also in batches):
-//! the best image so far of the scale in progress, `OUTPUT.ckpt.png`, and
+//! the best image so far of the scale in progress, `OUTPUT.ckpt.png` (16
+//! bits a channel, whatever the output's depth), and
 //! beside it `OUTPUT.ckpt.json`:
 //!
 //! ```json
@@ -18,7 +19,7 @@
 //! never used.
 
 use neural_style::options::Settings;
-use neural_style_core::image_io::Picture;
+use neural_style_core::image_io::{Picture, SaveOptions};
 use neural_style_core::pixel::CaffeImage;
 use neural_style_core::run::{IterationReport, Observer, RunOutcome, StopReason};
 use neural_style_core::{Error, Result};
@@ -131,7 +132,14 @@ pub(crate) fn save(
     let (image, meta) = paths(output);
     // Hashed from memory, never read back: the same command running
     // elsewhere may replace or remove this file the moment it is written.
-    let bytes = Picture::from_caffe(best).encoded(&image)?;
+    // 16 bits a channel: the image resumed from is the one the run had to
+    // 1/257 of an 8-bit step, not rounded to 8 bits (a 16-bit poster
+    // resumed near its end would keep that rounding).
+    let sixteen = SaveOptions {
+        bit_depth: 16,
+        dpi: None,
+    };
+    let bytes = Picture::from_caffe_exact(best).encoded_with(&image, sixteen)?;
     neural_style_core::image_io::write_file_atomic(&image, &bytes, 0o666)?;
     let m = Meta {
         version: VERSION,
@@ -722,6 +730,30 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_keeps_its_image_to_a_sixteenth_bit() {
+        // Values between 8-bit steps: resumed through an 8-bit PNG they were
+        // rounded, up to half a step (0.5) away (failed before: 0.49).
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.png");
+        let mut img = image(16, 12, 0.0);
+        for (i, v) in img.data.iter_mut().enumerate() {
+            *v = (i % 97) as f32 * 1.37 - 60.0;
+        }
+        save(&out, "fp", at(6), &img).unwrap();
+        let Found::Resume(r) = load(&out, "fp", &[(16, 10)], None) else {
+            panic!("not resumable")
+        };
+        let worst = r
+            .image
+            .data
+            .iter()
+            .zip(&img.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 0.5 / 257.0 + 1e-4, "off by {worst} of 255");
+    }
+
+    #[test]
     fn saving_never_reads_back_what_the_same_job_elsewhere_removes() {
         // The same command run twice at once: one process finishes and
         // removes the checkpoint while the other saves one (it read its
@@ -1101,9 +1133,8 @@ mod tests {
             (10, StopReason::Completed)
         );
         assert_eq!(calls[1].0, [(0, 3)]);
-        // The image resumed from: the 7th iteration's (−100 + 7), through 8 bits.
-        let want = Picture::from_caffe(&image(4, 3, -93.0)).to_caffe().data[0];
-        assert_eq!(calls[1].1, want);
+        // The image resumed from: the 7th iteration's (−100 + 7), through 16 bits.
+        assert!((calls[1].1 - -93.0).abs() < 0.5 / 257.0, "{}", calls[1].1);
         assert_eq!(seen.0, [(8, 10), (9, 10), (10, 10)]);
         assert_eq!(written, [3, 6, 7, 9]);
         assert!(
