@@ -96,6 +96,12 @@ pub trait Observer {
         report: &IterationReport,
         image: &mut dyn FnMut() -> Result<CaffeImage>,
     ) -> Result<()>;
+
+    /// Called as each scale of [`run_scales`] starts, before its first
+    /// iteration: `index` is the scale's place in the chain run (a caller
+    /// that resumes mid-chain maps it to its own numbering). What a
+    /// progress line needs to weigh the iterations left by their size.
+    fn on_scale(&mut self, _index: usize) {}
 }
 
 /// An observer that does nothing.
@@ -253,6 +259,7 @@ pub fn run_scales<'n, B: Backend>(
     let mut last = None;
     for (i, &n) in iterations.iter().enumerate() {
         let objective = objective_at(i)?;
+        observer.on_scale(i);
         let [_, h, w] = objective.content_shape();
         let from = crate::image_io::resize_caffe(&current, w, h);
         let mut cont = Continued {

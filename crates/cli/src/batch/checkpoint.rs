@@ -474,6 +474,11 @@ impl Observer for Checkpointer<'_> {
         }
         self.inner.on_iteration(&report, image)
     }
+
+    fn on_scale(&mut self, _index: usize) {
+        // The run's index is into the scales left; the cell holds the job's.
+        self.inner.on_scale(self.scale.get());
+    }
 }
 
 /// Paints the given `(scale index, iterations)` from an image, setting the

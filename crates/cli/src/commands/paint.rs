@@ -141,7 +141,15 @@ pub(crate) fn paint(args: &StyleArgs, run: &RunArgs) -> Result<ExitCode> {
             let may_stop = s
                 .stop_rule
                 .is_some_and(|r| s.scales.iter().any(|x| x.1 >= r.earliest()));
-            observer::Heartbeat::new(observer::HEARTBEAT_SECONDS, may_stop)
+            // The plan's time for each scale, when it has one (CPU backends).
+            let schedule = p
+                .sources
+                .plan()
+                .scales
+                .iter()
+                .map(|x| x.seconds.map(|t| (x.iterations, t)))
+                .collect();
+            observer::Heartbeat::new(observer::HEARTBEAT_SECONDS, may_stop, schedule)
         }),
         frames,
         json_log,
