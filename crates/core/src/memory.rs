@@ -42,19 +42,44 @@ pub const DEFAULT_SHARE: f64 = 0.9;
 /// Seconds per pixel per iteration of the candle backend with every
 /// activation kept, on one thread of this project's 2-core machine (release
 /// build, 2 threads: about 3.7 s per iteration at 1024×768 and 19.5 s at
-/// 2048×1536, i.e. 4.7–6.2 µs per pixel), and the factor recomputation
-/// multiplies it by (its extra multiply-adds, docs/DESIGN.md).
+/// 2048×1536, i.e. 4.7–6.2 µs per pixel), its cost per iteration whatever
+/// the size (2 threads: 0.027 s, the fit of `cargo xtask bench` in
+/// `benches/reports/2026-12-03-conv-by-map.md`), and the factor
+/// recomputation multiplies both by (its extra multiply-adds,
+/// docs/DESIGN.md).
 const CANDLE_THREAD_SECONDS_PER_PIXEL: f64 = 2.0 * 5.5e-6;
+const CANDLE_THREAD_SECONDS_PER_ITERATION: f64 = 2.0 * 0.027;
 const RECOMPUTE_FACTOR: f64 = 1.35;
 
-/// The calibrated rate of the candle backend on `threads` threads (for the
-/// plan's predicted time): `(seconds per pixel per iteration, factor with
-/// recomputation)`.
-pub fn candle_rate(threads: usize) -> (f64, f64) {
-    (
-        CANDLE_THREAD_SECONDS_PER_PIXEL / threads.max(1) as f64,
-        RECOMPUTE_FACTOR,
-    )
+/// A backend's calibrated time model (for the plan's predicted time): an
+/// iteration takes `per_iteration + per_pixel × pixels` seconds, times
+/// `recompute` when activations are recomputed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Seconds per pixel per iteration, every activation kept.
+    pub per_pixel: f64,
+    /// Seconds per iteration whatever the size (layer calls, small maps).
+    pub per_iteration: f64,
+    /// The factor recomputation multiplies an iteration by.
+    pub recompute: f64,
+}
+
+impl Rate {
+    /// Seconds of `iterations` at `pixels`.
+    pub fn seconds(&self, pixels: usize, iterations: usize, recompute: bool) -> f64 {
+        let f = if recompute { self.recompute } else { 1.0 };
+        f * (self.per_iteration + self.per_pixel * pixels as f64) * iterations as f64
+    }
+}
+
+/// The calibrated rate of the candle backend on `threads` threads.
+pub fn candle_rate(threads: usize) -> Rate {
+    let t = threads.max(1) as f64;
+    Rate {
+        per_pixel: CANDLE_THREAD_SECONDS_PER_PIXEL / t,
+        per_iteration: CANDLE_THREAD_SECONDS_PER_ITERATION / t,
+        recompute: RECOMPUTE_FACTOR,
+    }
 }
 
 /// Where the numbers of a plan come from: how many bytes the run may use.
@@ -771,9 +796,8 @@ pub struct Request<'a> {
     pub recompute: Option<bool>,
     /// What the run may use; `None`: unknown (nothing is refused).
     pub budget: Option<Budget>,
-    /// Seconds per pixel per iteration with every activation kept, and the
-    /// factor recomputation multiplies it by (for the time shown).
-    pub rate: Option<(f64, f64)>,
+    /// The backend's time model (for the time shown), when calibrated.
+    pub rate: Option<Rate>,
     /// The option a refusal names: `None`, `scales` with several scales,
     /// else `size` (a default coarse-to-fine chain came from `size`).
     pub option: Option<&'static str>,
@@ -919,10 +943,9 @@ pub fn plan(req: &Request<'_>) -> Result<Plan> {
             recompute,
             bytes: p.total().expect("checked above"),
             peak: p,
-            seconds: req.rate.map(|(rate, factor)| {
-                let f = if recompute { factor } else { 1.0 };
-                rate * f * (s.width * s.height) as f64 * s.iterations as f64
-            }),
+            seconds: req
+                .rate
+                .map(|r| r.seconds(s.width * s.height, s.iterations, recompute)),
         })
         .collect();
     Ok(Plan {
