@@ -138,6 +138,33 @@ fn a_stopped_job_resumes_from_its_checkpoint_and_other_settings_do_not() {
     assert_eq!((img.width(), img.height()), (48, 36));
 }
 
+/// Paints `chain` (`n` iterations), stops it with SIGTERM once a checkpoint
+/// of its second scale exists, and returns that checkpoint's JSON (the one
+/// the stop wrote: exit code 143).
+fn stop_in_second_scale(d: &Path, n: &str, chain: &[&str]) -> Value {
+    let ckpt = d.join("out.png.ckpt.json");
+    let child = paint(d, n, chain).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    let in_second = |ckpt: &Path| {
+        std::fs::read_to_string(ckpt)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter(|m| m["scale"] == 1)
+    };
+    while in_second(&ckpt).is_none() {
+        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
+    in_second(&ckpt).expect("a checkpoint of the second scale")
+}
+
 /// A multi-scale job stopped by SIGTERM in its second scale resumes in that
 /// scale at the iteration it reached (the checkpoint's image is at that
 /// scale's size), and a checkpoint of another scale chain with the same
@@ -148,30 +175,7 @@ fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
     let d = fx.path();
     let ckpt = d.join("out.png.ckpt.json");
     let chain = ["--scales", "24,48", "--scale-iterations", "6,114"];
-    let child = paint(d, "120", &chain)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Stop it once a checkpoint of the second scale exists.
-    let t = Instant::now();
-    let in_second = |ckpt: &Path| {
-        std::fs::read_to_string(ckpt)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .is_some_and(|m| m["scale"] == 1)
-    };
-    while !in_second(&ckpt) {
-        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    let meta = stop_in_second_scale(d, "120", &chain);
     let k = meta["iteration"].as_u64().unwrap();
     assert_eq!(meta["scale"], 1, "{meta}");
     assert_eq!(meta["scale_iteration"].as_u64(), Some(k - 6), "{meta}");
@@ -195,22 +199,7 @@ fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
     assert!(!ckpt.exists(), "that run, finished, removed it");
 
     // Again, and resumed by the same command: scale 2 goes on from k.
-    let child = paint(d, "120", &chain)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !in_second(&ckpt) {
-        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    let meta = stop_in_second_scale(d, "120", &chain);
     let k = meta["iteration"].as_u64().unwrap();
     let out = paint(d, "120", &chain).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
@@ -235,7 +224,6 @@ fn a_multi_scale_job_resumes_at_its_scale_after_sigterm() {
 fn a_checkpoint_after_a_scale_that_ended_early_is_resumed() {
     let fx = fixture();
     let d = fx.path();
-    let ckpt = d.join("out.png.ckpt.json");
     // A small step: the stopping rule ends each scale after a few windows.
     let chain = [
         "--scales",
@@ -245,28 +233,7 @@ fn a_checkpoint_after_a_scale_that_ended_early_is_resumed() {
         "--learning-rate",
         "1e-5",
     ];
-    let child = paint(d, "800", &chain)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let meta = |ckpt: &Path| {
-        std::fs::read_to_string(ckpt)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .filter(|m| m["scale"] == 1)
-    };
-    while meta(&ckpt).is_none() {
-        assert!(t.elapsed() < Duration::from_secs(240), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{}", describe(&out));
-    let m = meta(&ckpt).expect("a checkpoint of the second scale");
+    let m = stop_in_second_scale(d, "800", &chain);
     let k = m["iteration"].as_u64().unwrap();
     let first = k - m["scale_iteration"].as_u64().unwrap();
     assert!(
