@@ -416,6 +416,13 @@ fn evaluation_floats(
         if kept_by_forward(i) {
             kept[i] = true;
             held = held.checked_add(size[i])?;
+            if keep == Keep::Boundaries {
+                // vgg's forward pass lets a pool under a kept ReLU go.
+                for k in crate::vgg::unread_starts(&kept[..=i], requested) {
+                    kept[k] = false;
+                    held -= size[k];
+                }
+            }
         }
         prev = size[i];
     }

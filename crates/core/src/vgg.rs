@@ -186,6 +186,13 @@ impl<B: Backend> Vgg<B> {
             };
             if keep_here {
                 kept[i] = Some(cur.clone());
+                if keep == Keep::Boundaries {
+                    // A pool under this kept ReLU is read no more.
+                    let held: Vec<bool> = kept[..=i].iter().map(Option::is_some).collect();
+                    for k in unread_starts(&held, requested) {
+                        kept[k] = None;
+                    }
+                }
             }
             if requested(i) {
                 slots[i] = Some(cur.clone());
@@ -482,6 +489,30 @@ pub(crate) fn cheap_starts(kept: &[bool], cost: impl Fn(usize) -> u64) -> Vec<us
     dropped
 }
 
+/// The kept rows (`kept[k]`) that no recomputation will start from: a
+/// pooling output (not a loss layer) whose rows up to the next kept row are
+/// all convolutions, that row being a kept ReLU output. The backward pass
+/// reads neither: a convolution's input gradient needs only its weights, the
+/// ReLU's mask is its kept output, every segment above starts at it or
+/// higher, and the pooling step below reads the ReLU under the pool, not
+/// the pool's output. In VGG19 with jcjohnson's layers, pool1 to pool4
+/// (each followed by conv then a style layer): 376 MB at 2048×1536, pool1's
+/// 201 MB of it held through block 1's backward step. A forward pass lets
+/// each go as soon as the ReLU above it is kept. Shared with the memory
+/// model.
+pub(crate) fn unread_starts(kept: &[bool], requested: impl Fn(usize) -> bool) -> Vec<usize> {
+    let tbl = table();
+    (0..kept.len())
+        .filter(|&k| kept[k] && !requested(k) && matches!(tbl[k].kind, LayerKind::Pool { .. }))
+        .filter(|&k| {
+            (k + 1..kept.len()).find(|&u| kept[u]).is_some_and(|u| {
+                matches!(tbl[u].kind, LayerKind::Relu { .. })
+                    && (k + 1..u).all(|j| matches!(tbl[j].kind, LayerKind::Conv { .. }))
+            })
+        })
+        .collect()
+}
+
 impl<B: Backend> FeatureExtractor for Vgg<B> {
     type Tensor = B::Tensor;
     fn features(&self, x: &B::Tensor, layers: &[LayerId]) -> Result<Vec<B::Tensor>> {
@@ -528,6 +559,30 @@ mod tests {
             kept[id(n)] = true;
         }
         assert_eq!(cheap_starts(&kept, cost), vec![id("relu1_1")]);
+    }
+
+    #[test]
+    fn a_recomputing_forward_pass_lets_the_pools_under_a_kept_relu_go() {
+        // jcjohnson's layers: each pool is followed by a convolution and a
+        // kept style layer, so no recomputation starts from it (held for
+        // nothing before: 376 MB at 2048×1536). A pool under a segment that
+        // is recomputed, or one that is a loss layer, stays.
+        let id = |n: &str| LayerId::parse(n).unwrap().0;
+        let deepest = id("relu5_1");
+        let mut kept = vec![false; deepest + 1];
+        let loss = ["relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"];
+        for n in loss.iter().chain(&["pool1", "pool2", "pool3", "pool4"]) {
+            kept[id(n)] = true;
+        }
+        let requested = |k: usize| loss.iter().any(|n| id(n) == k);
+        let pools: Vec<usize> = ["pool1", "pool2", "pool3", "pool4"].map(id).to_vec();
+        assert_eq!(unread_starts(&kept, requested), pools);
+        // Without relu3_1 block 3 is recomputed from pool2: it stays.
+        kept[id("relu3_1")] = false;
+        let requested = |k: usize| k != id("relu3_1") && requested(k);
+        assert!(!unread_starts(&kept, requested).contains(&id("pool2")));
+        // A pool that is a loss layer stays.
+        assert!(!unread_starts(&kept, |k| k == id("pool1")).contains(&id("pool1")));
     }
 
     #[test]
