@@ -5,8 +5,9 @@
 //! are computed, and the forward pass used for a gradient keeps exactly what
 //! the backward pass needs — the ReLU outputs (they give both the ReLU mask
 //! and the pooling inputs) — and nothing else; or, with
-//! [`Keep::Boundaries`], only the segment boundaries (the pooling outputs
-//! and the requested layers), the backward pass recomputing each segment's
+//! [`Keep::Boundaries`], only the segment boundaries (the requested layers
+//! and the pooling outputs a segment starts from: `unread_starts`), the
+//! backward pass recomputing each segment's
 //! ReLU outputs from the boundary below it when it reaches the segment
 //! (docs/DESIGN.md, "Large pictures: where the memory goes"). Both give the
 //! same values: the recomputation runs the same primitives on the same
@@ -44,9 +45,9 @@ pub enum Keep {
     /// Every ReLU output (the fastest backward pass).
     #[default]
     Everything,
-    /// The pooling outputs and the requested layers only; the backward pass
-    /// recomputes the ReLU outputs inside each segment (one more forward
-    /// pass through the network, in pieces).
+    /// The requested layers and the pooling outputs a segment starts from
+    /// only; the backward pass recomputes the ReLU outputs inside each
+    /// segment (one more forward pass through the network, in pieces).
     Boundaries,
 }
 
