@@ -25,7 +25,9 @@ mod winograd;
 mod winograd4;
 
 use candle_core::{Device, Storage, Tensor};
-use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
+use neural_style_core::backend::{
+    check_mask, check_rows, check_stack, AdamCoeffs, Backend, Pooling, VecOps,
+};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
 pub use ops::CandleConv;
@@ -206,6 +208,18 @@ impl Backend for CandleBackend {
     }
     fn tv_grad(&self, x: &Tensor, scale: f64) -> Result<(f64, Tensor)> {
         ops::tv_grad(x, scale).map_err(err)
+    }
+
+    fn rows(&self, t: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        check_rows(self.name(), self.dims(t)[1], from, to)?;
+        t.narrow(1, from, to - from)
+            .and_then(|s| s.contiguous())
+            .map_err(err)
+    }
+    fn stack_rows(&self, parts: &[Tensor]) -> Result<Tensor> {
+        let dims: Vec<[usize; 3]> = parts.iter().map(|p| self.dims(p)).collect();
+        check_stack(self.name(), &dims)?;
+        Tensor::cat(parts, 1).map_err(err)
     }
 
     fn mul_mask(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {

@@ -301,6 +301,38 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
     /// linear in `x`, its backward is the same product. A mask of another
     /// size is an error ([`check_mask`]).
     fn mul_mask(&self, x: &Self::Tensor, mask: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Rows `from..to` of every channel of a `C×H×W` tensor: a horizontal
+    /// stripe, `C×(to−from)×W`, in memory of its own (the recomputing
+    /// backward pass takes block 1 a stripe at a time, [`crate::vgg`]).
+    /// Default: through the host; override to stay on the device.
+    fn rows(&self, t: &Self::Tensor, from: usize, to: usize) -> Result<Self::Tensor> {
+        let [c, h, w] = self.dims(t);
+        check_rows(self.name(), h, from, to)?;
+        let data = self.download(t)?;
+        let mut out = Vec::with_capacity(c * (to - from) * w);
+        for ch in data.chunks_exact(h * w) {
+            out.extend_from_slice(&ch[from * w..to * w]);
+        }
+        self.upload(&out, [c, to - from, w])
+    }
+    /// Stripes of one channel count and width, top to bottom, as one
+    /// tensor: the inverse of [`Backend::rows`]. Default: through the host.
+    fn stack_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor> {
+        let dims: Vec<[usize; 3]> = parts.iter().map(|p| self.dims(p)).collect();
+        let [c, _, w] = check_stack(self.name(), &dims)?;
+        let h: usize = dims.iter().map(|d| d[1]).sum();
+        let data = parts
+            .iter()
+            .map(|p| self.download(p))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(c * h * w);
+        for ch in 0..c {
+            for (d, p) in dims.iter().zip(&data) {
+                out.extend_from_slice(&p[ch * d[1] * w..][..d[1] * w]);
+            }
+        }
+        self.upload(&out, [c, h, w])
+    }
     /// Wait for queued device work (timings); no-op on synchronous devices.
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -363,5 +395,31 @@ pub fn check_mask(backend: &str, dims: [usize; 3], mask_len: usize) -> Result<()
             backend,
             format!("mask of {mask_len} values for a {w}×{h} tensor"),
         ))
+    }
+}
+
+/// The precondition of [`Backend::rows`], for its implementations: a
+/// non-empty range of the tensor's `h` rows, else an error naming the backend.
+pub fn check_rows(backend: &str, h: usize, from: usize, to: usize) -> Result<()> {
+    if from < to && to <= h {
+        Ok(())
+    } else {
+        Err(crate::Error::backend(
+            backend,
+            format!("rows {from}..{to} of a tensor of {h} rows"),
+        ))
+    }
+}
+
+/// The precondition of [`Backend::stack_rows`], for its implementations:
+/// at least one stripe, all of one channel count and width (returned as the
+/// first stripe's dimensions), else an error naming the backend.
+pub fn check_stack(backend: &str, dims: &[[usize; 3]]) -> Result<[usize; 3]> {
+    match dims.first() {
+        Some(&first) if dims.iter().all(|d| d[0] == first[0] && d[2] == first[2]) => Ok(first),
+        _ => Err(crate::Error::backend(
+            backend,
+            format!("stripes of different channels or widths, or none: {dims:?}"),
+        )),
     }
 }

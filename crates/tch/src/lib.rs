@@ -20,7 +20,9 @@
 
 #![warn(missing_docs)]
 
-use neural_style_core::backend::{check_mask, AdamCoeffs, Backend, Pooling, VecOps};
+use neural_style_core::backend::{
+    check_mask, check_rows, check_stack, AdamCoeffs, Backend, Pooling, VecOps,
+};
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -447,6 +449,22 @@ impl Backend for TchBackend {
         let [_, h, w] = self.dims(x);
         let m = mask.0.f_reshape([1, h as i64, w as i64]).map_err(err)?;
         Ok(self.wrap(x.0.f_mul(&m).map_err(err)?))
+    }
+
+    fn rows(&self, t: &TchTensor, from: usize, to: usize) -> Result<TchTensor> {
+        check_rows(self.name(), self.dims(t)[1], from, to)?;
+        let s =
+            t.0.f_narrow(1, from as i64, (to - from) as i64)
+                .and_then(|s| s.f_contiguous())
+                .map_err(err)?;
+        Ok(self.wrap(s))
+    }
+
+    fn stack_rows(&self, parts: &[TchTensor]) -> Result<TchTensor> {
+        let dims: Vec<[usize; 3]> = parts.iter().map(|p| self.dims(p)).collect();
+        check_stack(self.name(), &dims)?;
+        let ts: Vec<&Tensor> = parts.iter().map(|p| &p.0).collect();
+        Ok(self.wrap(Tensor::f_cat(&ts, 1).map_err(err)?))
     }
 
     fn synchronize(&self) -> Result<()> {
