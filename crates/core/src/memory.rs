@@ -398,46 +398,69 @@ fn evaluation_floats(
         }
         _ => 0,
     };
+    // vgg's `boundaries`: a recomputing pass keeps the loss layers and the
+    // pools a segment starts from, less relu1_1 (cheap to make again).
+    let bounds = crate::vgg::boundaries(deepest.0, requested, cost);
     let kept_by_forward = |i: usize| match keep {
         Keep::Nothing => false,
         Keep::Everything => requested(i) || is_relu(i),
-        Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
+        Keep::Boundaries => bounds[i],
     };
-    // Forward: what is kept so far, plus the step's input and output (a
-    // convolution fused with its ReLU counted as two steps, and a kept
-    // input counted again: slack that the measurements at 256–1024 px
-    // calibrated, benches/history.md).
+    // vgg's `block1_stripes`: a recomputing pass over a large picture takes
+    // block 1 a stripe of `rows` rows at a time.
+    let (pool1, quiet) = (4, layers.iter().all(|l| l.0 == 1 || l.0 > 4));
+    let stripes = match keep {
+        Keep::Boundaries if deepest.0 > pool1 && quiet => {
+            crate::vgg::stripe_rows(h, w, widths[0], crate::vgg::STRIPE_FLOATS)
+        }
+        _ => None,
+    };
+    // A stripe of block 1's maps with `halo` more rows.
+    let stripe =
+        |rows: usize, halo: usize| mul(&[widths[0] as u64, (rows + halo) as u64, w as u64]);
+    // Forward: what is kept so far and the content gradients made, plus the
+    // step's input and output (a convolution fused with its ReLU counted as
+    // two steps, and a kept input counted again: slack that the
+    // measurements at 256–1024 px calibrated, benches/history.md). A loss
+    // layer's part is made as the layer is (the content gradient is held
+    // from then on; a style layer's gradient is made when the backward pass
+    // reaches it).
     let mut kept = vec![false; deepest.0 + 1];
     let mut held = 0u64; // floats kept
+    let mut pending = 0u64; // content gradients made
     let mut peak = 0u64;
     let mut prev = image;
-    for i in 0..=deepest.0 {
-        peak = peak.max(add(&[held, prev, size[i]])?);
+    let mut i = 0;
+    while i <= deepest.0 {
+        match stripes {
+            Some(rows) if i == 2 => {
+                // vgg's `pool1_striped`: next to relu1_1, a stripe of
+                // relu1_2 and its trimmed copy, and the pooled stripes so
+                // far; then the pooled stripes and their stack.
+                peak = peak.max(add(&[
+                    held,
+                    pending,
+                    prev,
+                    2 * stripe(rows, 2)?,
+                    size[pool1],
+                ])?);
+                peak = peak.max(add(&[held, pending, prev, 2 * size[pool1]])?);
+                i = pool1;
+            }
+            _ => peak = peak.max(add(&[held, pending, prev, size[i]])?),
+        }
         if kept_by_forward(i) {
             kept[i] = true;
             held = held.checked_add(size[i])?;
-            if keep == Keep::Boundaries {
-                // vgg's forward pass lets a pool under a kept ReLU go.
-                for k in crate::vgg::unread_starts(&kept[..=i], requested) {
-                    kept[k] = false;
-                    held -= size[k];
-                }
-            }
+        }
+        for _ in content.iter().filter(|&&c| c == i) {
+            peak = peak.max(add(&[held, pending, 2 * size[i]])?);
+            pending += size[i];
         }
         prev = size[i];
+        i += 1;
     }
-    // The loss layers: content gradients are made after the forward pass and
-    // held; a style layer's when the backward pass reaches it.
-    let mut pending = add(&content.iter().map(|&i| size[i]).collect::<Vec<_>>())?;
     peak = peak.max(add(&[held, pending])?);
-    // What the backward pass will recompute cheaply is dropped as it starts
-    // (vgg's `cheap_starts`: relu1_1).
-    if keep == Keep::Boundaries {
-        for k in crate::vgg::cheap_starts(&kept, cost) {
-            kept[k] = false;
-            held -= size[k];
-        }
-    }
     // Recompute the segment ending at `upto` (vgg's `recompute`).
     let recompute = |kept: &mut Vec<bool>,
                      held: &mut u64,
@@ -510,6 +533,17 @@ fn evaluation_floats(
         if g == 0 {
             r -= 1;
             continue;
+        }
+        if let (Some(rows), true) = (stripes, i == pool1) {
+            // vgg's `block1_backward_striped`: next to the gradient at pool1
+            // and the image gradient's stripes (and their stack), three of
+            // a stripe's maps with its halo of 8 rows (relu1_1 and relu1_2
+            // or their gradients, and a trimmed copy), two more for a
+            // masked style's products. The pass ends there.
+            let maps = if masked { 5 } else { 3 };
+            let s = stripe(rows, 8)?.checked_mul(maps)?;
+            peak = peak.max(add(&[held, pending, g, 2 * image, s])?);
+            break;
         }
         let below_is_output = i >= 1 && requested(i - 1);
         // The ReLU output this step reads, recomputed when not kept.

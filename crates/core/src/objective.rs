@@ -582,64 +582,125 @@ impl<B: Backend> Objective<'_, B> {
             ));
         }
         let s = &self.spec;
-        let trace = self.net.forward_keeping(x, &self.layers, self.keep)?;
+        let n_content = s.content_layers.len();
+        let n_style = s.style_layers.len();
+        // Each loss layer's value and gradient (or the gradient with respect
+        // to its Gram matrix), with its normalisation, made as the forward
+        // pass makes the layer's output: an output the backward pass does
+        // not keep (relu1_1, recomputed) is let go at once.
+        type Slot<T> = Option<(Scalar, T, f64)>;
+        // The style layers' heights (a stripe's Gram gradient is scaled to it).
+        let mut heights = vec![0; n_style];
+        let mut content: Vec<Slot<B::Tensor>> = (0..n_content).map(|_| None).collect();
+        let mut style: Vec<Slot<B::Tensor>> = (0..n_style).map(|_| None).collect();
+        let mut masked: Vec<Vec<Slot<B::Tensor>>> = self
+            .masked
+            .iter()
+            .map(|_| (0..n_style).map(|_| None).collect())
+            .collect();
+        let trace = self
+            .net
+            .forward_with(x, &self.layers, self.keep, &mut |k, f| {
+                if let Some((_, lw)) = s.content_layers.get(k) {
+                    let norm = s.normalization.content_factor(b.dims(f));
+                    let target = &self.content_targets[k];
+                    let (v, g) = b.mse_grad_deferred(f, target, s.content_weight * lw * norm)?;
+                    content[k] = Some((v, g, norm));
+                    return Ok(());
+                }
+                let i = k - n_content;
+                heights[i] = b.dims(f)[1];
+                let lw = s.style_layers[i].1;
+                let norm = s.normalization.style_factor(b.dims(f)[0]);
+                if let Some(target) = self.style_targets.get(i) {
+                    let gram = b.gram(f)?;
+                    let scale = s.style_weight * lw * target.weight * norm;
+                    let (v, dg) = b.mse_grad_deferred(&gram, &target.gram, scale)?;
+                    style[i] = Some((v, dg, norm));
+                }
+                for (term, slots) in self.masked.iter().zip(&mut masked) {
+                    let (target, mask, k) = &term.layers[i];
+                    let fm = b.mul_mask(f, mask)?;
+                    let mut gram = b.gram(&fm)?;
+                    b.scale(*k, &mut gram)?;
+                    let scale = s.style_weight * lw * term.weight * norm;
+                    let (v, dg) = b.mse_grad_deferred(&gram, target, scale)?;
+                    slots[i] = Some((v, dg, norm));
+                }
+                Ok(())
+            })?;
         // Loss values stay on the device until the end (one copy for all);
         // a term (part, k1, k2, off, value) adds k1 · (k2 · value + off).
         let mut terms = Vec::new();
         let mut grads = Vec::with_capacity(self.layers.len());
-        let n_content = s.content_layers.len();
-        for (i, ((layer, lw), target)) in s
-            .content_layers
-            .iter()
-            .zip(&self.content_targets)
-            .enumerate()
-        {
-            let f = &trace.outputs[i];
-            let norm = s.normalization.content_factor(b.dims(f));
-            let (v, g) = b.mse_grad_deferred(f, target, s.content_weight * lw * norm)?;
+        let made = || Error::backend(b.name(), "a loss layer was not computed");
+        for ((layer, lw), slot) in s.content_layers.iter().zip(content) {
+            let (v, g, norm) = slot.ok_or_else(made)?;
             terms.push((Part::Content, lw * norm, 1.0, 0.0, v));
             grads.push((*layer, LayerGrad::Ready(g)));
         }
-        for (i, ((layer, lw), target)) in s.style_layers.iter().zip(&self.style_targets).enumerate()
+        // A Gram matrix is divided by the layer's pixels: the gradient of a
+        // stripe of `rows` of its `h` rows is that of the whole one with
+        // `dG` scaled by rows/h (the backend divides by the stripe's pixels).
+        let for_rows = move |dg: &B::Tensor, rows: &std::ops::Range<usize>, h: usize| {
+            let mut part = b.zeros_like(dg)?;
+            b.axpy(rows.len() as f64 / h as f64, dg, &mut part)?;
+            Ok::<_, Error>(part)
+        };
+        for ((((layer, lw), target), slot), &h) in s
+            .style_layers
+            .iter()
+            .zip(&self.style_targets)
+            .zip(style)
+            .zip(&heights)
         {
-            let f = &trace.outputs[n_content + i];
-            let norm = s.normalization.style_factor(b.dims(f)[0]);
-            let gram = b.gram(f)?;
-            let (v, dg) = b.mse_grad_deferred(
-                &gram,
-                &target.gram,
-                s.style_weight * lw * target.weight * norm,
-            )?;
+            let (v, dg, norm) = slot.ok_or_else(made)?;
             terms.push((Part::Style, lw * norm, target.weight, target.offset, v));
             // The layer's gradient (as large as its features) only when the
-            // backward pass reaches it, from the features it holds then.
+            // backward pass reaches it, from the features it holds then (a
+            // stripe at a time in a pass that takes block 1 in stripes).
             grads.push((
                 *layer,
-                LayerGrad::Later(Box::new(move |f, acc| match acc {
-                    Some(acc) => b.gram_backward_add(f, &dg, acc),
-                    None => b.gram_backward(f, &dg),
+                LayerGrad::Later(Box::new(move |f, acc, rows| {
+                    let part;
+                    let dg = if rows.len() == h {
+                        &dg
+                    } else {
+                        part = for_rows(&dg, &rows, h)?;
+                        &part
+                    };
+                    match acc {
+                        Some(acc) => b.gram_backward_add(f, dg, acc),
+                        None => b.gram_backward(f, dg),
+                    }
                 })),
             ));
         }
-        for term in &self.masked {
-            for (i, ((layer, lw), (target, mask, k))) in
-                s.style_layers.iter().zip(&term.layers).enumerate()
+        for (term, slots) in self.masked.iter().zip(masked) {
+            for ((((layer, lw), (_, mask, k)), slot), &h) in s
+                .style_layers
+                .iter()
+                .zip(&term.layers)
+                .zip(slots)
+                .zip(&heights)
             {
-                let f = &trace.outputs[n_content + i];
-                let norm = s.normalization.style_factor(b.dims(f)[0]);
-                let fm = b.mul_mask(f, mask)?;
-                let mut gram = b.gram(&fm)?;
-                b.scale(*k, &mut gram)?;
-                let (v, dg) =
-                    b.mse_grad_deferred(&gram, target, s.style_weight * lw * term.weight * norm)?;
+                let (v, dg, norm) = slot.ok_or_else(made)?;
                 terms.push((Part::Style, lw * term.weight * norm, 1.0, 0.0, v));
-                drop(fm);
                 let k = *k;
                 grads.push((
                     *layer,
-                    LayerGrad::Later(Box::new(move |f, acc| {
+                    LayerGrad::Later(Box::new(move |f, acc, rows| {
+                        // The mask's rows and dG of the stripe given.
+                        let (mask_part, dg_part);
+                        let (mask, dg) = if rows.len() == h {
+                            (mask, &dg)
+                        } else {
+                            mask_part = b.rows(mask, rows.start, rows.end)?;
+                            dg_part = for_rows(&dg, &rows, h)?;
+                            (&mask_part, &dg_part)
+                        };
                         let fm = b.mul_mask(f, mask)?;
-                        let mut dfm = b.gram_backward(&fm, &dg)?;
+                        let mut dfm = b.gram_backward(&fm, dg)?;
                         drop(fm);
                         b.scale(k, &mut dfm)?;
                         let d = b.mul_mask(&dfm, mask)?;

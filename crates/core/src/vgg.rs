@@ -35,6 +35,9 @@ pub struct Vgg<B: Backend> {
     /// `(in, out)` channels of each convolution (the recomputation's costs).
     channels: Vec<(usize, usize)>,
     pooling: Pooling,
+    /// Floats of a block-1 map above which a recomputing pass takes block 1
+    /// a stripe at a time ([`stripe_rows`]).
+    stripe_floats: usize,
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -61,6 +64,8 @@ pub struct Trace<T> {
     input: Option<T>,
     /// Output of every layer that is needed later, indexed by table position.
     kept: Vec<Option<T>>,
+    /// Rows per stripe when block 1 goes a stripe at a time ([`stripe_rows`]).
+    stripes: Option<usize>,
     /// Outputs of the requested layers, in request order.
     pub outputs: Vec<T>,
 }
@@ -78,7 +83,12 @@ pub enum LayerGrad<'a, T> {
 /// A layer's gradient made from its output ([`LayerGrad::Later`]), added to
 /// the gradient already entering at that layer when there is one (given by
 /// value: no one else holds it, so the closure may accumulate into it).
-pub type GradFromOutput<'a, T> = Box<dyn FnOnce(&T, Option<T>) -> Result<T> + 'a>;
+/// The range is the rows of the layer's output given: all of them, or one
+/// horizontal stripe after another when the pass takes block 1 a stripe at
+/// a time ([`stripe_rows`]): the gradient must be made pixel by pixel (a
+/// Gram matrix's gradient is), so that a stripe's is the stripe of the whole.
+pub type GradFromOutput<'a, T> =
+    Box<dyn FnMut(&T, Option<T>, std::ops::Range<usize>) -> Result<T> + 'a>;
 
 impl<B: Backend> Vgg<B> {
     /// The network on `backend`: every convolution prepared (uploaded) once.
@@ -106,7 +116,17 @@ impl<B: Backend> Vgg<B> {
                 .map(|c| (c.in_channels, c.out_channels))
                 .collect(),
             pooling,
+            stripe_floats: STRIPE_FLOATS,
         })
+    }
+
+    /// The same network taking block 1 a stripe at a time, in a
+    /// [`Keep::Boundaries`] pass, once a block-1 map holds more than
+    /// `floats` values (default [`STRIPE_FLOATS`]): a test makes small
+    /// pictures go in stripes with it.
+    pub fn with_stripe_floats(mut self, floats: usize) -> Self {
+        self.stripe_floats = floats;
+        self
     }
 
     /// The backend it runs on.
@@ -161,61 +181,80 @@ impl<B: Backend> Vgg<B> {
         self.forward_keeping(x, layers, keep)
     }
 
-    /// Forward pass to the deepest of `layers`, keeping what `keep` says.
+    /// Forward pass to the deepest of `layers`, keeping what `keep` says,
+    /// the trace holding the requested outputs.
     pub fn forward_keeping(
         &self,
         x: &B::Tensor,
         layers: &[LayerId],
         keep: Keep,
     ) -> Result<Trace<B::Tensor>> {
+        let mut slots: Vec<Option<B::Tensor>> = vec![None; layers.len()];
+        let mut trace = self.forward_with(x, layers, keep, &mut |k, t| {
+            slots[k] = Some(t.clone());
+            Ok(())
+        })?;
+        trace.outputs = slots
+            .into_iter()
+            .map(|t| t.expect("every requested layer is computed"))
+            .collect();
+        Ok(trace)
+    }
+
+    /// Forward pass to the deepest of `layers`, keeping what `keep` says for
+    /// the backward pass and handing each requested output to `each` (with
+    /// its position in `layers`) as soon as it is made; the trace's
+    /// `outputs` is empty. An output the backward pass does not keep is let
+    /// go at once: a recomputing pass does not hold relu1_1 through the
+    /// rest of the network (the objective takes its Gram matrix in `each`).
+    /// A recomputing pass over a large picture makes pool1 from relu1_1 a
+    /// stripe at a time ([`stripe_rows`]): relu1_2 is never whole.
+    pub fn forward_with(
+        &self,
+        x: &B::Tensor,
+        layers: &[LayerId],
+        keep: Keep,
+        each: &mut dyn FnMut(usize, &B::Tensor) -> Result<()>,
+    ) -> Result<Trace<B::Tensor>> {
         let deepest = *layers.iter().max().ok_or_else(|| Error::Layer {
             name: String::new(),
             hint: "no layers requested".into(),
         })?;
         let requested = |id: usize| layers.iter().any(|l| l.0 == id);
-        let mut slots: Vec<Option<B::Tensor>> = vec![None; deepest.0 + 1];
+        let bounds = boundaries(deepest.0, requested, self.cost(x));
+        let stripes = match keep {
+            Keep::Boundaries => self.block1_stripes(x, layers, deepest.0),
+            _ => None,
+        };
         let mut kept: Vec<Option<B::Tensor>> = vec![None; deepest.0 + 1];
         let mut cur = x.clone();
         let tbl = table();
         let mut i = 0;
         while i <= deepest.0 {
-            (cur, i) = self.step(&cur, i, deepest.0, layers)?;
+            (cur, i) = match stripes {
+                Some(rows) if i == CONV1_2_ROW => (self.pool1_striped(&cur, rows)?, POOL1),
+                _ => self.step(&cur, i, deepest.0, layers)?,
+            };
             let keep_here = match keep {
                 Keep::Nothing => false,
                 Keep::Everything => requested(i) || matches!(tbl[i].kind, LayerKind::Relu { .. }),
-                Keep::Boundaries => requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }),
+                Keep::Boundaries => bounds[i],
             };
             if keep_here {
                 kept[i] = Some(cur.clone());
-                if keep == Keep::Boundaries {
-                    // A pool under this kept ReLU is read no more.
-                    let held: Vec<bool> = kept[..=i].iter().map(Option::is_some).collect();
-                    for k in unread_starts(&held, requested) {
-                        kept[k] = None;
-                    }
-                }
             }
-            if requested(i) {
-                slots[i] = Some(cur.clone());
+            for (k, _) in layers.iter().enumerate().filter(|(_, l)| l.0 == i) {
+                each(k, &cur)?;
             }
             i += 1;
         }
-        if keep == Keep::Boundaries {
-            let held: Vec<bool> = kept.iter().map(Option::is_some).collect();
-            for k in cheap_starts(&held, self.cost(x)) {
-                kept[k] = None;
-            }
-        }
-        let outputs = layers
-            .iter()
-            .map(|l| slots[l.0].clone().expect("requested layer computed"))
-            .collect();
         Ok(Trace {
             deepest,
             layers: layers.to_vec(),
             input: (keep == Keep::Boundaries).then(|| x.clone()),
             kept,
-            outputs,
+            stripes,
+            outputs: Vec::new(),
         })
     }
 
@@ -229,19 +268,97 @@ impl<B: Backend> Vgg<B> {
         layers: &[LayerId],
         each: &mut dyn FnMut(usize, &B::Tensor) -> Result<()>,
     ) -> Result<()> {
-        let Some(deepest) = layers.iter().max() else {
+        if layers.is_empty() {
             return Ok(());
-        };
-        let mut cur = x.clone();
-        let mut i = 0;
-        while i <= deepest.0 {
-            (cur, i) = self.step(&cur, i, deepest.0, layers)?;
-            for (k, _) in layers.iter().enumerate().filter(|(_, l)| l.0 == i) {
-                each(k, &cur)?;
-            }
-            i += 1;
         }
-        Ok(())
+        self.forward_with(x, layers, Keep::Nothing, each).map(drop)
+    }
+
+    /// Rows per stripe when a recomputing pass takes block 1 a stripe at a
+    /// time: pool1 is made (the network goes past it), no layer of block 1
+    /// but relu1_1 is requested, and a block-1 map is larger than
+    /// `stripe_floats` ([`stripe_rows`]).
+    fn block1_stripes(&self, x: &B::Tensor, layers: &[LayerId], deepest: usize) -> Option<usize> {
+        let [_, h, w] = self.backend.dims(x);
+        if deepest <= POOL1 || !layers.iter().all(|l| l.0 == RELU1_1 || l.0 > POOL1) {
+            return None;
+        }
+        stripe_rows(h, w, self.channels[CONV1_1].1, self.stripe_floats)
+    }
+
+    /// conv1_2, relu1_2 and pool1 from relu1_1 (`r1`), a stripe of `rows`
+    /// rows at a time: each stripe of relu1_2 is made from relu1_1's rows
+    /// and two more on each side (the convolution reaches one; two keep
+    /// every stripe starting on an even row, where a fast convolution's
+    /// 2×2 tiles start on the whole map), then pooled.
+    fn pool1_striped(&self, r1: &B::Tensor, rows: usize) -> Result<B::Tensor> {
+        let b = &self.backend;
+        let h = b.dims(r1)[1];
+        let mut parts = Vec::new();
+        for (a, e) in stripes(h, rows) {
+            let (lo, hi) = (a.saturating_sub(2), (e + 2).min(h));
+            let y = b.conv3x3_relu(&b.rows(r1, lo, hi)?, &self.convs[CONV1_2])?;
+            let y = self.trim(y, a - lo, e - lo)?;
+            parts.push(b.pool(&y, self.pooling)?);
+        }
+        b.stack_rows(&parts)
+    }
+
+    /// Block 1's backward pass a stripe at a time, from the gradient at
+    /// pool1's output (`gp`) and those entering at relu1_1 (`at1`, in the
+    /// order the whole pass adds them) to the image's (`x`) gradient. Each
+    /// stripe recomputes relu1_1 and relu1_2 from its rows of the image and
+    /// four more on each side: each of the four steps (two convolutions
+    /// forward, two back) spoils one row at a cut, where the zero padding
+    /// stands in for the next stripe's rows, so that the stripe's own rows
+    /// come out as the whole pass makes them. Every map starts on an even
+    /// row (pooling takes rows in pairs, and a fast convolution's 2×2 tiles
+    /// then fall where they fall on the whole map).
+    fn block1_backward_striped(
+        &self,
+        x: &B::Tensor,
+        gp: &B::Tensor,
+        mut at1: Vec<LayerGrad<'_, B::Tensor>>,
+        rows: usize,
+    ) -> Result<B::Tensor> {
+        let b = &self.backend;
+        let h = b.dims(x)[1];
+        let mut parts = Vec::new();
+        for (a, e) in stripes(h, rows) {
+            let (x0, x1) = (a.saturating_sub(4), (e + 4).min(h));
+            let r1 = b.conv3x3_relu(&b.rows(x, x0, x1)?, &self.convs[CONV1_1])?;
+            let r2 = b.conv3x3_relu(&r1, &self.convs[CONV1_2])?;
+            let (p0, p1) = (a.saturating_sub(2), (e + 2).min(h));
+            let r2 = self.trim(r2, p0 - x0, p1 - x0)?;
+            let gps = b.rows(gp, p0 / 2, p0 / 2 + (p1 - p0) / 2)?;
+            let g2 = b.pool_relu_backward(&r2, &gps, self.pooling)?;
+            drop((r2, gps));
+            // relu1_1's gradient over relu1_2's rows: its first and last
+            // are spoiled, and spoil only the image gradient's rows beyond
+            // the stripe's.
+            let mut g1 = b.conv3x3_backward(&g2, &self.convs[CONV1_2])?;
+            drop(g2);
+            let r1 = self.trim(r1, p0 - x0, p1 - x0)?;
+            for gl in &mut at1 {
+                g1 = match gl {
+                    LayerGrad::Ready(t) => {
+                        b.axpy(1.0, &b.rows(t, p0, p1)?, &mut g1)?;
+                        g1
+                    }
+                    LayerGrad::Later(f) => f(&r1, Some(g1), p0..p1)?,
+                };
+            }
+            let g0 = b.relu_conv3x3_backward_owned(&r1, g1, &self.convs[CONV1_1])?;
+            drop(r1);
+            parts.push(self.trim(g0, a - p0, e - p0)?);
+        }
+        b.stack_rows(&parts)
+    }
+
+    /// Rows `from..to` of `t`, letting `t` go (a stripe's rows that are
+    /// right, its spoiled edge dropped).
+    fn trim(&self, t: B::Tensor, from: usize, to: usize) -> Result<B::Tensor> {
+        self.backend.rows(&t, from, to)
     }
 
     /// Gradient with respect to the input image, given gradients with respect
@@ -274,6 +391,7 @@ impl<B: Backend> Vgg<B> {
             layers,
             input,
             mut kept,
+            stripes,
             outputs,
         } = trace;
         drop(outputs);
@@ -309,17 +427,18 @@ impl<B: Backend> Vgg<B> {
                             acc
                         }
                     },
-                    LayerGrad::Later(f) => {
+                    LayerGrad::Later(mut f) => {
                         let out = kept[i].as_ref().ok_or_else(|| {
                             Error::backend(b.name(), format!("no output kept at {}", tbl[i].name))
                         })?;
+                        let all = 0..b.dims(out)[1];
                         let sum = match acc {
                             Some(acc) if !own => {
                                 let mut acc = acc;
-                                b.axpy(1.0, &f(out, None)?, &mut acc)?;
+                                b.axpy(1.0, &f(out, None, all)?, &mut acc)?;
                                 acc
                             }
-                            acc => f(out, acc)?,
+                            acc => f(out, acc, all)?,
                         };
                         own = true;
                         sum
@@ -327,6 +446,18 @@ impl<B: Backend> Vgg<B> {
                 });
             }
             let Some(gc) = g.take() else { continue };
+            if let (POOL1, Some(rows), Some(x)) = (i, stripes, input.as_ref()) {
+                if grads.iter().all(|(l, _)| l.0 == RELU1_1) {
+                    // The rows below, a stripe at a time, adding relu1_1's
+                    // gradients in the order the whole pass would.
+                    let mut at1 = Vec::new();
+                    while let Some(pos) = grads.iter().position(|(l, _)| l.0 == RELU1_1) {
+                        at1.push(grads.swap_remove(pos).1);
+                    }
+                    drop(kept);
+                    return self.block1_backward_striped(x, &gc, at1, rows);
+                }
+            }
             // Pool → ReLU and ReLU → conv go backward in one step each when
             // no gradient enters between them (the layer below is not an output).
             let below = match i.checked_sub(1) {
@@ -442,6 +573,73 @@ impl<B: Backend> Vgg<B> {
             _ => 0,
         }
     }
+}
+
+/// Rows of block 1 (conv1_1, relu1_1, conv1_2, relu1_2, pool1) and its
+/// convolutions, as `crate::layers::table` lays them out.
+const RELU1_1: usize = 1;
+const CONV1_2_ROW: usize = 2;
+const POOL1: usize = 4;
+const CONV1_1: usize = 0;
+const CONV1_2: usize = 1;
+
+/// Floats of a block-1 map (64 channels) above which a recomputing pass
+/// takes block 1 a stripe at a time: 64 MiB, a 256×256 picture's; a
+/// 2048×1536 one's is 805 MB, and relu1_1, relu1_2 and their gradients
+/// made whole were the peak of its pass (docs/DESIGN.md, "Large pictures:
+/// where the memory goes").
+pub const STRIPE_FLOATS: usize = 1 << 24;
+
+/// Rows per stripe of block 1 at `h×w` with `c1` channels: the most that
+/// keep a stripe's map within `floats` values, even (pooling takes rows in
+/// pairs) and at least 2; `None` when the whole map is within `floats`
+/// (no stripes). Shared with the memory model.
+pub(crate) fn stripe_rows(h: usize, w: usize, c1: usize, floats: usize) -> Option<usize> {
+    if c1.saturating_mul(h).saturating_mul(w) <= floats {
+        return None;
+    }
+    let rows = ((floats / (c1 * w).max(1)) & !1).max(2);
+    (rows < h).then_some(rows)
+}
+
+/// The stripes `(from, to)` of `h` rows, `rows` each (even), top to
+/// bottom; the last one takes a remainder of one row (a stripe of one row
+/// would pool to nothing).
+pub(crate) fn stripes(h: usize, rows: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < h {
+        let mut e = (a + rows).min(h);
+        if h - e < 2 {
+            e = h;
+        }
+        out.push((a, e));
+        a = e;
+    }
+    out
+}
+
+/// The rows a [`Keep::Boundaries`] forward pass to row `deepest` keeps for
+/// the backward pass: the requested layers and the pooling outputs, less
+/// the pools no recomputation starts from ([`unread_starts`]) and the ReLU
+/// outputs cheap to make again ([`cheap_starts`]: relu1_1). Shared with the
+/// memory model.
+pub(crate) fn boundaries(
+    deepest: usize,
+    requested: impl Fn(usize) -> bool,
+    cost: impl Fn(usize) -> u64,
+) -> Vec<bool> {
+    let tbl = table();
+    let mut kept: Vec<bool> = (0..=deepest)
+        .map(|i| requested(i) || matches!(tbl[i].kind, LayerKind::Pool { .. }))
+        .collect();
+    for k in unread_starts(&kept, &requested) {
+        kept[k] = false;
+    }
+    for k in cheap_starts(&kept, cost) {
+        kept[k] = false;
+    }
+    kept
 }
 
 /// Whether the recomputation of rows `from + 1 ..= upto` drops its start,
@@ -584,6 +782,31 @@ mod tests {
         assert!(!unread_starts(&kept, requested).contains(&id("pool2")));
         // A pool that is a loss layer stays.
         assert!(!unread_starts(&kept, |k| k == id("pool1")).contains(&id("pool1")));
+    }
+
+    #[test]
+    fn block_1_is_cut_into_even_stripes_the_last_taking_an_odd_row() {
+        assert_eq!(stripes(10, 4), vec![(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(stripes(9, 4), vec![(0, 4), (4, 9)]);
+        assert_eq!(stripes(29, 4).last(), Some(&(24, 29)));
+        // 2048×1536: stripes of 128 rows, 64 MiB a map; 512×384 whole.
+        assert_eq!(stripe_rows(1536, 2048, 64, STRIPE_FLOATS), Some(128));
+        assert_eq!(stripe_rows(384, 512, 64, STRIPE_FLOATS), None);
+        // The conformance suite's: 4 rows of 32 channels, 36 wide.
+        assert_eq!(stripe_rows(29, 36, 32, 32 * 36 * 4), Some(4));
+        assert_eq!(stripe_rows(29, 36, 32, 32 * 36 * 29), None);
+    }
+
+    #[test]
+    fn a_recomputing_pass_keeps_jcjohnsons_loss_layers_but_relu1_1_and_no_pool() {
+        let id = |n: &str| LayerId::parse(n).unwrap().0;
+        let loss = [
+            "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1",
+        ];
+        let requested = |k: usize| loss.iter().any(|n| id(n) == k);
+        let kept = boundaries(id("relu5_1"), requested, cost);
+        let rows: Vec<usize> = (0..kept.len()).filter(|&k| kept[k]).collect();
+        assert_eq!(rows, loss[1..].iter().map(|n| id(n)).collect::<Vec<_>>());
     }
 
     #[test]
