@@ -210,6 +210,9 @@ impl Backend for CandleBackend {
         ops::tv_grad(x, scale).map_err(err)
     }
 
+    fn rows_on_device(&self) -> bool {
+        true
+    }
     fn rows(&self, t: &Tensor, from: usize, to: usize) -> Result<Tensor> {
         check_rows(self.name(), self.dims(t)[1], from, to)?;
         t.narrow(1, from, to - from)

@@ -315,6 +315,12 @@ pub trait Backend: VecOps<Vector = <Self as Backend>::Tensor> + Send + Sync {
         }
         self.upload(&out, [c, to - from, w])
     }
+    /// Whether [`Backend::rows`] and [`Backend::stack_rows`] stay on the
+    /// device. Through the host (the defaults), a stripe costs a copy of
+    /// the whole tensor, so the network does not go in stripes.
+    fn rows_on_device(&self) -> bool {
+        false
+    }
     /// Stripes of one channel count and width, top to bottom, as one
     /// tensor: the inverse of [`Backend::rows`]. Default: through the host.
     fn stack_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor> {

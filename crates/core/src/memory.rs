@@ -254,6 +254,10 @@ pub struct Job<'a> {
     /// `relu_backward_owned` and `gram_backward_add`): no second
     /// gradient-sized buffer for the ReLU masks and the style layers.
     pub in_place: bool,
+    /// Whether the backend cuts stripes on its device
+    /// (`crate::backend::Backend::rows_on_device`: candle, tch): a
+    /// recomputing pass then takes block 1 a stripe at a time.
+    pub stripes: bool,
     /// What the process holds besides the run's buffers ([`process_bytes`]
     /// for the running process, [`PROCESS_BYTES`] for a generic one).
     pub process: u64,
@@ -367,15 +371,8 @@ fn workspace_floats(deepest: LayerId, widths: [usize; 5], w: usize) -> Option<u6
 /// with `keep`: what it holds at each step, the step's output and the
 /// intermediate of a composite step (a backend may fuse it: the model
 /// assumes it does not).
-fn evaluation_floats(
-    spec: &ObjectiveSpec,
-    widths: [usize; 5],
-    h: usize,
-    w: usize,
-    keep: Keep,
-    masked: bool,
-    in_place: bool,
-) -> Option<u64> {
+fn evaluation_floats(job: &Job<'_>, h: usize, w: usize, keep: Keep) -> Option<u64> {
+    let (spec, widths, masked, in_place) = (job.spec, job.widths, job.masked, job.in_place);
     let layers = spec.layers();
     let Some(deepest) = spec.deepest() else {
         return Some(0);
@@ -410,7 +407,7 @@ fn evaluation_floats(
     // block 1 a stripe of `rows` rows at a time.
     let (pool1, quiet) = (4, layers.iter().all(|l| l.0 == 1 || l.0 > 4));
     let stripes = match keep {
-        Keep::Boundaries if deepest.0 > pool1 && quiet => {
+        Keep::Boundaries if job.stripes && deepest.0 > pool1 && quiet => {
             crate::vgg::stripe_rows(h, w, widths[0], crate::vgg::STRIPE_FLOATS)
         }
         _ => None,
@@ -617,7 +614,7 @@ pub fn scale_peak(job: &Job<'_>, chain: &[Scale], pairs: usize, keep: Keep) -> O
     let scale = chain.last()?;
     let (h, w) = (scale.height, scale.width);
     let image = mul(&[3, h as u64, w as u64, F32])?;
-    let eval = evaluation_floats(job.spec, job.widths, h, w, keep, job.masked, job.in_place)?;
+    let eval = evaluation_floats(job, h, w, keep)?;
     let style = scale
         .styles
         .iter()
@@ -1015,6 +1012,7 @@ mod tests {
             masked: false,
             threads: 2,
             in_place: true,
+            stripes: true,
             process: PROCESS_BYTES,
         }
     }

@@ -275,12 +275,14 @@ impl<B: Backend> Vgg<B> {
     }
 
     /// Rows per stripe when a recomputing pass takes block 1 a stripe at a
-    /// time: pool1 is made (the network goes past it), no layer of block 1
-    /// but relu1_1 is requested, and a block-1 map is larger than
-    /// `stripe_floats` ([`stripe_rows`]).
+    /// time: the backend cuts stripes on its device
+    /// ([`Backend::rows_on_device`]), pool1 is made (the network goes past
+    /// it), no layer of block 1 but relu1_1 is requested, and a block-1 map
+    /// is larger than `stripe_floats` ([`stripe_rows`]).
     fn block1_stripes(&self, x: &B::Tensor, layers: &[LayerId], deepest: usize) -> Option<usize> {
         let [_, h, w] = self.backend.dims(x);
-        if deepest <= POOL1 || !layers.iter().all(|l| l.0 == RELU1_1 || l.0 > POOL1) {
+        let quiet = layers.iter().all(|l| l.0 == RELU1_1 || l.0 > POOL1);
+        if !self.backend.rows_on_device() || deepest <= POOL1 || !quiet {
             return None;
         }
         stripe_rows(h, w, self.channels[CONV1_1].1, self.stripe_floats)

@@ -451,6 +451,9 @@ impl Backend for TchBackend {
         Ok(self.wrap(x.0.f_mul(&m).map_err(err)?))
     }
 
+    fn rows_on_device(&self) -> bool {
+        true
+    }
     fn rows(&self, t: &TchTensor, from: usize, to: usize) -> Result<TchTensor> {
         check_rows(self.name(), self.dims(t)[1], from, to)?;
         let s =
