@@ -1038,6 +1038,34 @@ mod tests {
     }
 
     #[test]
+    fn block_1_in_stripes_holds_no_two_whole_full_resolution_maps() {
+        // 2048×1536 recomputed: one 64-channel map is 201 M floats (768
+        // MiB). Keeping block 1 whole, the pass held three at its peak;
+        // in stripes, two at most (the model's slack counts conv1_1's
+        // output and relu1_1 as two), and a backend that cannot cut
+        // stripes on its device is planned whole.
+        let spec = ObjectiveSpec::default();
+        let map = 64 * 2048 * 1536 * 4;
+        let s = scale(2048, 1536, 5);
+        let striped = job(&spec, 5);
+        let whole = Job {
+            stripes: false,
+            ..job(&spec, 5)
+        };
+        let acts = |j: &Job<'_>| {
+            scale_peak(j, std::slice::from_ref(&s), 5, Keep::Boundaries)
+                .unwrap()
+                .activations
+        };
+        assert!(acts(&whole) >= 3 * map, "{}", acts(&whole));
+        assert!(acts(&striped) <= 2 * map + map / 8, "{}", acts(&striped));
+        // Small maps go whole either way.
+        let small = scale(256, 192, 5);
+        let at = |j: &Job<'_>| scale_peak(j, std::slice::from_ref(&small), 5, Keep::Boundaries);
+        assert_eq!(at(&striped), at(&whole));
+    }
+
+    #[test]
     fn the_weights_count_each_form_the_scales_so_far_prepared() {
         // Failed before: the prepared weights were one figure whatever the
         // maps, though a deep layer takes im2col (and its transposed kernel)
