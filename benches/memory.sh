@@ -31,7 +31,7 @@ for job in "$@"; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     /usr/bin/time -v -o "$work/time" "$bin" "$@" --print-every 0 2>"$work/err" >/dev/null
     kib=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time")
-    rate=$(sed -n 's/.*s, \([0-9.]*\) it\/s).*/\1/p' "$work/err")
+    rate=$(sed -n 's/.*s, \([0-9.]*\) it\/s[;)].*/\1/p' "$work/err")
     awk -v s="$size" -v f="$flags" -v p="$mib" -v k="$kib" -v r="$rate" -v l="$load" \
         -v h="$(echo "$plan" | head -1)" 'BEGIN {
         printf "%s %s: predicted %d MiB, measured %d MiB, predicted/measured %.3f, %s it/s (load %s)\n  %s\n",
