@@ -535,9 +535,15 @@ fn evaluation_floats(job: &Job<'_>, h: usize, w: usize, keep: Keep) -> Option<u6
             // vgg's `block1_backward_striped`: next to the gradient at pool1
             // and the image gradient's stripes (and their stack), three of
             // a stripe's maps with its halo of 8 rows (relu1_1 and relu1_2
-            // or their gradients, and a trimmed copy), two more for a
-            // masked style's products. The pass ends there.
-            let maps = if masked { 5 } else { 3 };
+            // or their gradients, and a trimmed copy); two more on a
+            // backend that does not write in place (the unpooled gradient
+            // apart from its mask, a style gradient apart from its sum),
+            // two more for a masked style's products, one for a content
+            // gradient's stripe at relu1_1. The pass ends there.
+            let maps = 3
+                + if in_place { 0 } else { 2 }
+                + if masked { 2 } else { 0 }
+                + content.iter().filter(|&&c| c == 1).count() as u64;
             let s = stripe(rows, 8)?.checked_mul(maps)?;
             peak = peak.max(add(&[held, pending, g, 2 * image, s])?);
             break;

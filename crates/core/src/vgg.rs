@@ -291,8 +291,8 @@ impl<B: Backend> Vgg<B> {
     /// conv1_2, relu1_2 and pool1 from relu1_1 (`r1`), a stripe of `rows`
     /// rows at a time: each stripe of relu1_2 is made from relu1_1's rows
     /// and two more on each side (the convolution reaches one; two keep
-    /// every stripe starting on an even row, where a fast convolution's
-    /// 2×2 tiles start on the whole map), then pooled.
+    /// every stripe starting on an even row, where Winograd F(2×2)'s tiles
+    /// start on the whole map: fewer roundings differ), then pooled.
     fn pool1_striped(&self, r1: &B::Tensor, rows: usize) -> Result<B::Tensor> {
         let b = &self.backend;
         let h = b.dims(r1)[1];
@@ -314,8 +314,8 @@ impl<B: Backend> Vgg<B> {
     /// forward, two back) spoils one row at a cut, where the zero padding
     /// stands in for the next stripe's rows, so that the stripe's own rows
     /// come out as the whole pass makes them. Every map starts on an even
-    /// row (pooling takes rows in pairs, and a fast convolution's 2×2 tiles
-    /// then fall where they fall on the whole map).
+    /// row (pooling takes rows in pairs, and Winograd F(2×2)'s tiles then
+    /// fall where they fall on the whole map).
     fn block1_backward_striped(
         &self,
         x: &B::Tensor,

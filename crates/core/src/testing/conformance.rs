@@ -368,20 +368,27 @@ pub fn compare_with_weights<B: Backend>(
 /// a masked style: the same loss parts and gradient. Returns the relative
 /// differences of the total and the gradient.
 pub fn recompute_gap<B: Backend>(backend: B) -> crate::Result<(f64, f64)> {
-    recompute_gap_at(backend, 36, 28, None)
+    recompute_gap_at(backend, 36, 28, None, false)
 }
 
 /// [`recompute_gap`] on a `w×h` picture, the recomputing pass taking block
 /// 1 a stripe at a time once its map holds more than `stripe_floats`
-/// values (`crate::vgg::Vgg::with_stripe_floats`).
+/// values (`crate::vgg::Vgg::with_stripe_floats`), with a second content
+/// layer at relu1_1 (its gradient handed in whole, cut per stripe) when
+/// `content_at_relu1_1`.
 pub fn recompute_gap_at<B: Backend>(
     backend: B,
     w: usize,
     h: usize,
     stripe_floats: Option<usize>,
+    content_at_relu1_1: bool,
 ) -> crate::Result<(f64, f64)> {
     let weights = Vgg19Weights::synthetic(21, [32, 16, 16, 16, 16]);
-    let spec = ObjectiveSpec::default();
+    let mut spec = ObjectiveSpec::default();
+    if content_at_relu1_1 {
+        let relu1_1 = LayerId::parse("relu1_1").expect("a VGG19 layer");
+        spec.content_layers.push((relu1_1, 0.5));
+    }
     let mut net = Vgg::new(backend, &weights, spec.pooling)?;
     if let Some(floats) = stripe_floats {
         net = net.with_stripe_floats(floats);
@@ -435,7 +442,12 @@ pub fn assert_matches_reference<B: Backend + Clone>(backend: B) {
         ),
         (
             striped,
-            recompute_gap_at(backend.clone(), 36, 29, Some(32 * 36 * 4)),
+            recompute_gap_at(backend.clone(), 36, 29, Some(32 * 36 * 4), false),
+            STRIPES_TOL,
+        ),
+        (
+            "with a content layer at relu1_1 too",
+            recompute_gap_at(backend.clone(), 36, 29, Some(32 * 36 * 4), true),
             STRIPES_TOL,
         ),
     ];
