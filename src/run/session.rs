@@ -281,8 +281,9 @@ fn plan_scales(
             threads,
             // The candle backend masks and accumulates gradients in place.
             in_place: s.options.backend == "candle",
-            // candle and tch cut block 1's stripes on their device.
-            stripes: matches!(s.options.backend.as_str(), "candle" | "tch"),
+            // Every backend of this workspace cuts block 1's stripes on
+            // its device (`Backend::rows_on_device`).
+            stripes: true,
             // Measured, not assumed: the libraries this build links (libtorch
             // with the tch backend) are part of the peak whichever backend runs.
             process: memory::process_bytes(),

@@ -255,7 +255,7 @@ pub struct Job<'a> {
     /// gradient-sized buffer for the ReLU masks and the style layers.
     pub in_place: bool,
     /// Whether the backend cuts stripes on its device
-    /// (`crate::backend::Backend::rows_on_device`: candle, tch): a
+    /// (`crate::backend::Backend::rows_on_device`: candle, tch, cuda): a
     /// recomputing pass then takes block 1 a stripe at a time.
     pub stripes: bool,
     /// What the process holds besides the run's buffers ([`process_bytes`]

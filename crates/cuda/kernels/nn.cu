@@ -77,3 +77,16 @@ KERNEL ns_mul_mask(const float* __restrict__ x, const float* __restrict__ m,
                    float* __restrict__ out, long long c, long long hw) {
     GRID_STRIDE(idx, c * hw) { out[idx] = x[idx] * m[idx % hw]; }
 }
+
+// `rows` rows of every channel of a C×h_src×w map, from row `from`, to row
+// `to` of a C×h_dst×w map: a stripe cut out (Backend::rows) or put back in
+// its place (Backend::stack_rows).
+KERNEL ns_copy_rows(const float* __restrict__ src, float* __restrict__ dst, long long c,
+                    long long w, long long h_src, long long from, long long h_dst,
+                    long long to, long long rows) {
+    GRID_STRIDE(idx, c * rows * w) {
+        long long ch = idx / (rows * w);
+        long long r = idx % (rows * w);
+        dst[(ch * h_dst + to) * w + r] = src[(ch * h_src + from) * w + r];
+    }
+}

@@ -42,7 +42,8 @@ pub mod host;
 
 use exec::{Arg, DevicePtr, Executor, Sgemm};
 use neural_style_core::backend::{
-    check_mask, AdamCoeffs, Backend, DeviceCounters, Pooling, Scalar, VecOps,
+    check_mask, check_rows, check_stack, AdamCoeffs, Backend, DeviceCounters, Pooling, Scalar,
+    VecOps,
 };
 use neural_style_core::weights::ConvWeights;
 use neural_style_core::{Error, Result};
@@ -566,6 +567,7 @@ fn cost(kernel: &str) -> (f64, f64) {
         "ns_pool_backward" => (4.0, 12.0),
         "ns_add_transpose" => (1.0, 12.0),
         "ns_mul_mask" => (1.0, 12.0),
+        "ns_copy_rows" => (0.0, 8.0),
         "ns_transpose_flip" => (0.0, 8.0),
         "ns_mse_grad" => (4.0, 12.0),
         "ns_tv_grad" => (10.0, 8.0),
@@ -643,6 +645,10 @@ kernels! {
     ns_add_transpose(a: ptr, s: ptr, c: i64);
     ns_transpose_flip(w: ptr, out: ptr, o: i64, i: i64);
     ns_mul_mask(x: ptr, m: ptr, out: ptr, c: i64, hw: i64);
+    ns_copy_rows(
+        src: ptr, dst: ptr, c: i64, w: i64,
+        h_src: i64, from: i64, h_dst: i64, to: i64, rows: i64,
+    );
     ns_fill(x: ptr, v: f32, n: i64);
     ns_axpy(y: ptr, x: ptr, out: ptr, alpha: f32, n: i64);
     ns_scale(x: ptr, out: ptr, alpha: f32, n: i64);
@@ -1057,6 +1063,30 @@ impl Backend for CudaBackend {
         let [c, h, w] = x.dims;
         let out = self.tensor(x.dims)?;
         self.ns_mul_mask(x.len(), x.ptr(), mask.ptr(), out.ptr(), c, h * w)?;
+        Ok(out)
+    }
+    fn rows_on_device(&self) -> bool {
+        true
+    }
+    fn rows(&self, t: &CudaTensor, from: usize, to: usize) -> Result<CudaTensor> {
+        let [c, h, w] = t.dims;
+        check_rows(self.name(), h, from, to)?;
+        let n = to - from;
+        let out = self.tensor([c, n, w])?;
+        self.ns_copy_rows(out.len(), t.ptr(), out.ptr(), c, w, h, from, n, 0, n)?;
+        Ok(out)
+    }
+    fn stack_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor> {
+        let dims: Vec<[usize; 3]> = parts.iter().map(|p| p.dims).collect();
+        let [c, _, w] = check_stack(self.name(), &dims)?;
+        let h = dims.iter().map(|d| d[1]).sum();
+        let out = self.tensor([c, h, w])?;
+        let mut at = 0;
+        for p in parts {
+            let n = p.dims[1];
+            self.ns_copy_rows(p.len(), p.ptr(), out.ptr(), c, w, n, 0, h, at, n)?;
+            at += n;
+        }
         Ok(out)
     }
     fn synchronize(&self) -> Result<()> {
