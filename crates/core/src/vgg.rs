@@ -221,7 +221,8 @@ impl<B: Backend> Vgg<B> {
             hint: "no layers requested".into(),
         })?;
         let requested = |id: usize| layers.iter().any(|l| l.0 == id);
-        let bounds = boundaries(deepest.0, requested, self.cost(x));
+        let bounds =
+            (keep == Keep::Boundaries).then(|| boundaries(deepest.0, requested, self.cost(x)));
         let stripes = match keep {
             Keep::Boundaries => self.block1_stripes(x, layers, deepest.0),
             _ => None,
@@ -238,7 +239,7 @@ impl<B: Backend> Vgg<B> {
             let keep_here = match keep {
                 Keep::Nothing => false,
                 Keep::Everything => requested(i) || matches!(tbl[i].kind, LayerKind::Relu { .. }),
-                Keep::Boundaries => bounds[i],
+                Keep::Boundaries => bounds.as_ref().is_some_and(|k| k[i]),
             };
             if keep_here {
                 kept[i] = Some(cur.clone());
@@ -296,14 +297,12 @@ impl<B: Backend> Vgg<B> {
     fn pool1_striped(&self, r1: &B::Tensor, rows: usize) -> Result<B::Tensor> {
         let b = &self.backend;
         let h = b.dims(r1)[1];
-        let mut parts = Vec::new();
-        for (a, e) in stripes(h, rows) {
-            let (lo, hi) = (a.saturating_sub(2), (e + 2).min(h));
+        self.by_stripes(h, rows, |a, e| {
+            let (lo, hi) = around(a, e, 2, h);
             let y = b.conv3x3_relu(&b.rows(r1, lo, hi)?, &self.convs[CONV1_2])?;
             let y = self.trim(y, a - lo, e - lo)?;
-            parts.push(b.pool(&y, self.pooling)?);
-        }
-        b.stack_rows(&parts)
+            b.pool(&y, self.pooling)
+        })
     }
 
     /// Block 1's backward pass a stripe at a time, from the gradient at
@@ -325,12 +324,11 @@ impl<B: Backend> Vgg<B> {
     ) -> Result<B::Tensor> {
         let b = &self.backend;
         let h = b.dims(x)[1];
-        let mut parts = Vec::new();
-        for (a, e) in stripes(h, rows) {
-            let (x0, x1) = (a.saturating_sub(4), (e + 4).min(h));
+        self.by_stripes(h, rows, |a, e| {
+            let (x0, x1) = around(a, e, 4, h);
             let r1 = b.conv3x3_relu(&b.rows(x, x0, x1)?, &self.convs[CONV1_1])?;
             let r2 = b.conv3x3_relu(&r1, &self.convs[CONV1_2])?;
-            let (p0, p1) = (a.saturating_sub(2), (e + 2).min(h));
+            let (p0, p1) = around(a, e, 2, h);
             let r2 = self.trim(r2, p0 - x0, p1 - x0)?;
             let gps = b.rows(gp, p0 / 2, p0 / 2 + (p1 - p0) / 2)?;
             let g2 = b.pool_relu_backward(&r2, &gps, self.pooling)?;
@@ -352,9 +350,23 @@ impl<B: Backend> Vgg<B> {
             }
             let g0 = b.relu_conv3x3_backward_owned(&r1, g1, &self.convs[CONV1_1])?;
             drop(r1);
-            parts.push(self.trim(g0, a - p0, e - p0)?);
-        }
-        b.stack_rows(&parts)
+            self.trim(g0, a - p0, e - p0)
+        })
+    }
+
+    /// `stripe(from, to)` for each stripe of `h` rows, `rows` each
+    /// ([`stripes`]), the results stacked top to bottom.
+    fn by_stripes(
+        &self,
+        h: usize,
+        rows: usize,
+        mut stripe: impl FnMut(usize, usize) -> Result<B::Tensor>,
+    ) -> Result<B::Tensor> {
+        let parts = stripes(h, rows)
+            .into_iter()
+            .map(|(a, e)| stripe(a, e))
+            .collect::<Result<Vec<_>>>()?;
+        self.backend.stack_rows(&parts)
     }
 
     /// Rows `from..to` of `t`, letting `t` go (a stripe's rows that are
@@ -619,6 +631,11 @@ pub(crate) fn stripes(h: usize, rows: usize) -> Vec<(usize, usize)> {
         a = e;
     }
     out
+}
+
+/// Rows `from..to` of `h` with `halo` more on each side, within the map.
+fn around(from: usize, to: usize, halo: usize, h: usize) -> (usize, usize) {
+    (from.saturating_sub(halo), (to + halo).min(h))
 }
 
 /// The rows a [`Keep::Boundaries`] forward pass to row `deepest` keeps for
